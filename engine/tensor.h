@@ -1,0 +1,84 @@
+// Tensor: a typed, strided view of pooled device memory.
+//
+// Layout convention: 5-D activations are NCDHW with W fastest. Views may have a batch
+// stride larger than C*D*H*W (channel slices for zero-copy concat); everything inside one
+// batch element is packed. Storage comes from the device's MemoryPool and is shared by
+// views (shared_ptr), so a view keeps its parent's memory alive.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/memory.h"
+#include "kernels/common.h"
+
+namespace cuseg {
+
+enum class DType { F32, BF16, F16, U8, I32 };
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+
+struct Storage {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  Device device = Device::CPU;
+  Storage(size_t bytes, Device d);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+};
+
+using Shape = std::vector<int64_t>;
+std::string shape_str(const Shape& s);
+int64_t shape_numel(const Shape& s);
+
+class Tensor {
+ public:
+  Tensor() = default;
+  static Tensor empty(const Shape& shape, DType dt = DType::F32, Device dev = Device::CPU);
+  static Tensor zeros(const Shape& shape, DType dt = DType::F32, Device dev = Device::CPU);
+
+  bool defined() const { return storage_ != nullptr; }
+  const Shape& shape() const { return shape_; }
+  const Shape& strides() const { return strides_; }
+  int ndim() const { return int(shape_.size()); }
+  int64_t dim(int i) const { return shape_[i < 0 ? i + ndim() : i]; }
+  int64_t numel() const { return shape_numel(shape_); }
+  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype_); }
+  DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
+  bool is_contiguous() const;
+
+  void* raw() const;
+  template <class T>
+  T* data() const { return static_cast<T*>(raw()); }
+  float* f32() const;  // checks dtype == F32
+
+  // View of channels [c0, c1) of an N x C x ... tensor (shares storage).
+  Tensor channel_slice(int64_t c0, int64_t c1) const;
+  // Same storage, new shape (contiguous tensors only).
+  Tensor reshape(const Shape& shape) const;
+
+  // The Vol view used by kernels (5-D float, packed within each batch element).
+  Vol vol() const;
+
+  // Copies (contiguous or batch-strided) between any devices; shapes must match.
+  void copy_from(const Tensor& src);
+  Tensor to(Device dev) const;
+  Tensor clone() const { return to(device_); }
+  void zero();
+  void fill(float v);  // F32 only
+
+ private:
+  std::shared_ptr<Storage> storage_;
+  int64_t offset_ = 0;  // elements
+  Shape shape_, strides_;
+  DType dtype_ = DType::F32;
+  Device device_ = Device::CPU;
+};
+
+// Whether a CUDA device answers (false in CPU-only builds or without a driver/GPU).
+bool cuda_available();
+
+}  // namespace cuseg
