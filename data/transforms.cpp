@@ -1,0 +1,279 @@
+// CPU transforms (see data/transforms.h for the semantics).
+#include "data/transforms.h"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+
+#include "engine/check.h"
+#include "kernels/crop_or_pad.h"
+#include "kernels/rescale_intensity.h"
+
+namespace cuseg {
+namespace data {
+namespace {
+
+// Portable uniform double in [0, 1): 53 random bits (std distributions differ by library).
+double uniform01(std::mt19937_64& rng) { return double(rng() >> 11) * (1.0 / 9007199254740992.0); }
+
+// 3x3 helpers (row-major).
+using M3 = std::array<double, 9>;
+M3 mul(const M3& a, const M3& b) {
+  M3 r{};
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 3; ++k) r[3 * i + j] += a[3 * i + k] * b[3 * k + j];
+  return r;
+}
+M3 inverse(const M3& m) {
+  const double det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) +
+                     m[2] * (m[3] * m[7] - m[4] * m[6]);
+  CUSEG_CHECK(std::abs(det) > 1e-12, "singular geometry matrix (determinant " << det << ")");
+  M3 r;
+  r[0] = (m[4] * m[8] - m[5] * m[7]) / det;
+  r[1] = (m[2] * m[7] - m[1] * m[8]) / det;
+  r[2] = (m[1] * m[5] - m[2] * m[4]) / det;
+  r[3] = (m[5] * m[6] - m[3] * m[8]) / det;
+  r[4] = (m[0] * m[8] - m[2] * m[6]) / det;
+  r[5] = (m[2] * m[3] - m[0] * m[5]) / det;
+  r[6] = (m[3] * m[7] - m[4] * m[6]) / det;
+  r[7] = (m[1] * m[6] - m[0] * m[7]) / det;
+  r[8] = (m[0] * m[4] - m[1] * m[3]) / det;
+  return r;
+}
+// Index -> world linear part: direction * diag(spacing).
+M3 index_to_world(const Geometry& g) {
+  M3 r;
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) r[3 * i + j] = g.direction[3 * i + j] * g.spacing[j];
+  return r;
+}
+
+// out(idx) = in(B * idx + t), with B, t mapping output indices to input continuous indices.
+template <class T>
+Volume<T> resample_affine(const Volume<T>& in, const Geometry& out_geo, const M3& B,
+                          const std::array<double, 3>& t, Interp interp, T pad_value) {
+  Volume<T> out = Volume<T>::make(out_geo, pad_value);
+  const auto& s = in.geo.size;
+  const int W = s[0], H = s[1], D = s[2];
+  const auto& os = out_geo.size;
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < os[2]; ++k)
+    for (int j = 0; j < os[1]; ++j)
+      for (int i = 0; i < os[0]; ++i) {
+        const double x = B[0] * i + B[1] * j + B[2] * k + t[0];
+        const double y = B[3] * i + B[4] * j + B[5] * k + t[1];
+        const double z = B[6] * i + B[7] * j + B[8] * k + t[2];
+        // ITK IsInsideBuffer: continuous index within [-0.5, size - 0.5].
+        if (x < -0.5 || y < -0.5 || z < -0.5 || x > W - 0.5 || y > H - 0.5 || z > D - 0.5)
+          continue;
+        T& dst = out.at(i, j, k);
+        if (interp == Interp::Nearest) {
+          // Round half up like ITK's NearestNeighborInterpolateImageFunction (RoundHalfIntegerUp).
+          const int xi = std::min(W - 1, int(std::floor(x + 0.5)));
+          const int yi = std::min(H - 1, int(std::floor(y + 0.5)));
+          const int zi = std::min(D - 1, int(std::floor(z + 0.5)));
+          dst = in.at(std::max(xi, 0), std::max(yi, 0), std::max(zi, 0));
+          continue;
+        }
+        const int x0 = int(std::floor(x)), y0 = int(std::floor(y)), z0 = int(std::floor(z));
+        const double fx = x - x0, fy = y - y0, fz = z - z0;
+        auto cl = [](int v, int n) { return v < 0 ? 0 : (v >= n ? n - 1 : v); };
+        const int xa = cl(x0, W), xb = cl(x0 + 1, W), ya = cl(y0, H), yb = cl(y0 + 1, H);
+        const int za = cl(z0, D), zb = cl(z0 + 1, D);
+        auto v = [&](int a, int b, int c) { return double(in.at(a, b, c)); };
+        const double c00 = v(xa, ya, za) * (1 - fx) + v(xb, ya, za) * fx;
+        const double c10 = v(xa, yb, za) * (1 - fx) + v(xb, yb, za) * fx;
+        const double c01 = v(xa, ya, zb) * (1 - fx) + v(xb, ya, zb) * fx;
+        const double c11 = v(xa, yb, zb) * (1 - fx) + v(xb, yb, zb) * fx;
+        const double c0 = c00 * (1 - fy) + c10 * fy, c1 = c01 * (1 - fy) + c11 * fy;
+        dst = T(c0 * (1 - fz) + c1 * fz);
+      }
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- CropOrPad
+template <class T>
+Volume<T> crop_or_pad(const Volume<T>& in, const std::array<int, 3>& target, T pad_value) {
+  for (int a = 0; a < 3; ++a)
+    CUSEG_CHECK(target[size_t(a)] > 0, "crop_or_pad: target size must be positive, got "
+                                           << target[0] << "x" << target[1] << "x" << target[2]);
+  const auto& s = in.geo.size;
+  const int off[3] = {crop_or_pad_offset(s[0], target[0]), crop_or_pad_offset(s[1], target[1]),
+                      crop_or_pad_offset(s[2], target[2])};
+  Geometry g = in.geo;
+  g.size = target;
+  g.origin = in.geo.world(off[0], off[1], off[2]);
+  Volume<T> out;
+  out.geo = g;
+  out.v.resize(size_t(g.numel()));
+  if constexpr (std::is_same_v<T, float>) {
+    // Float images go through the kernel's CPU twin (the op the CUDA path mirrors).
+    Vol vin{const_cast<float*>(in.v.data()), 1, 1, s[2], s[1], s[0], int64_t(in.v.size())};
+    Vol vout{out.v.data(), 1, 1, target[2], target[1], target[0], int64_t(out.v.size())};
+    crop_or_pad_cpu(vin, vout, crop_or_pad_params(vin, vout, pad_value));
+    return out;
+  }
+  for (int k = 0; k < target[2]; ++k) {
+    const int sk = crop_or_pad_src(k, off[2], s[2]);
+    for (int j = 0; j < target[1]; ++j) {
+      const int sj = crop_or_pad_src(j, off[1], s[1]);
+      T* dst = &out.v[size_t(g.index(0, j, k))];
+      for (int i = 0; i < target[0]; ++i) {
+        const int si = crop_or_pad_src(i, off[0], s[0]);
+        dst[i] = (sk < 0 || sj < 0 || si < 0) ? pad_value : in.at(si, sj, sk);
+      }
+    }
+  }
+  return out;
+}
+
+template <class T>
+Volume<T> crop_or_pad_inverse(const Volume<T>& in, const Geometry& original, T pad_value) {
+  Volume<T> out = crop_or_pad(in, original.size, pad_value);
+  out.geo = original;
+  return out;
+}
+
+template Volume<float> crop_or_pad(const Volume<float>&, const std::array<int, 3>&, float);
+template Volume<uint8_t> crop_or_pad(const Volume<uint8_t>&, const std::array<int, 3>&, uint8_t);
+template Volume<float> crop_or_pad_inverse(const Volume<float>&, const Geometry&, float);
+template Volume<uint8_t> crop_or_pad_inverse(const Volume<uint8_t>&, const Geometry&, uint8_t);
+
+// ---------------------------------------------------------------- intensity
+double percentile(const std::vector<float>& values, double p) {
+  CUSEG_CHECK(!values.empty(), "percentile of an empty image");
+  CUSEG_CHECK(p >= 0 && p <= 100, "percentile must be in [0, 100], got " << p);
+  std::vector<float> a(values);
+  const double rank = p / 100.0 * double(a.size() - 1);
+  const size_t lo = size_t(std::floor(rank));
+  const size_t hi = std::min(lo + 1, a.size() - 1);
+  std::nth_element(a.begin(), a.begin() + long(lo), a.end());
+  const double vlo = a[lo];
+  if (hi == lo) return vlo;
+  const double vhi = *std::min_element(a.begin() + long(lo) + 1, a.end());
+  return vlo + (vhi - vlo) * (rank - double(lo));
+}
+
+void rescale_intensity(Image& img, float out_min, float out_max, double pct_lo, double pct_hi) {
+  CUSEG_CHECK(pct_lo < pct_hi, "rescale_intensity: percentiles must be increasing, got ("
+                                   << pct_lo << ", " << pct_hi << ")");
+  RescaleParams p;
+  if (pct_lo == 0.0 && pct_hi == 100.0) {
+    const auto mm = std::minmax_element(img.v.begin(), img.v.end());
+    p.in_min = *mm.first;
+    p.in_max = *mm.second;
+  } else {
+    // torchio clips a float32 array to float64 cut-offs: the stored cut-offs are float32.
+    p.in_min = float(percentile(img.v, pct_lo));
+    p.in_max = float(percentile(img.v, pct_hi));
+  }
+  if (!(p.in_max > p.in_min)) return;  // constant image: unchanged (torchio warns)
+  p.out_min = out_min;
+  p.out_max = out_max;
+  rescale_intensity_cpu(img.v.data(), img.v.data(), int64_t(img.v.size()), p);
+}
+
+void clamp(Image& img, float lo, float hi) {
+  CUSEG_CHECK(lo <= hi, "clamp: lo " << lo << " > hi " << hi);
+  for (auto& x : img.v) x = std::min(hi, std::max(lo, x));
+}
+
+void ct_window(Image& img, float level, float width, float out_min, float out_max) {
+  CUSEG_CHECK(width > 0, "ct_window: width must be positive, got " << width);
+  RescaleParams p{level - width / 2, level + width / 2, out_min, out_max};
+  rescale_intensity_cpu(img.v.data(), img.v.data(), int64_t(img.v.size()), p);
+}
+
+// ---------------------------------------------------------------- resampling
+template <class T>
+Volume<T> resample_to(const Volume<T>& in, const Geometry& target, Interp interp, T pad_value) {
+  // in_idx = A_in^-1 (A_out idx + o_out - o_in)
+  const M3 ain_inv = inverse(index_to_world(in.geo));
+  const M3 B = mul(ain_inv, index_to_world(target));
+  std::array<double, 3> d, t{0, 0, 0};
+  for (int r = 0; r < 3; ++r) d[size_t(r)] = target.origin[size_t(r)] - in.geo.origin[size_t(r)];
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 3; ++c) t[size_t(r)] += ain_inv[size_t(3 * r + c)] * d[size_t(c)];
+  return resample_affine(in, target, B, t, interp, pad_value);
+}
+
+template Volume<float> resample_to(const Volume<float>&, const Geometry&, Interp, float);
+template Volume<uint8_t> resample_to(const Volume<uint8_t>&, const Geometry&, Interp, uint8_t);
+
+Geometry resampled_geometry(const Geometry& g, const std::array<double, 3>& new_spacing) {
+  Geometry r = g;
+  double idx0[3];
+  for (int a = 0; a < 3; ++a) {
+    CUSEG_CHECK(new_spacing[size_t(a)] > 0, "resample: spacing must be positive");
+    const double ratio = g.spacing[size_t(a)] / new_spacing[size_t(a)];
+    r.size[size_t(a)] =
+        g.size[size_t(a)] == 1 ? 1 : int(std::ceil(g.size[size_t(a)] * ratio - 1e-9));
+    r.spacing[size_t(a)] = new_spacing[size_t(a)];
+    idx0[a] = 0.5 * (new_spacing[size_t(a)] / g.spacing[size_t(a)] - 1.0);
+  }
+  r.origin = g.world(idx0[0], idx0[1], idx0[2]);
+  return r;
+}
+
+Geometry resized_geometry(const Geometry& g, const std::array<int, 3>& new_size) {
+  std::array<double, 3> sp;
+  for (int a = 0; a < 3; ++a) {
+    CUSEG_CHECK(new_size[size_t(a)] > 0, "resize: size must be positive");
+    sp[size_t(a)] = g.spacing[size_t(a)] * g.size[size_t(a)] / new_size[size_t(a)];
+  }
+  Geometry r = resampled_geometry(g, sp);
+  r.size = new_size;  // guard against ceil() rounding up by one on inexact ratios
+  return r;
+}
+
+// ---------------------------------------------------------------- RandomAffine
+AffineParams sample_affine(const RandomAffineConfig& cfg, std::mt19937_64& rng) {
+  AffineParams p;
+  for (int a = 0; a < 3; ++a)
+    p.scales[size_t(a)] = cfg.scale_lo + (cfg.scale_hi - cfg.scale_lo) * uniform01(rng);
+  for (int a = 0; a < 3; ++a)
+    p.degrees[size_t(a)] = -cfg.max_degrees + 2 * cfg.max_degrees * uniform01(rng);
+  return p;
+}
+
+template <class T>
+Volume<T> apply_affine(const Volume<T>& in, const AffineParams& p, Interp interp, T pad_value) {
+  const double k = 3.14159265358979323846 / 180.0;
+  const double ax = p.degrees[0] * k, ay = p.degrees[1] * k, az = p.degrees[2] * k;
+  const M3 rx{1, 0, 0, 0, std::cos(ax), -std::sin(ax), 0, std::sin(ax), std::cos(ax)};
+  const M3 ry{std::cos(ay), 0, std::sin(ay), 0, 1, 0, -std::sin(ay), 0, std::cos(ay)};
+  const M3 rz{std::cos(az), -std::sin(az), 0, std::sin(az), std::cos(az), 0, 0, 0, 1};
+  const M3 s{p.scales[0], 0, 0, 0, p.scales[1], 0, 0, 0, p.scales[2]};
+  const M3 rs = mul(mul(mul(rz, ry), rx), s);  // world -> world about the centre
+  // In index space: in_idx = A^-1 (c + RS (A idx + o - c) - o) = (A^-1 RS A) idx + t,
+  // with the centre c at continuous index (size - 1) / 2, i.e. t = ci - B ci.
+  const M3 A = index_to_world(in.geo);
+  const M3 B = mul(mul(inverse(A), rs), A);
+  const std::array<double, 3> ci{(in.geo.size[0] - 1) / 2.0, (in.geo.size[1] - 1) / 2.0,
+                                 (in.geo.size[2] - 1) / 2.0};
+  std::array<double, 3> t;
+  for (int r = 0; r < 3; ++r)
+    t[size_t(r)] = ci[size_t(r)] - (B[size_t(3 * r)] * ci[0] + B[size_t(3 * r + 1)] * ci[1] +
+                                    B[size_t(3 * r + 2)] * ci[2]);
+  return resample_affine(in, in.geo, B, t, interp, pad_value);
+}
+
+template Volume<float> apply_affine(const Volume<float>&, const AffineParams&, Interp, float);
+template Volume<uint8_t> apply_affine(const Volume<uint8_t>&, const AffineParams&, Interp,
+                                      uint8_t);
+
+void random_affine(Image& img, LabelMap& lab, const RandomAffineConfig& cfg,
+                   std::mt19937_64& rng, AffineParams* used) {
+  CUSEG_CHECK(img.geo.size == lab.geo.size, "random_affine: image and label sizes differ");
+  const AffineParams p = sample_affine(cfg, rng);
+  const float mn = img.v.empty() ? 0.f : *std::min_element(img.v.begin(), img.v.end());
+  img = apply_affine(img, p, Interp::Linear, mn);
+  lab = apply_affine(lab, p, Interp::Nearest, uint8_t(0));
+  if (used) *used = p;
+}
+
+}  // namespace data
+}  // namespace cuseg
