@@ -355,6 +355,7 @@ void write_dicom_series(const Image& img, const std::string& dir) {
     };
     const auto pos = g.world(0, 0, k);
     put("0008|0060", "CT");
+    put("0028|0004", "MONOCHROME2");
     put("0008|0016", "1.2.840.10008.5.1.4.1.1.2");  // CT Image Storage
     put("0020|000d", study);
     put("0020|000e", series);
