@@ -5,6 +5,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
   libinsighttoolkit5-dev   # image I/O: NIfTI, NRRD, MHA, DICOM (GDCM)
+  libgdcm-tools            # GDCM's CMake targets reference its tools
   libyaml-cpp-dev          # configs
   nlohmann-json3-dev       # safetensors headers, JSON outputs
   libcli11-dev             # command-line parsing

@@ -1,0 +1,53 @@
+#include "engine/context.h"
+
+#include "engine/check.h"
+#include "engine/tensor.h"
+#if CUSEG_HAVE_CUDA
+#include "engine/cuda/cuda_context.h"
+#endif
+
+namespace cuseg {
+
+#if !CUSEG_HAVE_CUDA
+class CudaContext {};  // never constructed in a CPU-only build
+#endif
+
+Context::Context(Device d, ContextOptions opt) : device_(d), opt_(opt) {
+  if (d == Device::CUDA) {
+#if CUSEG_HAVE_CUDA
+    CUSEG_CHECK(cuda_available(), "CUDA device requested but none answers");
+    cuda_ = std::make_unique<CudaContext>(opt_);
+#else
+    CUSEG_THROW("CUDA device requested but this build has no CUDA backend");
+#endif
+  }
+}
+
+Context::~Context() = default;
+
+CudaContext& Context::cuda() {
+  CUSEG_CHECK(cuda_ != nullptr, "not a CUDA context");
+  return *cuda_;
+}
+
+void Context::synchronize() {
+#if CUSEG_HAVE_CUDA
+  if (cuda_) cuda_->synchronize();
+#endif
+}
+
+Device resolve_device(const std::string& name) {
+  if (name == "cpu") return Device::CPU;
+  if (name == "cuda") {
+    CUSEG_CHECK(cuda_available(), "--device cuda: no CUDA device answers"
+#if !CUSEG_HAVE_CUDA
+                                      " (this build has no CUDA backend)"
+#endif
+    );
+    return Device::CUDA;
+  }
+  if (name == "auto") return cuda_available() ? Device::CUDA : Device::CPU;
+  CUSEG_THROW("unknown device '" << name << "' (expected auto, cuda or cpu)");
+}
+
+}  // namespace cuseg

@@ -1,0 +1,44 @@
+// Execution context: which device runs the ops, and (on CUDA) the stream, library handles,
+// plan caches and workspace owned by this context. Layers take a Context& in forward and
+// backward. Contexts are not shared across threads.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "engine/memory.h"
+
+namespace cuseg {
+
+class CudaContext;  // engine/cuda/cuda_context.h (CUDA builds only)
+
+struct ContextOptions {
+  size_t workspace_budget_bytes = size_t(512) << 20;  // cuDNN workspace cap
+};
+
+class Context {
+ public:
+  explicit Context(Device d, ContextOptions opt = {});
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  Device device() const { return device_; }
+  const ContextOptions& options() const { return opt_; }
+  // The CUDA state; throws on a CPU context or in a CPU-only build.
+  CudaContext& cuda();
+  // Waits for all queued work (no-op on CPU).
+  void synchronize();
+  // Peak / live bytes of this context's device pool.
+  MemoryStats memory() const { return memory_pool(device_).stats(); }
+
+ private:
+  Device device_;
+  ContextOptions opt_;
+  std::unique_ptr<CudaContext> cuda_;
+};
+
+// "auto" -> CUDA when a device answers, else CPU; "cuda" throws when none answers.
+Device resolve_device(const std::string& name);
+
+}  // namespace cuseg

@@ -1,0 +1,38 @@
+// CUDA state owned by one Context: stream, cuDNN and cuBLAS handles, and the cuDNN plan /
+// algorithm caches with their workspace. Only included by code built with CUSEG_HAVE_CUDA.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <memory>
+
+#include "engine/context.h"
+
+namespace cuseg {
+
+class CudnnCache;  // engine/cuda/cudnn_ops.cpp
+
+class CudaContext {
+ public:
+  explicit CudaContext(const ContextOptions& opt);
+  ~CudaContext();
+  CudaContext(const CudaContext&) = delete;
+  CudaContext& operator=(const CudaContext&) = delete;
+
+  cudaStream_t stream() const { return stream_; }
+  cudnnHandle_t cudnn() const { return cudnn_; }
+  cublasHandle_t cublas() const { return cublas_; }
+  CudnnCache& cudnn_cache() { return *cache_; }
+  size_t workspace_budget() const { return budget_; }
+  void synchronize();
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  cudnnHandle_t cudnn_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  size_t budget_;
+  std::unique_ptr<CudnnCache> cache_;
+};
+
+}  // namespace cuseg

@@ -1,0 +1,19 @@
+// cuDNN-backed layers (conv3d forward / backward-data / backward-filter, fused bias + ReLU
+// where supported; max pooling). Tensors are 5-D NCDHW float32; batch-strided views are
+// described to cuDNN through strides. Algorithms/plans are chosen once per shape and
+// cached in the context's CudnnCache; workspace is bounded by the context's budget.
+#pragma once
+#include "engine/cuda/cuda_context.h"
+#include "engine/tensor.h"
+
+namespace cuseg {
+
+void cudnn_conv3d_forward(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor& b,
+                          const Tensor& y, bool relu);
+void cudnn_conv3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor& gy,
+                           const Tensor& gx, const Tensor& gw, const Tensor& gb);
+void cudnn_maxpool3d_forward(CudaContext& ctx, const Tensor& x, const Tensor& y);
+void cudnn_maxpool3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& y,
+                              const Tensor& gy, const Tensor& gx);
+
+}  // namespace cuseg

@@ -1,0 +1,13 @@
+#include "kernels/adam.h"
+
+namespace cuseg {
+
+void adam_step_cpu(const AdamTensor* tensors, int count, const AdamCoeffs& c) {
+  for (int t = 0; t < count; ++t) {
+    const AdamTensor& a = tensors[t];
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < a.n; ++i) adam_update(a.p[i], a.g[i], a.m[i], a.v[i], c);
+  }
+}
+
+}  // namespace cuseg

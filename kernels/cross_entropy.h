@@ -1,0 +1,61 @@
+// Fused weighted softmax cross-entropy (PyTorch CrossEntropyLoss(weight=w), reduction mean):
+//   loss = sum_v w[y_v] * (logsumexp(x_v) - x_v[y_v]) / sum_v w[y_v]
+//   dloss/dx_v[k] = w[y_v] / sum_v w[y_v] * (softmax(x_v)[k] - [k == y_v])
+// over every voxel v of the batch. The normaliser sum_v w[y_v] comes from a class histogram
+// of the labels (1 byte per voxel, cheap), so one pass over the logits yields both the loss
+// terms and the gradient. The loss sum is reduced deterministically: fixed-size chunks of
+// kCeChunk voxels, a double partial per chunk, partials summed in chunk order (CPU and CUDA
+// use the same chunking, so the result does not depend on thread count).
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/common.h"
+
+namespace cuseg {
+
+constexpr int kCeMaxClasses = 16;
+constexpr int64_t kCeChunk = 4096;
+
+// One voxel: logits x[k * cs] for k < K, label y. Returns w_y * (lse - x_y); when g is not
+// null writes g[k * cs] = gscale * w_y * (p_k - [k == y]).
+CUSEG_HD float ce_voxel(const float* x, int64_t cs, int K, int y, float wy, float gscale, float* g) {
+  float mx = x[0];
+  for (int k = 1; k < K; ++k) mx = fmaxf(mx, x[k * cs]);
+  float se = 0.f;
+  for (int k = 0; k < K; ++k) se += expf(x[k * cs] - mx);
+  const float lse = mx + logf(se);
+  if (g) {
+    const float a = gscale * wy;
+    for (int k = 0; k < K; ++k) g[k * cs] = a * (expf(x[k * cs] - lse) - (k == y ? 1.f : 0.f));
+  }
+  return wy * (lse - x[y * cs]);
+}
+
+struct CeArgs {
+  Vol logits;             // N x K x D x H x W
+  const uint8_t* labels;  // N x D x H x W packed
+  const float* weights;   // K
+  float gscale;           // 1 / sum_v w[y_v]
+  Vol grad;               // like logits; grad.p == nullptr: loss only
+};
+
+// Class histogram of labels (n voxels); returns false if a label is >= K (first bad value
+// in *bad).
+bool label_histogram_cpu(const uint8_t* labels, int64_t n, int K, int64_t* counts, int* bad);
+// Returns the un-normalised sum of w_y * (lse - x_y) (divide by sum w for the mean).
+double cross_entropy_cpu(const CeArgs& a);
+
+// Per-voxel argmax over channels (first maximum wins, as torch.argmax).
+void argmax_channels_cpu(const Vol& logits, uint8_t* labels);
+
+#if CUSEG_HAVE_CUDA
+// Histogram on the device; counts is a host array of K entries. Synchronises the stream.
+bool label_histogram_cuda(const uint8_t* labels, int64_t n, int K, int64_t* counts, int* bad,
+                          Stream s);
+// Loss sum (synchronises to read the scalar back; the gradient stays on the device).
+double cross_entropy_cuda(const CeArgs& a, Stream s);
+void argmax_channels_cuda(const Vol& logits, uint8_t* labels, Stream s);
+#endif
+
+}  // namespace cuseg
