@@ -90,7 +90,9 @@ GoldenTensor mapped(const GoldenTensor& r, const std::string& name, float (*fn)(
   return t;
 }
 
-double scale(const GoldenTensor& r) { return golden::max_abs(r); }
+double scale(const GoldenTensor& r) {
+  return golden::max_abs(r);
+}
 
 // ------------------------------------------------------------------------------ tolerances
 // Conv3d: each output sums Cin*k^3 = 81 (k3) products, gw sums N*D*H*W = 420, gx sums
@@ -129,23 +131,26 @@ constexpr double kNetLossRel = 1e-5;
 // those parameters: relative 1e-5 like the first.
 constexpr double kNetAdamTol = 1e-6, kNetAdamRel = 1e-5;
 
-float relu_f(float v) { return v > 0.f ? v : 0.f; }
+float relu_f(float v) {
+  return v > 0.f ? v : 0.f;
+}
 
 }  // namespace
 
 // ------------------------------------------------------------------------------ the files
 TEST(golden_file, AllFilesLoadWithExpectedTensors) {
   const std::vector<std::pair<std::string, std::vector<std::string>>> expect = {
-      {"conv3d.bin", {"k3.x", "k3.weight", "k3.bias", "k3.y", "k3.gy", "k3.gx", "k3.gw", "k3.gb",
-                      "k1.x", "k1.weight", "k1.bias", "k1.y", "k1.gy", "k1.gx", "k1.gw", "k1.gb"}},
+      {"conv3d.bin",
+       {"k3.x", "k3.weight", "k3.bias", "k3.y", "k3.gy", "k3.gx", "k3.gw", "k3.gb", "k1.x",
+        "k1.weight", "k1.bias", "k1.y", "k1.gy", "k1.gx", "k1.gw", "k1.gb"}},
       {"relu.bin", {"x", "y", "gy", "gx"}},
       {"maxpool3d.bin", {"rand.x", "rand.gx", "ties.x", "ties.gx", "const.x", "const.gx"}},
       {"upsample.bin", {"x", "y", "gy", "gx"}},
       {"cross_entropy.bin", {"weight", "logits", "labels", "loss", "grad", "big.loss"}},
       {"adam.bin", {"lr", "param0", "grad1", "param1", "grad5", "param5"}},
-      {"unet_tiny.bin", {"config.filters", "x", "labels", "logits", "loss", "adam_losses",
-                         "layer1.step.0.weight", "grad.layer8.bias", "b2.logits",
-                         "after5.layer8.weight"}},
+      {"unet_tiny.bin",
+       {"config.filters", "x", "labels", "logits", "loss", "adam_losses", "layer1.step.0.weight",
+        "grad.layer8.bias", "b2.logits", "after5.layer8.weight"}},
   };
   for (const auto& [file, names] : expect) {
     const GoldenFile& g = load(file);
@@ -213,8 +218,8 @@ TEST_F(golden_ops, Conv3d) {
     // Fused ReLU: relu(y) (relu(a) - relu(b) <= |a - b|, so the same budget holds).
     Tensor yr = garbage(ry.shape);
     conv3d_forward(ctx, x, w, b, yr, /*relu=*/true);
-    EXPECT_TRUE(compare("conv3d " + k + "relu(y)", values(yr),
-                        mapped(ry, k + "relu_y", relu_f), kConvTol * scale(ry), kConvRel));
+    EXPECT_TRUE(compare("conv3d " + k + "relu(y)", values(yr), mapped(ry, k + "relu_y", relu_f),
+                        kConvTol * scale(ry), kConvRel));
 
     Tensor gx = garbage(rgx.shape), gw = Tensor::zeros(rgw.shape), gb = Tensor::zeros(rgb.shape);
     conv3d_backward(ctx, x, w, gy, gx, gw, gb);
@@ -355,8 +360,7 @@ TEST_F(golden_ops, WeightedCrossEntropy) {
     Tensor logits = tensor_of(rlogits), labels = labels_of(golden::get(g, c + "labels"));
     Tensor grad = garbage(rgrad.shape);
     const float loss = float(weighted_cross_entropy(ctx, logits, labels, weights, grad));
-    EXPECT_TRUE(compare("cross_entropy " + c + "loss", &loss, 1, rloss, 0,
-                        kLossRel));
+    EXPECT_TRUE(compare("cross_entropy " + c + "loss", &loss, 1, rloss, 0, kLossRel));
     EXPECT_TRUE(compare("cross_entropy " + c + "grad", values(grad), rgrad,
                         kCeGradTol * scale(rgrad), kCeGradRel));
     // Loss only (undefined grad) gives the same loss.
@@ -427,14 +431,14 @@ struct TinyNet {
     Tensor logits = Tensor::empty(rlogits.shape);
     const float loss = float(step(ctx, tensor_of(golden::get(g, pre + "x")),
                                   labels_of(golden::get(g, pre + "labels")), logits));
-    EXPECT_TRUE(compare("unet " + pre + "logits", values(logits), rlogits,
-                        kNetTol * scale(rlogits), kNetRel));
-    EXPECT_TRUE(compare("unet " + pre + "loss", &loss, 1, golden::get(g, pre + "loss"), 0,
-                        kNetLossRel));
+    EXPECT_TRUE(compare("unet " + pre + "logits", values(logits), rlogits, kNetTol * scale(rlogits),
+                        kNetRel));
+    EXPECT_TRUE(
+        compare("unet " + pre + "loss", &loss, 1, golden::get(g, pre + "loss"), 0, kNetLossRel));
     for (Param* p : net->parameters()) {
       const GoldenTensor& r = golden::get(g, pre + "grad." + p->name);
-      EXPECT_TRUE(compare("unet " + pre + "grad." + p->name, values(p->grad), r,
-                          kNetTol * scale(r), kNetRel));
+      EXPECT_TRUE(compare("unet " + pre + "grad." + p->name, values(p->grad), r, kNetTol * scale(r),
+                          kNetRel));
     }
   }
 };
@@ -494,8 +498,8 @@ TEST(golden_unet, FiveAdamSteps) {
     auto it = t.g.find("after5." + p->name);
     if (it == t.g.end()) continue;
     ++checked;
-    EXPECT_TRUE(compare("unet after5." + p->name, values(p->value), it->second, kNetAdamTol,
-                        kNetAdamRel));
+    EXPECT_TRUE(
+        compare("unet after5." + p->name, values(p->value), it->second, kNetAdamTol, kNetAdamRel));
   }
   EXPECT_GE(checked, 4);
 }

@@ -166,9 +166,9 @@ inline double max_abs(const GoldenTensor& ref) {
 inline ::testing::AssertionResult compare(const std::string& name, const float* got, int64_t n,
                                           const GoldenTensor& ref, double tol, double rel) {
   if (n != ref.numel())
-    return ::testing::AssertionFailure() << name << ": got " << n << " elements, reference "
-                                         << ref.name << " " << detail::shape_str(ref.shape)
-                                         << " has " << ref.numel();
+    return ::testing::AssertionFailure()
+           << name << ": got " << n << " elements, reference " << ref.name << " "
+           << detail::shape_str(ref.shape) << " has " << ref.numel();
   if (n == 0) return ::testing::AssertionSuccess();
   auto index_str = [&](int64_t k) {
     std::vector<int64_t> idx(ref.shape.size());
@@ -211,15 +211,15 @@ inline ::testing::AssertionResult compare(const std::string& name, const float* 
   std::snprintf(line, sizeof line,
                 "  %-34s n=%-7lld max|diff| %.3e at %s (got %.7g, ref %.7g)  budget used %s  "
                 "[tol %.2e + %.0e*|ref|]  %s\n",
-                name.c_str(), (long long)n, max_diff, index_str(worst).c_str(),
-                double(got[worst]), ref.at(worst), used, tol, rel, bad ? "FAIL" : "OK");
+                name.c_str(), (long long)n, max_diff, index_str(worst).c_str(), double(got[worst]),
+                ref.at(worst), used, tol, rel, bad ? "FAIL" : "OK");
   const std::string s = line;
   std::fputs(s.c_str(), stdout);
   std::fflush(stdout);
   if (!bad) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << name << ": " << bad << " of " << n
-                                       << " elements outside tol " << tol << " + |ref|*" << rel
-                                       << fails.str();
+  return ::testing::AssertionFailure()
+         << name << ": " << bad << " of " << n << " elements outside tol " << tol << " + |ref|*"
+         << rel << fails.str();
 }
 
 inline ::testing::AssertionResult compare(const std::string& name, const std::vector<float>& got,
