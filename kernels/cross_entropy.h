@@ -20,16 +20,18 @@ constexpr int64_t kCeChunk = 4096;
 // One voxel: logits x[k * cs] for k < K, label y. Returns w_y * (lse - x_y); when g is not
 // null writes g[k * cs] = gscale * w_y * (p_k - [k == y]).
 CUSEG_HD float ce_voxel(const float* x, int64_t cs, int K, int y, float wy, float gscale, float* g) {
+  // log-softmax as (x - max) - log(sum exp(x - max)), as PyTorch: forming lse = max + log(sum)
+  // first would round it to float32 spacing at |max| and lose p - 1 for confident voxels.
   float mx = x[0];
   for (int k = 1; k < K; ++k) mx = fmaxf(mx, x[k * cs]);
   float se = 0.f;
   for (int k = 0; k < K; ++k) se += expf(x[k * cs] - mx);
-  const float lse = mx + logf(se);
+  const float ls = logf(se);
   if (g) {
     const float a = gscale * wy;
-    for (int k = 0; k < K; ++k) g[k * cs] = a * (expf(x[k * cs] - lse) - (k == y ? 1.f : 0.f));
+    for (int k = 0; k < K; ++k) g[k * cs] = a * (expf((x[k * cs] - mx) - ls) - (k == y ? 1.f : 0.f));
   }
-  return wy * (lse - x[y * cs]);
+  return wy * (ls - (x[y * cs] - mx));
 }
 
 struct CeArgs {
