@@ -1,0 +1,91 @@
+// CUDA twin of kernels/rescale_intensity_cpu.cpp, plus the min / max reduction that gives
+// percentiles (0, 100) on the device. Min and max are order-independent, so the two-pass
+// reduction (block partials, then one block) is exact and deterministic.
+#include <cfloat>
+
+#include "engine/check.h"
+#include "engine/tensor.h"
+#include "kernels/cuda_launch.cuh"
+#include "kernels/rescale_intensity.h"
+
+namespace cuseg {
+
+namespace {
+
+__global__ void rescale_kernel(const float* __restrict__ in, float* out, int64_t n, RescaleParams p) {
+  CUSEG_GRID_STRIDE(i, n) { out[i] = rescale_value(in[i], p); }
+}
+
+// in: n values; out: 2 * gridDim.x partials (min, max). NaN is ignored (fminf/fmaxf).
+__global__ void minmax_kernel(const float* __restrict__ in, int64_t n, float* __restrict__ out) {
+  float mn = FLT_MAX, mx = -FLT_MAX;
+  CUSEG_GRID_STRIDE(i, n) {
+    mn = fminf(mn, in[i]);
+    mx = fmaxf(mx, in[i]);
+  }
+  __shared__ float smn[kThreads], smx[kThreads];
+  smn[threadIdx.x] = mn;
+  smx[threadIdx.x] = mx;
+  __syncthreads();
+  for (int off = kThreads / 2; off > 0; off >>= 1) {
+    if (int(threadIdx.x) < off) {
+      smn[threadIdx.x] = fminf(smn[threadIdx.x], smn[threadIdx.x + off]);
+      smx[threadIdx.x] = fmaxf(smx[threadIdx.x], smx[threadIdx.x + off]);
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    out[2 * blockIdx.x] = smn[0];
+    out[2 * blockIdx.x + 1] = smx[0];
+  }
+}
+
+__global__ void minmax_final_kernel(const float* __restrict__ part, int blocks, float* __restrict__ out) {
+  float mn = FLT_MAX, mx = -FLT_MAX;
+  for (int i = threadIdx.x; i < blocks; i += blockDim.x) {
+    mn = fminf(mn, part[2 * i]);
+    mx = fmaxf(mx, part[2 * i + 1]);
+  }
+  __shared__ float smn[kThreads], smx[kThreads];
+  smn[threadIdx.x] = mn;
+  smx[threadIdx.x] = mx;
+  __syncthreads();
+  for (int off = kThreads / 2; off > 0; off >>= 1) {
+    if (int(threadIdx.x) < off) {
+      smn[threadIdx.x] = fminf(smn[threadIdx.x], smn[threadIdx.x + off]);
+      smx[threadIdx.x] = fmaxf(smx[threadIdx.x], smx[threadIdx.x + off]);
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    out[0] = smn[0];
+    out[1] = smx[0];
+  }
+}
+
+}  // namespace
+
+void rescale_intensity_cuda(const float* in, float* out, int64_t n, const RescaleParams& p, Stream s) {
+  CUSEG_CHECK(p.in_max > p.in_min, "rescale_intensity: empty input range [" << p.in_min << ", " << p.in_max << "]");
+  if (n == 0) return;
+  rescale_kernel<<<grid_for(n), kThreads, 0, cu(s)>>>(in, out, n, p);
+  CUSEG_LAUNCH_CHECK();
+}
+
+void minmax_cuda(const float* in, int64_t n, float* mn, float* mx, Stream s) {
+  CUSEG_CHECK(n > 0, "minmax of an empty array");
+  const unsigned blocks = grid_for(n, 1024);
+  Tensor buf = Tensor::empty({int64_t(2 * blocks + 2)}, DType::F32, Device::CUDA);
+  float* part = buf.f32();
+  minmax_kernel<<<blocks, kThreads, 0, cu(s)>>>(in, n, part);
+  CUSEG_LAUNCH_CHECK();
+  minmax_final_kernel<<<1, kThreads, 0, cu(s)>>>(part, int(blocks), part + 2 * blocks);
+  CUSEG_LAUNCH_CHECK();
+  float host[2];
+  CUDA_CHECK(cudaMemcpyAsync(host, part + 2 * blocks, sizeof(host), cudaMemcpyDeviceToHost, cu(s)));
+  CUDA_CHECK(cudaStreamSynchronize(cu(s)));
+  *mn = host[0];
+  *mx = host[1];
+}
+
+}  // namespace cuseg
