@@ -27,6 +27,9 @@ void rescale_intensity_cpu(const float* in, float* out, int64_t n, const Rescale
 #if CUSEG_HAVE_CUDA
 void rescale_intensity_cuda(const float* in, float* out, int64_t n, const RescaleParams& p,
                             Stream s);
+// Minimum and maximum of n device values (NaN ignored), read back to the host (synchronises).
+// Gives RescaleParams::in_min / in_max for percentiles (0, 100).
+void minmax_cuda(const float* in, int64_t n, float* mn, float* mx, Stream s);
 #endif
 
 }  // namespace cuseg
