@@ -21,7 +21,7 @@ void im2col(const float* x, int cin, int d, int h, int w, int k, int z0, int dz,
   const int p = k / 2;
   const int rows = cin * k * k * k;
   const int64_t hw = int64_t(h) * w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (int64_t(rows) * dz * hw >= kOmpMinWork)
   for (int r = 0; r < rows; ++r) {
     const int kx = r % k, ky = (r / k) % k, kz = (r / (k * k)) % k, ci = r / (k * k * k);
     const float* xc = x + int64_t(ci) * d * hw;
@@ -50,7 +50,7 @@ void im2col(const float* x, int cin, int d, int h, int w, int k, int z0, int dz,
 void col2im_add(const float* gcol, int cin, int d, int h, int w, int k, int z0, int dz, float* gx) {
   const int p = k / 2;
   const int64_t hw = int64_t(h) * w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (int64_t(cin) * k * k * k * dz * hw >= kOmpMinWork)
   for (int ci = 0; ci < cin; ++ci) {
     float* gxc = gx + int64_t(ci) * d * hw;
     for (int kz = 0; kz < k; ++kz)
@@ -96,7 +96,7 @@ void conv3d_forward_cpu(const Vol& x, const float* w, const float* b, int k, con
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, y.c, int(dz * hw), rows, 1.f, w, rows,
                   B, int(ldb), 0.f, yn + z0 * hw, int(dhw));
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (y.per_batch() >= kOmpMinWork)
     for (int co = 0; co < y.c; ++co) {
       float* yc = yn + co * dhw;
       const float bias = b ? b[co] : 0.f;

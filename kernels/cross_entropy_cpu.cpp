@@ -22,7 +22,7 @@ double cross_entropy_cpu(const CeArgs& a) {
   const int64_t dhw = x.spatial();
   const int64_t chunks_per_n = (dhw + kCeChunk - 1) / kCeChunk;
   std::vector<double> partial(size_t(x.n * chunks_per_n), 0.0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (x.n * dhw * x.c >= kOmpMinWork)
   for (int64_t t = 0; t < x.n * chunks_per_n; ++t) {
     const int n = int(t / chunks_per_n);
     const int64_t v0 = (t % chunks_per_n) * kCeChunk, v1 = std::min(dhw, v0 + kCeChunk);
@@ -45,7 +45,7 @@ void argmax_channels_cpu(const Vol& logits, uint8_t* labels) {
   const int64_t dhw = logits.spatial();
   for (int n = 0; n < logits.n; ++n) {
     const float* xn = logits.p + n * logits.sn;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (dhw * logits.c >= kOmpMinWork)
     for (int64_t v = 0; v < dhw; ++v) {
       int best = 0;
       float bv = xn[v];

@@ -6,7 +6,7 @@ void relu_forward_cpu(const Vol& y) {
   const int64_t per = y.per_batch();
   for (int n = 0; n < y.n; ++n) {
     float* p = y.p + n * y.sn;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (per >= kOmpMinWork)
     for (int64_t i = 0; i < per; ++i) p[i] = relu_fwd(p[i]);
   }
 }
@@ -16,7 +16,7 @@ void relu_backward_cpu(const Vol& y, const Vol& g) {
   for (int n = 0; n < y.n; ++n) {
     const float* py = y.p + n * y.sn;
     float* pg = g.p + n * g.sn;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (per >= kOmpMinWork)
     for (int64_t i = 0; i < per; ++i) pg[i] = relu_bwd(py[i], pg[i]);
   }
 }
@@ -26,7 +26,7 @@ void add_inplace_cpu(const Vol& dst, const Vol& src) {
   for (int n = 0; n < dst.n; ++n) {
     float* pd = dst.p + n * dst.sn;
     const float* ps = src.p + n * src.sn;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (per >= kOmpMinWork)
     for (int64_t i = 0; i < per; ++i) pd[i] += ps[i];
   }
 }

@@ -6,7 +6,7 @@ namespace cuseg {
 
 void maxpool3d_forward_cpu(const Vol& x, const Vol& y) {
   for (int n = 0; n < x.n; ++n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (x.per_batch() >= kOmpMinWork)
     for (int c = 0; c < x.c; ++c) {
       const float* xc = x.at(n, c);
       float* yc = y.at(n, c);
@@ -23,7 +23,7 @@ void maxpool3d_forward_cpu(const Vol& x, const Vol& y) {
 
 void maxpool3d_backward_cpu(const Vol& x, const Vol& gy, const Vol& gx) {
   for (int n = 0; n < x.n; ++n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (x.per_batch() >= kOmpMinWork)
     for (int c = 0; c < x.c; ++c) {
       const float* xc = x.at(n, c);
       const float* gyc = gy.at(n, c);

@@ -10,7 +10,7 @@ void upsample2x_forward_cpu(const Vol& x, const Vol& y) {
   for (int o = 0; o < y.h; ++o) ty[o] = upsample_src(o, x.h);
   for (int o = 0; o < y.w; ++o) tx[o] = upsample_src(o, x.w);
   for (int n = 0; n < x.n; ++n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (y.per_batch() >= kOmpMinWork)
     for (int c = 0; c < x.c; ++c) {
       const float* xc = x.at(n, c);
       float* yc = y.at(n, c);
@@ -34,7 +34,7 @@ void upsample2x_forward_cpu(const Vol& x, const Vol& y) {
 
 void upsample2x_backward_cpu(const Vol& gy, const Vol& gx) {
   for (int n = 0; n < gx.n; ++n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (gy.per_batch() >= kOmpMinWork)
     for (int c = 0; c < gx.c; ++c) {
       const float* gyc = gy.at(n, c);
       float* gxc = gx.at(n, c);

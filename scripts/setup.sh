@@ -9,7 +9,7 @@ PKGS=(
   libyaml-cpp-dev          # configs
   nlohmann-json3-dev       # safetensors headers, JSON outputs
   libcli11-dev             # command-line parsing
-  libopenblas-dev          # CPU GEMM for conv3d (im2col)
+  libopenblas-openmp-dev   # CPU GEMM for conv3d (im2col), OpenMP build (shares our thread pool)
   libpng-dev               # preview pictures
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
