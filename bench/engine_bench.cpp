@@ -1,0 +1,581 @@
+// engine_bench: end-to-end benchmarks of the engine (see bench/README.md).
+//
+//   step     one training step of the U-Net (forward, weighted CE, backward, Adam)
+//   forward  the forward pass alone (inference timing of one batch of patches)
+//   volume   full-volume inference: grid patches -> batches -> forward -> aggregation ->
+//            argmax, time per stage; then the whole volume in one pass when it fits
+//   data     patches/s produced by the PatchQueue with the reference transforms (phantom)
+//
+// Timing rule (the PyTorch peers in bench/peers/ follow the same one): `--warmup` untimed
+// iterations first (plans, cuDNN algorithm search, pool fill), then `--iters` timed ones;
+// each timed iteration ends with a device synchronisation and is read from a steady host
+// clock; we report min / median / mean and derive rates from the median. Peak memory is the
+// device pool's peak of live bytes over the timed iterations (reset after warm-up, so it
+// includes parameters, optimiser state and planned buffers that stay live), the analogue of
+// torch.cuda.max_memory_allocated after torch.cuda.reset_peak_memory_stats. On CPU we also
+// give the process peak RSS, which is what the PyTorch CPU peer reports.
+//
+// Inputs are synthetic (seeded uniform intensities, random labels): `step`, `forward` and
+// `volume` need no files and no ITK, so they run on the GPU kit's ITK-less build.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_common.h"
+#include "data/phantom.h"
+#include "data/samplers.h"
+#include "data/transforms.h"
+#include "engine/check.h"
+#include "engine/context.h"
+#include "engine/memory.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "kernels/crop_or_pad.h"
+#include "kernels/grid_aggregate.h"
+#include "model/unet3d.h"
+#if CUSEG_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "engine/cuda/cuda_check.h"
+#include "engine/cuda/cuda_context.h"
+#endif
+
+using namespace cuseg;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+struct Summary {
+  double min = 0, median = 0, mean = 0, max = 0;
+};
+Summary summarize(std::vector<double> v) {
+  Summary s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  s.min = v.front();
+  s.max = v.back();
+  s.median = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  s.mean = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+  return s;
+}
+json to_json(const Summary& s) {
+  return {{"min", s.min}, {"median", s.median}, {"mean", s.mean}, {"max", s.max}};
+}
+
+std::vector<int> parse_ints(const std::string& csv) {
+  std::vector<int> out;
+  std::stringstream ss(csv);
+  std::string tok;
+  while (std::getline(ss, tok, ','))
+    if (!tok.empty()) out.push_back(std::stoi(tok));
+  return out;
+}
+
+std::string join(const std::vector<int>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+// Options shared by every subcommand.
+struct Common {
+  std::string device = "auto";
+  std::string filters = "32,64,128,256";
+  int warmup = 3;
+  int iters = 10;
+  uint64_t seed = 0;
+  std::string json_out;
+  std::string command_line;
+};
+
+json header(const Common& c, Device dev, const char* what) {
+  json j;
+  j["tool"] = "engine_bench";
+  j["benchmark"] = what;
+  j["impl"] = "cuseg";
+  j["device"] = json::parse(bench::to_json_string(bench::describe_device(dev)));
+  j["command"] = c.command_line;
+  j["timing_rule"] = "warmup untimed, then iters timed; each ends with a device sync; host steady clock";
+  return j;
+}
+
+void emit(const Common& c, const json& j) {
+  std::cout << j.dump(2) << std::endl;
+  if (!c.json_out.empty()) {
+    std::ofstream f(c.json_out);
+    CUSEG_CHECK(f.good(), "cannot write " << c.json_out);
+    f << j.dump(2) << "\n";
+  }
+}
+
+json memory_json(Device dev) {
+  const MemoryStats st = memory_pool(dev).stats();
+  json j = {{"pool_peak_bytes", st.peak},
+            {"pool_peak_mib", to_mib(st.peak)},
+            {"pool_reserved_bytes", st.reserved},
+            {"pool_system_allocations", st.system_allocations},
+            {"process_peak_rss_bytes", bench::peak_rss_bytes()},
+            {"process_peak_rss_mib", to_mib(bench::peak_rss_bytes())}};
+  return j;
+}
+
+// ---------------------------------------------------------------- step
+struct StepOpts {
+  int batch = 2;
+  int patch = 96;
+};
+
+int run_step(const Common& c, const StepOpts& o) {
+  const Device dev = resolve_device(c.device);
+  Context ctx(dev);
+  UNetConfig cfg;
+  cfg.filters = parse_ints(c.filters);
+  UNet3D model(cfg, dev, c.seed);
+  Adam adam(model.parameters(), AdamConfig{});
+  const int P = o.patch;
+  Tensor x = bench::random_tensor({o.batch, 1, P, P, P}, dev, c.seed + 1);
+  Tensor y = bench::random_labels({o.batch, P, P, P}, cfg.classes, dev, c.seed + 2);
+  Tensor g = Tensor::empty({o.batch, cfg.classes, P, P, P}, DType::F32, dev);
+  const std::vector<float> weights = {1.f, 1.f, 3.f};
+
+  std::map<std::string, std::vector<double>> stage;
+  std::vector<double> total, losses;
+  auto one_step = [&](bool timed) {
+    const auto t0 = Clock::now();
+    auto t = t0;
+    auto lap = [&](const char* name) {
+      ctx.synchronize();
+      if (timed) stage[name].push_back(seconds_since(t));
+      t = Clock::now();
+    };
+    model.zero_grad();
+    lap("zero_grad");
+    const Tensor& logits = model.forward(ctx, x);
+    lap("forward");
+    const double loss = weighted_cross_entropy(ctx, logits, y, weights, g);
+    lap("loss");
+    model.backward(ctx, g);
+    lap("backward");
+    adam.step(ctx);
+    lap("adam");
+    if (timed) {
+      total.push_back(seconds_since(t0));
+      losses.push_back(loss);
+    }
+  };
+  for (int i = 0; i < c.warmup; ++i) one_step(false);
+  ctx.synchronize();
+  memory_pool(dev).reset_peak();
+  for (int i = 0; i < c.iters; ++i) one_step(true);
+
+  const Summary s = summarize(total);
+  json j = header(c, dev, "step");
+  j["config"] = {{"batch", o.batch},     {"patch", P},          {"filters", join(cfg.filters)},
+                 {"classes", cfg.classes}, {"params", model.num_parameters()},
+                 {"class_weights", weights}, {"optimizer", "Adam lr 1e-4"},
+                 {"warmup", c.warmup},   {"iters", c.iters},    {"precision", "fp32"}};
+  j["step_s"] = to_json(s);
+  j["times_s"] = total;
+  j["steps_per_s"] = 1.0 / s.median;
+  j["patches_per_s"] = o.batch / s.median;
+  json st;
+  for (auto& kv : stage) st[kv.first] = summarize(kv.second).median;
+  j["stage_median_s"] = st;
+  j["loss_first"] = losses.empty() ? 0.0 : losses.front();
+  j["loss_last"] = losses.empty() ? 0.0 : losses.back();
+  j["memory"] = memory_json(dev);
+  j["memory"]["activation_bytes"] = model.activation_bytes();
+  emit(c, j);
+  return 0;
+}
+
+// ---------------------------------------------------------------- forward
+int run_forward(const Common& c, const StepOpts& o) {
+  const Device dev = resolve_device(c.device);
+  Context ctx(dev);
+  UNetConfig cfg;
+  cfg.filters = parse_ints(c.filters);
+  UNet3D model(cfg, dev, c.seed);
+  const int P = o.patch;
+  Tensor x = bench::random_tensor({o.batch, 1, P, P, P}, dev, c.seed + 1);
+  std::vector<double> times;
+  for (int i = 0; i < c.warmup + c.iters; ++i) {
+    if (i == c.warmup) memory_pool(dev).reset_peak();
+    const auto t0 = Clock::now();
+    model.forward(ctx, x);
+    ctx.synchronize();
+    if (i >= c.warmup) times.push_back(seconds_since(t0));
+  }
+  const Summary s = summarize(times);
+  json j = header(c, dev, "forward");
+  j["config"] = {{"batch", o.batch}, {"patch", P}, {"filters", join(cfg.filters)},
+                 {"params", model.num_parameters()}, {"warmup", c.warmup}, {"iters", c.iters},
+                 {"precision", "fp32"}};
+  j["forward_s"] = to_json(s);
+  j["times_s"] = times;
+  j["patches_per_s"] = o.batch / s.median;
+  j["memory"] = memory_json(dev);
+  j["memory"]["activation_bytes"] = model.activation_bytes();
+  j["note"] = "the engine's forward plans activation AND gradient buffers (training layout); "
+              "there is no inference-only plan yet";
+  emit(c, j);
+  return 0;
+}
+
+// ---------------------------------------------------------------- volume
+struct VolumeOpts {
+  std::vector<int> size = {256, 256, 200};  // (i, j, k) = (W, H, D), as the reference recipe
+  int patch = 96;
+  int overlap = 8;
+  int batch = 4;
+  std::string mode = "crop";
+  std::string whole = "auto";
+  double max_memory_mib = 0;  // 0: CUDA free memory x 0.9; CPU: whole pass off unless given
+};
+
+AggregateMode parse_mode(const std::string& m) {
+  if (m == "crop") return AggregateMode::Crop;
+  if (m == "average") return AggregateMode::Average;
+  if (m == "hann") return AggregateMode::Hann;
+  CUSEG_THROW("unknown --mode '" << m << "' (expected crop, average or hann)");
+}
+
+void crop_patch(Context& ctx, const Vol& in, const Vol& out, const CropOrPadParams& p) {
+  if (ctx.device() == Device::CPU) {
+    crop_or_pad_cpu(in, out, p);
+    return;
+  }
+#if CUSEG_HAVE_CUDA
+  crop_or_pad_cuda(in, out, p, ctx.cuda().stream());
+#endif
+}
+
+void aggregate(Context& ctx, const Vol& patches, const int* starts, const Vol& sum,
+               const Vol& weight, const GridAggregateParams& p) {
+  if (ctx.device() == Device::CPU) {
+    grid_aggregate_cpu(patches, starts, sum, weight, p);
+    return;
+  }
+#if CUSEG_HAVE_CUDA
+  grid_aggregate_cuda(patches, starts, sum, weight, p, ctx.cuda().stream());
+#endif
+}
+
+void finalize(Context& ctx, const Vol& sum, const Vol& weight, const Vol& out) {
+  if (ctx.device() == Device::CPU) {
+    grid_aggregate_finalize_cpu(sum, weight, out);
+    return;
+  }
+#if CUSEG_HAVE_CUDA
+  grid_aggregate_finalize_cuda(sum, weight, out, ctx.cuda().stream());
+#endif
+}
+
+double device_free_mib(Device dev) {
+#if CUSEG_HAVE_CUDA
+  if (dev == Device::CUDA) {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return to_mib(free_b);
+  }
+#endif
+  (void)dev;
+  return 0;
+}
+
+int run_volume(const Common& c, const VolumeOpts& o) {
+  const Device dev = resolve_device(c.device);
+  Context ctx(dev);
+  UNetConfig cfg;
+  cfg.filters = parse_ints(c.filters);
+  UNet3D model(cfg, dev, c.seed);
+  CUSEG_CHECK(o.size.size() == 3, "--size takes three extents (i j k)");
+  const int W = o.size[0], H = o.size[1], D = o.size[2], P = o.patch, K = cfg.classes;
+  const data::Index3 vsize{W, H, D}, psize{P, P, P}, ov{o.overlap, o.overlap, o.overlap};
+  const std::vector<data::Index3> locs = data::grid_locations(vsize, psize, ov);
+  const int n_patches = int(locs.size());
+  const GridAggregateParams gp{parse_mode(o.mode), o.overlap, o.overlap, o.overlap};
+
+  // Host volume (normalised intensities in [-1, 1)), uploaded each iteration as a stage.
+  Tensor host_vol = bench::random_tensor({1, 1, D, H, W}, Device::CPU, c.seed + 3);
+  Tensor vol = Tensor::empty({1, 1, D, H, W}, DType::F32, dev);
+  // Patch origins as (z, y, x) ints for the aggregation kernel, on the device.
+  Tensor starts_h = Tensor::empty({n_patches, 3}, DType::I32, Device::CPU);
+  for (int q = 0; q < n_patches; ++q) {
+    starts_h.data<int>()[3 * q] = locs[q][2];
+    starts_h.data<int>()[3 * q + 1] = locs[q][1];
+    starts_h.data<int>()[3 * q + 2] = locs[q][0];
+  }
+  Tensor starts = starts_h.to(dev);
+  Tensor sum = Tensor::empty({1, K, D, H, W}, DType::F32, dev);
+  Tensor weight = Tensor::empty({1, 1, D, H, W}, DType::F32, dev);
+  Tensor mask = Tensor::empty({1, D, H, W}, DType::U8, dev);
+  Tensor mask_h = Tensor::empty({1, D, H, W}, DType::U8, Device::CPU);
+  std::vector<Tensor> batches;  // one input tensor per batch size in use (full, last)
+  auto batch_input = [&](int n) -> Tensor& {
+    for (Tensor& t : batches)
+      if (t.dim(0) == n) return t;
+    batches.push_back(Tensor::empty({n, 1, P, P, P}, DType::F32, dev));
+    return batches.back();
+  };
+
+  std::map<std::string, std::vector<double>> stage;
+  std::vector<double> total;
+  auto one_volume = [&](bool timed) {
+    std::map<std::string, double> acc;
+    auto t = Clock::now();
+    const auto t0 = t;
+    auto lap = [&](const char* name) {
+      ctx.synchronize();
+      acc[name] += seconds_since(t);
+      t = Clock::now();
+    };
+    vol.copy_from(host_vol);
+    sum.zero();
+    weight.zero();
+    lap("upload");
+    for (int b0 = 0; b0 < n_patches; b0 += o.batch) {
+      const int n = std::min(o.batch, n_patches - b0);
+      Tensor& xb = batch_input(n);
+      for (int q = 0; q < n; ++q) {
+        Vol out = xb.vol();
+        out.p += int64_t(q) * out.sn;
+        out.n = 1;
+        const data::Index3& l = locs[size_t(b0 + q)];
+        crop_patch(ctx, vol.vol(), out, CropOrPadParams{l[2], l[1], l[0], 0.f});
+      }
+      lap("sample");
+      const Tensor& logits = model.forward(ctx, xb);
+      lap("forward");
+      aggregate(ctx, logits.vol(), starts.data<int>() + 3 * b0, sum.vol(), weight.vol(), gp);
+      lap("aggregate");
+    }
+    finalize(ctx, sum.vol(), weight.vol(), sum.vol());
+    argmax_channels(ctx, sum, mask);
+    lap("argmax");
+    mask_h.copy_from(mask);
+    lap("download");
+    if (timed) {
+      total.push_back(seconds_since(t0));
+      for (auto& kv : acc) stage[kv.first].push_back(kv.second);
+    }
+  };
+  for (int i = 0; i < c.warmup; ++i) one_volume(false);
+  ctx.synchronize();
+  memory_pool(dev).reset_peak();
+  for (int i = 0; i < c.iters; ++i) one_volume(true);
+
+  const Summary s = summarize(total);
+  json j = header(c, dev, "volume");
+  j["config"] = {{"size_ijk", o.size},          {"patch", P},
+                 {"overlap", o.overlap},        {"batch", o.batch},
+                 {"mode", o.mode},              {"patches", n_patches},
+                 {"filters", join(cfg.filters)}, {"params", model.num_parameters()},
+                 {"warmup", c.warmup},          {"iters", c.iters},
+                 {"precision", "fp32"},
+                 {"data_path", "volume uploaded once per run; patches cropped on the device "
+                               "(crop_or_pad kernel); aggregation on the device (grid_aggregate)"}};
+  j["volume_s"] = to_json(s);
+  j["times_s"] = total;
+  json st;
+  for (auto& kv : stage) st[kv.first] = summarize(kv.second).median;
+  j["stage_median_s"] = st;
+  j["memory"] = memory_json(dev);
+  j["memory"]["activation_bytes_patch_batch"] = model.activation_bytes();
+
+  // Whole volume in one pass: estimate from the planned bytes per voxel of the patch batch
+  // (the plan scales linearly with voxels), plus what is live besides the plan.
+  const int last_n = n_patches - (n_patches - 1) / o.batch * o.batch;  // the model's current plan
+  const double act_per_voxel = double(model.activation_bytes()) / (double(last_n) * P * P * P);
+  const double live_other = double(memory_pool(dev).stats().live) - double(model.activation_bytes());
+  const double need_mib = to_mib(size_t(act_per_voxel * double(D) * H * W + std::max(0.0, live_other)));
+  double budget = o.max_memory_mib;
+  if (budget <= 0 && dev == Device::CUDA) budget = 0.9 * (device_free_mib(dev) + to_mib(memory_pool(dev).stats().reserved));
+  const int64_t div = int64_t(1) << (cfg.filters.size() - 1);
+  const bool divisible = D % div == 0 && H % div == 0 && W % div == 0;
+  json wj = {{"estimated_mib", need_mib}, {"budget_mib", budget}};
+  bool run_whole = o.whole == "on" || (o.whole == "auto" && budget > 0 && need_mib <= budget);
+  if (!divisible) {
+    run_whole = false;
+    wj["skipped"] = "extents not divisible by " + std::to_string(div);
+  } else if (!run_whole) {
+    wj["skipped"] = o.whole == "off" ? "--whole off" : "estimate exceeds the budget (--max-memory)";
+  }
+  if (run_whole) {
+    // The forward on the new shape frees the patch plan before planning the whole volume;
+    // the pool gives cached blocks back to the system if an allocation fails.
+    batches.clear();
+    memory_pool(dev).release_cached();
+    std::vector<double> wt, wf;
+    for (int i = 0; i < std::max(1, c.warmup > 0 ? 1 : 0) + c.iters; ++i) {
+      const bool timed = i >= (c.warmup > 0 ? 1 : 0);
+      if (timed && wt.empty()) memory_pool(dev).reset_peak();
+      const auto t0 = Clock::now();
+      vol.copy_from(host_vol);
+      const Tensor& logits = model.forward(ctx, vol);
+      ctx.synchronize();
+      const double tf = seconds_since(t0);
+      argmax_channels(ctx, logits, mask);
+      mask_h.copy_from(mask);
+      if (timed) {
+        wt.push_back(seconds_since(t0));
+        wf.push_back(tf);
+      }
+    }
+    wj["volume_s"] = to_json(summarize(wt));
+    wj["upload_forward_s_median"] = summarize(wf).median;
+    wj["times_s"] = wt;
+    wj["memory"] = memory_json(dev);
+    wj["memory"]["activation_bytes"] = model.activation_bytes();
+  }
+  j["whole_volume"] = wj;
+  emit(c, j);
+  return 0;
+}
+
+// ---------------------------------------------------------------- data
+struct DataOpts {
+  std::vector<int> size = {256, 256, 200};
+  int subjects = 3;
+  int workers = 2;
+  int patch = 96;
+  int patches = 40;
+  int warmup_patches = 10;
+};
+
+int run_data(const Common& c, const DataOpts& o) {
+  // Subjects are generated once, in memory; the loader then applies the reference
+  // per-visit transforms: CropOrPad(256, 256, 200) (pad -1024 HU), RescaleIntensity(-1, 1),
+  // RandomAffine(scales 0.9-1.1, degrees 10). File reading (ITK) is not included.
+  std::vector<data::PhantomCase> cases;
+  const auto tg = Clock::now();
+  for (int s = 0; s < o.subjects; ++s) {
+    data::PhantomConfig pc;
+    pc.size = {o.size[0], o.size[1], o.size[2]};
+    pc.seed = c.seed;
+    cases.push_back(data::make_phantom(pc, s));
+  }
+  const double gen_s = seconds_since(tg);
+  const std::array<int, 3> target{256, 256, 200};
+  const data::Index3 psize{o.patch, o.patch, o.patch};
+  const std::map<int, double> probs = {{0, 0.2}, {1, 0.3}, {2, 0.5}};
+  auto load = [&](int s, std::mt19937_64& rng) {
+    data::Subject sub;
+    sub.id = "phantom_" + std::to_string(s);
+    sub.image = data::crop_or_pad(cases[size_t(s)].ct, target, -1024.f);
+    sub.label = data::crop_or_pad(cases[size_t(s)].label, target, uint8_t(0));
+    data::rescale_intensity(sub.image, -1.f, 1.f);
+    data::random_affine(sub.image, sub.label, data::RandomAffineConfig{}, rng);
+    return sub;
+  };
+  auto sample = [&](const data::Subject& sub, int count, std::mt19937_64& rng) {
+    data::LabelSampler ls(psize, probs);
+    ls.prepare(sub.label);
+    std::vector<data::Patch> out;
+    for (int q = 0; q < count; ++q)
+      out.push_back(data::extract_patch(sub.image, &sub.label, ls.sample(rng), psize));
+    return out;
+  };
+  data::QueueConfig qc;
+  qc.num_workers = o.workers;
+  qc.seed = c.seed;
+  data::PatchQueue queue(o.subjects, load, sample, qc);
+  for (int i = 0; i < o.warmup_patches; ++i) queue.next();
+  const auto t0 = Clock::now();
+  for (int i = 0; i < o.patches; ++i) queue.next();
+  const double dt = seconds_since(t0);
+  json j = header(c, Device::CPU, "data");
+  j["config"] = {{"phantom_size_ijk", o.size}, {"subjects", o.subjects},
+                 {"workers", o.workers},       {"patch", o.patch},
+                 {"patches_timed", o.patches}, {"warmup_patches", o.warmup_patches},
+                 {"queue", "max_length 40, samples_per_volume 5"},
+                 {"transforms", "CropOrPad(256,256,200, pad -1024) + RescaleIntensity(-1,1) + "
+                                "RandomAffine(0.9-1.1, 10 deg) + LabelSampler{0:.2,1:.3,2:.5}"},
+                 {"excluded", "file reading (subjects are in memory); phantom generation"}};
+  j["phantom_generation_s"] = gen_s;
+  j["patches_per_s"] = o.patches / dt;
+  j["elapsed_s"] = dt;
+  j["queue_stats"] = queue.stats().summary();
+  j["memory"] = {{"process_peak_rss_mib", to_mib(bench::peak_rss_bytes())}};
+  emit(c, j);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"cuseg end-to-end benchmarks (training step, full-volume inference, data)"};
+  app.require_subcommand(1);
+  Common c;
+  for (int i = 0; i < argc; ++i) c.command_line += (i ? " " : "") + std::string(argv[i]);
+  auto add_common = [&](CLI::App* s) {
+    s->add_option("--device", c.device, "auto | cuda | cpu")->capture_default_str();
+    s->add_option("--filters", c.filters, "U-Net filters per level, comma separated")
+        ->capture_default_str();
+    s->add_option("--warmup", c.warmup, "untimed iterations first")->capture_default_str();
+    s->add_option("--iters", c.iters, "timed iterations")->capture_default_str();
+    s->add_option("--seed", c.seed, "seed of weights and synthetic inputs")->capture_default_str();
+    s->add_option("--json", c.json_out, "also write the JSON result to this file");
+  };
+  StepOpts so;
+  auto* step = app.add_subcommand("step", "one training step: forward, weighted CE (1,1,3), backward, Adam");
+  add_common(step);
+  step->add_option("--batch", so.batch, "patches per step")->capture_default_str();
+  step->add_option("--patch", so.patch, "cubic patch edge (voxels)")->capture_default_str();
+
+  StepOpts fo;
+  fo.batch = 1;
+  auto* fwd = app.add_subcommand("forward", "forward pass of one batch of patches");
+  add_common(fwd);
+  fwd->add_option("--batch", fo.batch, "patches per batch")->capture_default_str();
+  fwd->add_option("--patch", fo.patch, "cubic patch edge (voxels)")->capture_default_str();
+
+  VolumeOpts vo;
+  auto* volume = app.add_subcommand("volume", "full-volume grid inference (+ whole-volume pass when it fits)");
+  add_common(volume);
+  volume->add_option("--size", vo.size, "volume extents i j k (W H D)")->expected(3)->capture_default_str();
+  volume->add_option("--patch", vo.patch, "grid patch edge")->capture_default_str();
+  volume->add_option("--overlap", vo.overlap, "grid overlap (even)")->capture_default_str();
+  volume->add_option("--batch", vo.batch, "patches per forward")->capture_default_str();
+  volume->add_option("--mode", vo.mode, "aggregation: crop | average | hann")->capture_default_str();
+  volume->add_option("--whole", vo.whole, "whole-volume pass: auto | on | off")->capture_default_str();
+  volume->add_option("--max-memory", vo.max_memory_mib,
+                     "MiB budget for the whole-volume pass (0: CUDA 90% of free; CPU: off)")
+      ->capture_default_str();
+
+  DataOpts dopt;
+  auto* dat = app.add_subcommand("data", "PatchQueue throughput on in-memory phantoms (CPU)");
+  add_common(dat);
+  dat->add_option("--size", dopt.size, "phantom extents i j k")->expected(3)->capture_default_str();
+  dat->add_option("--subjects", dopt.subjects, "phantom subjects")->capture_default_str();
+  dat->add_option("--workers", dopt.workers, "queue worker threads")->capture_default_str();
+  dat->add_option("--patches", dopt.patches, "timed patches")->capture_default_str();
+  dat->add_option("--warmup-patches", dopt.warmup_patches, "untimed patches first")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (step->parsed()) return run_step(c, so);
+    if (fwd->parsed()) return run_forward(c, fo);
+    if (volume->parsed()) return run_volume(c, vo);
+    if (dat->parsed()) return run_data(c, dopt);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "engine_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
