@@ -58,8 +58,8 @@ int summary(const std::string& dir, int classes, bool check) {
         counts = "unreadable label";
       }
     }
-    std::printf("%-28s %-14s %-22s %-4s %-10s %s\n", c.id.c_str(), shape.c_str(),
-                spacing.c_str(), orient.c_str(), type.c_str(), counts.c_str());
+    std::printf("%-28s %-14s %-22s %-4s %-10s %s\n", c.id.c_str(), shape.c_str(), spacing.c_str(),
+                orient.c_str(), type.c_str(), counts.c_str());
   }
   std::printf("shapes:");
   for (const auto& kv : shapes) std::printf(" %s (x%d)", kv.first.c_str(), kv.second);
@@ -77,18 +77,22 @@ int main(int argc, char** argv) {
   CLI::App app{"cuseg_dataset: inspect, check, split or generate CT segmentation datasets"};
   app.require_subcommand(1);
 
-  auto* sum = app.add_subcommand("summary", "print cases, shapes, spacings, orientation, label "
-                                            "counts and integrity problems of a folder");
+  auto* sum = app.add_subcommand("summary",
+                                 "print cases, shapes, spacings, orientation, label "
+                                 "counts and integrity problems of a folder");
   std::string sum_dir;
   int classes = 3;
   bool no_check = false;
-  sum->add_option("dir", sum_dir, "Decathlon folder (dataset.json / imagesTr+labelsTr) or a "
-                                  "folder of loose CT files")->required();
+  sum->add_option("dir", sum_dir,
+                  "Decathlon folder (dataset.json / imagesTr+labelsTr) or a "
+                  "folder of loose CT files")
+      ->required();
   sum->add_option("--classes", classes, "number of label classes expected (0..classes-1)");
   sum->add_flag("--no-check", no_check, "skip the integrity check (headers only)");
 
-  auto* ph = app.add_subcommand("phantom", "write a synthetic abdominal CT dataset "
-                                           "(Decathlon layout, NIfTI)");
+  auto* ph = app.add_subcommand("phantom",
+                                "write a synthetic abdominal CT dataset "
+                                "(Decathlon layout, NIfTI)");
   std::string out_dir;
   int cases = 8;
   uint64_t seed = 0;
@@ -116,9 +120,8 @@ int main(int argc, char** argv) {
       const auto t0 = std::chrono::steady_clock::now();
       write_phantom_dataset(out_dir, cases, cfg);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::printf("wrote %d phantom cases (%dx%dx%d, seed %llu) to %s in %.2f s\n", cases,
-                  size[0], size[1], size[2], static_cast<unsigned long long>(seed),
-                  out_dir.c_str(), s);
+      std::printf("wrote %d phantom cases (%dx%dx%d, seed %llu) to %s in %.2f s\n", cases, size[0],
+                  size[1], size[2], static_cast<unsigned long long>(seed), out_dir.c_str(), s);
       return 0;
     }
     if (*sp) {

@@ -30,7 +30,9 @@ std::string image_ext(const std::string& name) {
   }
   return "";
 }
-bool skipped_name(const std::string& name) { return name.empty() || name[0] == '.'; }  // ., ._*
+bool skipped_name(const std::string& name) {
+  return name.empty() || name[0] == '.';
+}  // ., ._*
 
 std::vector<std::string> list_images(const fs::path& dir, std::vector<std::string>* notes) {
   std::vector<std::string> out;
@@ -47,7 +49,9 @@ std::vector<std::string> list_images(const fs::path& dir, std::vector<std::strin
   return out;
 }
 
-std::map<int, std::string> default_labels() { return {{0, "background"}, {1, "liver"}, {2, "tumour"}}; }
+std::map<int, std::string> default_labels() {
+  return {{0, "background"}, {1, "liver"}, {2, "tumour"}};
+}
 
 // Portable Fisher-Yates on a 64-bit Mersenne Twister (std::shuffle differs between libraries).
 void portable_shuffle(std::vector<std::string>& v, uint64_t seed) {
@@ -127,16 +131,18 @@ Dataset discover_decathlon(const std::string& dir) {
       if (std::binary_search(images.begin(), images.end(), cand)) img = cand;
     if (img.empty()) {
       d.notes.push_back("label " + (root / "labelsTr" / ln).string() +
-                        " has no image (expected imagesTr/" + stem + ext + " or imagesTr/" +
-                        stem + "_0000" + ext + ")");
+                        " has no image (expected imagesTr/" + stem + ext + " or imagesTr/" + stem +
+                        "_0000" + ext + ")");
       continue;
     }
     used.insert(img);
-    d.cases.push_back({stem, (root / "imagesTr" / img).string(), (root / "labelsTr" / ln).string()});
+    d.cases.push_back(
+        {stem, (root / "imagesTr" / img).string(), (root / "labelsTr" / ln).string()});
   }
   for (const auto& im : images)
-    if (!used.count(im)) d.notes.push_back("image " + (root / "imagesTr" / im).string() +
-                                           " has no label in labelsTr/");
+    if (!used.count(im))
+      d.notes.push_back("image " + (root / "imagesTr" / im).string() +
+                        " has no label in labelsTr/");
   // Natural order: liver_2 before liver_10.
   std::sort(d.cases.begin(), d.cases.end(), [](const CaseFiles& a, const CaseFiles& b) {
     auto num = [](const std::string& s) {
@@ -257,8 +263,8 @@ Split load_or_create_split(const std::string& path, const std::vector<std::strin
     std::set<std::string> have(ids.begin(), ids.end()), in_split;
     for (const auto& v : {s.train, s.val})
       for (const auto& id : v) {
-        CUSEG_CHECK(have.count(id), path << ": case '" << id
-                                         << "' is in the split but not in the dataset");
+        CUSEG_CHECK(have.count(id),
+                    path << ": case '" << id << "' is in the split but not in the dataset");
         in_split.insert(id);
       }
     for (const auto& id : ids)

@@ -24,7 +24,7 @@ namespace cuseg {
 namespace data {
 
 struct Geometry {
-  std::array<int, 3> size{0, 0, 0};            // voxels along i, j, k
+  std::array<int, 3> size{0, 0, 0};              // voxels along i, j, k
   std::array<double, 3> spacing{1.0, 1.0, 1.0};  // mm along i, j, k
   std::array<double, 3> origin{0.0, 0.0, 0.0};   // mm, LPS world, centre of voxel (0,0,0)
   std::array<double, 9> direction{1, 0, 0, 0, 1, 0, 0, 0, 1};  // row-major, column = axis
@@ -63,9 +63,9 @@ using LabelMap = Volume<uint8_t>;  // class indices
 // What a file holds before it is converted (used by the integrity check and the summary).
 struct FileInfo {
   std::string path;
-  int dimensions = 0;       // as stored (a 4-D file with a 4th extent of 1 still says 4)
-  std::vector<int> extent;  // per stored dimension
-  int components = 1;       // >1: vector/RGB pixels (rejected by the readers)
+  int dimensions = 0;          // as stored (a 4-D file with a 4th extent of 1 still says 4)
+  std::vector<int> extent;     // per stored dimension
+  int components = 1;          // >1: vector/RGB pixels (rejected by the readers)
   std::string component_type;  // ITK's name: "short", "float", "double", "unsigned_char", ...
   Geometry geo;                // first three dimensions
 };
@@ -103,7 +103,7 @@ std::string orientation_code(const Geometry& g);
 // A pure index permutation + flips (no resampling) that takes an image to a target
 // orientation; `original` is kept so the inverse restores voxels AND geometry exactly.
 struct Reorientation {
-  std::array<int, 3> perm{0, 1, 2};  // new axis a reads old axis perm[a]
+  std::array<int, 3> perm{0, 1, 2};               // new axis a reads old axis perm[a]
   std::array<bool, 3> flip{false, false, false};  // new axis a runs backwards along it
   Geometry original;
   std::string from_code, to_code;

@@ -16,9 +16,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <random>
@@ -82,18 +82,17 @@ typename TImage::Pointer make_itk(const Geometry& g) {
 // Header checks shared by the readers: exists, readable by some ImageIO, 3-D scalar.
 FileInfo checked_info(const std::string& path) {
   FileInfo info = read_info(path);
-  CUSEG_CHECK(info.components == 1, path << ": expected a scalar image, found "
-                                         << info.components << " components per voxel");
+  CUSEG_CHECK(info.components == 1, path << ": expected a scalar image, found " << info.components
+                                         << " components per voxel");
   bool extra_ok = true;
   for (int d = 3; d < info.dimensions; ++d) extra_ok = extra_ok && info.extent[d] == 1;
-  CUSEG_CHECK(info.dimensions >= 3 && extra_ok,
-              path << ": expected a 3-D image, found " << info.dimensions << "-D with extent "
-                   << [&] {
-                        std::ostringstream os;
-                        for (size_t d = 0; d < info.extent.size(); ++d)
-                          os << (d ? "x" : "") << info.extent[d];
-                        return os.str();
-                      }());
+  CUSEG_CHECK(
+      info.dimensions >= 3 && extra_ok,
+      path << ": expected a 3-D image, found " << info.dimensions << "-D with extent " << [&] {
+        std::ostringstream os;
+        for (size_t d = 0; d < info.extent.size(); ++d) os << (d ? "x" : "") << info.extent[d];
+        return os.str();
+      }());
   return info;
 }
 
@@ -147,8 +146,8 @@ std::array<double, 3> Geometry::world(double i, double j, double k) const {
 bool same_grid(const Geometry& a, const Geometry& b, std::string* why) {
   std::ostringstream os;
   if (a.size != b.size) {
-    os << "size " << a.size[0] << "x" << a.size[1] << "x" << a.size[2] << " vs " << b.size[0]
-       << "x" << b.size[1] << "x" << b.size[2];
+    os << "size " << a.size[0] << "x" << a.size[1] << "x" << a.size[2] << " vs " << b.size[0] << "x"
+       << b.size[1] << "x" << b.size[2];
   } else {
     // ITK's defaults: coordinate tolerance 1e-6 x spacing(axis 0), direction tolerance 1e-6.
     const double ctol = 1e-6 * std::abs(a.spacing[0]);
@@ -160,8 +159,8 @@ bool same_grid(const Geometry& a, const Geometry& b, std::string* why) {
     }
     for (int n = 0; n < 9 && os.tellp() == 0; ++n)
       if (std::abs(a.direction[n] - b.direction[n]) > 1e-6)
-        os << "direction (" << orientation_code(a) << " vs " << orientation_code(b)
-           << ", element " << n << ": " << a.direction[n] << " vs " << b.direction[n] << ")";
+        os << "direction (" << orientation_code(a) << " vs " << orientation_code(b) << ", element "
+           << n << ": " << a.direction[n] << " vs " << b.direction[n] << ")";
   }
   if (why) *why = os.str();
   return os.tellp() == 0;
@@ -233,8 +232,8 @@ LabelMap read_label(const std::string& path) {
       const int64_t i = int64_t(n % size_t(out.geo.size[0]));
       const int64_t j = int64_t(n / size_t(out.geo.size[0]) % size_t(out.geo.size[1]));
       const int64_t k = int64_t(n / (size_t(out.geo.size[0]) * size_t(out.geo.size[1])));
-      CUSEG_THROW(path << ": label maps must hold integer class values in [0, 255]; found "
-                       << x << " at voxel (" << i << ", " << j << ", " << k << ")");
+      CUSEG_THROW(path << ": label maps must hold integer class values in [0, 255]; found " << x
+                       << " at voxel (" << i << ", " << j << ", " << k << ")");
     }
     out.v[n] = uint8_t(x);
   }
@@ -297,7 +296,8 @@ void write_image(const Image& img, const std::string& path, PixelType type) {
     case PixelType::UInt8:
       write_itk<uint8_t>(img, path, [&](size_t n) {
         const float r = std::nearbyint(img.v[n]);
-        CUSEG_CHECK(r >= 0.f && r <= 255.f, path << ": value " << img.v[n] << " does not fit uint8");
+        CUSEG_CHECK(r >= 0.f && r <= 255.f,
+                    path << ": value " << img.v[n] << " does not fit uint8");
         return uint8_t(r);
       });
       break;
@@ -328,8 +328,8 @@ void write_dicom_series(const Image& img, const std::string& dir) {
   int16_t* buf = im->GetBufferPointer();
   for (size_t n = 0; n < img.v.size(); ++n) {
     const float r = std::nearbyint(img.v[n]);
-    CUSEG_CHECK(r >= -32768.f && r <= 32767.f, dir << ": value " << img.v[n]
-                                                   << " does not fit int16 (DICOM CT)");
+    CUSEG_CHECK(r >= -32768.f && r <= 32767.f,
+                dir << ": value " << img.v[n] << " does not fit int16 (DICOM CT)");
     buf[n] = int16_t(r);
   }
   // Deterministic-format UIDs under the UUID-derived root 2.25 (DICOM PS3.5 B.2).
@@ -410,10 +410,17 @@ std::string orientation_code(const Geometry& g) {
 namespace {
 int world_axis(char c) {
   switch (c) {
-    case 'R': case 'L': return 0;
-    case 'A': case 'P': return 1;
-    case 'S': case 'I': return 2;
-    default: return -1;
+    case 'R':
+    case 'L':
+      return 0;
+    case 'A':
+    case 'P':
+      return 1;
+    case 'S':
+    case 'I':
+      return 2;
+    default:
+      return -1;
   }
 }
 }  // namespace
@@ -448,7 +455,8 @@ Geometry reoriented_geometry(const Reorientation& r) {
     g.size[size_t(a)] = o.size[size_t(b)];
     g.spacing[size_t(a)] = o.spacing[size_t(b)];
     const double s = r.flip[size_t(a)] ? -1.0 : 1.0;
-    for (int row = 0; row < 3; ++row) g.direction[size_t(3 * row + a)] = s * o.direction[size_t(3 * row + b)];
+    for (int row = 0; row < 3; ++row)
+      g.direction[size_t(3 * row + a)] = s * o.direction[size_t(3 * row + b)];
     if (r.flip[size_t(a)]) corner[size_t(b)] = o.size[size_t(b)] - 1;
   }
   g.origin = o.world(corner[0], corner[1], corner[2]);

@@ -224,8 +224,8 @@ CaseMetrics evaluate_case(const LabelMap& pred, const LabelMap& ref, const std::
 
 GlobalDice global_dice(const std::vector<CaseMetrics>& cases) {
   int64_t li = 0, ls = 0, ti = 0, ts = 0;
-  for (const auto& c : cases) li += c.liver_inter, ls += c.liver_sum, ti += c.tumour_inter,
-                              ts += c.tumour_sum;
+  for (const auto& c : cases)
+    li += c.liver_inter, ls += c.liver_sum, ti += c.tumour_inter, ts += c.tumour_sum;
   GlobalDice g;
   g.liver = ls == 0 ? 1.0 : 2.0 * double(li) / double(ls);
   g.tumour = ts == 0 ? 1.0 : 2.0 * double(ti) / double(ts);

@@ -26,8 +26,12 @@ namespace data {
 using Mask = std::vector<uint8_t>;  // 0/1, i fastest, same size as its geometry
 
 Mask mask_of(const LabelMap& lab, int min_label, int max_label = 255);  // min <= l <= max
-inline Mask liver_mask(const LabelMap& lab) { return mask_of(lab, 1); }
-inline Mask tumour_mask(const LabelMap& lab) { return mask_of(lab, 2, 2); }
+inline Mask liver_mask(const LabelMap& lab) {
+  return mask_of(lab, 1);
+}
+inline Mask tumour_mask(const LabelMap& lab) {
+  return mask_of(lab, 2, 2);
+}
 
 double dice(const Mask& a, const Mask& b);
 struct SurfaceDistances {

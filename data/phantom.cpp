@@ -34,8 +34,12 @@ struct Rng {
   double u(double lo, double hi) { return lo + (hi - lo) * u(); }
 };
 
-inline double sq(double x) { return x * x; }
-inline double ell2(double x, double y, double a, double b) { return sq(x / a) + sq(y / b); }
+inline double sq(double x) {
+  return x * x;
+}
+inline double ell2(double x, double y, double a, double b) {
+  return sq(x / a) + sq(y / b);
+}
 
 struct Lobe {  // one random low-frequency bump of the liver surface
   double wx, wy, wz, phase, amp;
@@ -61,11 +65,11 @@ PhantomCase make_phantom(const PhantomConfig& cfg, int case_index) {
 
   // ---- case parameters (mm, HU)
   const double A = rng.u(135, 155), B = rng.u(100, 118);  // body semi-axes
-  const double tf = rng.u(10, 24), tm = rng.u(8, 13);      // fat and muscle thickness
-  const double Ai = A - tf - tm, Bi = B - tf - tm;          // cavity semi-axes
+  const double tf = rng.u(10, 24), tm = rng.u(8, 13);     // fat and muscle thickness
+  const double Ai = A - tf - tm, Bi = B - tf - tm;        // cavity semi-axes
   const double cav_ph[3] = {rng.u(0, 6.3), rng.u(0, 6.3), rng.u(0, 6.3)};
-  const double rv = rng.u(15, 19);                // vertebral body radius
-  const double yv = -Bi + rv + rng.u(8, 14);     // vertebral body centre (posterior)
+  const double rv = rng.u(15, 19);            // vertebral body radius
+  const double yv = -Bi + rv + rng.u(8, 14);  // vertebral body centre (posterior)
   const double rib_off = rng.u(0, 6.3), rib_ph = rng.u(0, 6.3);
   const double kid_z = rng.u(-45, -20);
   const double spl_z = rng.u(15, 40);
@@ -123,8 +127,7 @@ PhantomCase make_phantom(const PhantomConfig& cfg, int case_index) {
               bump += lb.amp * std::sin(lb.wx * px + lb.wy * py + lb.wz * pz + lb.phase);
             liver = std::sqrt(r2) < 1 + bump;
           }
-          if (!liver)
-            liver = sq((x - llx) / l2x) + sq((y - lly) / l2y) + sq((z - llz) / l2z) <= 1;
+          if (!liver) liver = sq((x - llx) / l2x) + sq((y - lly) / l2y) + sq((z - llz) / l2z) <= 1;
           // keep a few mm of cavity inside the muscle wall
           if (liver && ell2(x, y, Ai - 4, Bi - 4) <= 1) {
             v = liver_hu + 4 * std::sin(x / 7 + y / 11) * std::cos(z / 9);
@@ -147,8 +150,10 @@ PhantomCase make_phantom(const PhantomConfig& cfg, int case_index) {
         const double rb = std::sqrt(sq(x) + sq(y - yv));
         if (rb <= rv) v = rb > rv - 3 ? 900 : 350, l = 0;
         const double rc = std::sqrt(sq(x) + sq(y - (yv - rv - 9)));
-        if (rc <= 8) v = 15, l = 0;
-        else if (rc <= 13 && y < yv - rv) v = 700, l = 0;
+        if (rc <= 8)
+          v = 15, l = 0;
+        else if (rc <= 13 && y < yv - rv)
+          v = 700, l = 0;
         // ribs: short oblique segments cut by the axial plane, around the wall
         if (rib_level) {
           const double th = std::atan2(y / (Bz - tf - tm / 2), x / (Az - tf - tm / 2));
@@ -201,8 +206,8 @@ PhantomCase make_phantom(const PhantomConfig& cfg, int case_index) {
       for (int k = std::max(0, ck - bk); k <= std::min(Z - 1, ck + bk); ++k)
         for (int j = std::max(0, cj - bj); j <= std::min(Y - 1, cj + bj); ++j)
           for (int i = std::max(0, ci - bi); i <= std::min(X - 1, ci + bi); ++i) {
-            const double q = sq((i - ci) * sx / ra[0]) + sq((j - cj) * sy / ra[1]) +
-                             sq((k - ck) * sz / ra[2]);
+            const double q =
+                sq((i - ci) * sx / ra[0]) + sq((j - cj) * sy / ra[1]) + sq((k - ck) * sz / ra[2]);
             const int64_t n = g.index(i, j, k);
             if (q <= 1 && lab[n] >= 1) {
               lab[n] = 2;
@@ -220,7 +225,8 @@ PhantomCase make_phantom(const PhantomConfig& cfg, int case_index) {
   for (int64_t n = 0; n < N; n += 2) {
     const double u1 = std::max(nr.u(), 1e-300), u2 = nr.u();
     const double rad = noise_sigma * std::sqrt(-2 * std::log(u1));
-    hu[n] = float(std::nearbyint(std::clamp(hu[n] + rad * std::cos(6.283185307 * u2), -1024.0, 3071.0)));
+    hu[n] = float(
+        std::nearbyint(std::clamp(hu[n] + rad * std::cos(6.283185307 * u2), -1024.0, 3071.0)));
     if (n + 1 < N)
       hu[n + 1] = float(std::nearbyint(
           std::clamp(hu[n + 1] + rad * std::sin(6.283185307 * u2), -1024.0, 3071.0)));

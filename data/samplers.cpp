@@ -14,13 +14,16 @@ namespace data {
 namespace {
 
 // Portable draws (std distributions differ between standard libraries).
-double uniform01(std::mt19937_64& rng) { return double(rng() >> 11) * (1.0 / 9007199254740992.0); }
+double uniform01(std::mt19937_64& rng) {
+  return double(rng() >> 11) * (1.0 / 9007199254740992.0);
+}
 int64_t uniform_int(std::mt19937_64& rng, int64_t n) {  // [0, n)
   return std::min(n - 1, int64_t(uniform01(rng) * double(n)));
 }
 template <class T>
 void shuffle(std::vector<T>& v, std::mt19937_64& rng) {  // Fisher-Yates
-  for (int64_t i = int64_t(v.size()) - 1; i > 0; --i) std::swap(v[size_t(i)], v[size_t(uniform_int(rng, i + 1))]);
+  for (int64_t i = int64_t(v.size()) - 1; i > 0; --i)
+    std::swap(v[size_t(i)], v[size_t(uniform_int(rng, i + 1))]);
 }
 
 void check_patch_fits(const Geometry& g, const Index3& patch, const char* who) {
@@ -38,9 +41,9 @@ void check_patch_fits(const Geometry& g, const Index3& patch, const char* who) {
 Patch extract_patch(const Image& img, const LabelMap* lab, const Index3& ini, const Index3& size) {
   for (int a = 0; a < 3; ++a)
     CUSEG_CHECK(ini[size_t(a)] >= 0 && ini[size_t(a)] + size[size_t(a)] <= img.geo.size[size_t(a)],
-                "extract_patch: patch at (" << ini[0] << "," << ini[1] << "," << ini[2]
-                                            << ") size " << size[0] << "x" << size[1] << "x"
-                                            << size[2] << " leaves the volume");
+                "extract_patch: patch at (" << ini[0] << "," << ini[1] << "," << ini[2] << ") size "
+                                            << size[0] << "x" << size[1] << "x" << size[2]
+                                            << " leaves the volume");
   Patch p;
   p.ini = ini;
   p.size = size;
@@ -80,8 +83,8 @@ LabelSampler::LabelSampler(const Index3& patch, std::map<int, double> probabilit
     : patch_(patch), probs_(std::move(probabilities)) {
   CUSEG_CHECK(!probs_.empty(), "LabelSampler: no label probabilities given");
   for (const auto& kv : probs_)
-    CUSEG_CHECK(kv.second >= 0, "LabelSampler: probability of label " << kv.first
-                                                                       << " is negative");
+    CUSEG_CHECK(kv.second >= 0,
+                "LabelSampler: probability of label " << kv.first << " is negative");
 }
 
 void LabelSampler::prepare(const LabelMap& lab) {
@@ -110,9 +113,10 @@ void LabelSampler::prepare(const LabelMap& lab) {
     total += kv.second;
     if (biggest < 0 || hist[kv.first] > hist[biggest]) biggest = kv.first;
   }
-  CUSEG_CHECK(total > 0, "LabelSampler: none of the requested labels occurs in the valid "
-                         "centre region of this label map ("
-                             << describe(lab.geo) << ")");
+  CUSEG_CHECK(total > 0,
+              "LabelSampler: none of the requested labels occurs in the valid "
+              "centre region of this label map ("
+                  << describe(lab.geo) << ")");
   double acc = 0;
   for (const auto& kv : counts_) {
     effective_[kv.first] = probs_.at(kv.first) / total;
@@ -149,7 +153,8 @@ Index3 LabelSampler::sample(std::mt19937_64& rng) const {
       n[size_t(a)] = geo_.size[size_t(a)] - (patch_[size_t(a)] - 1) / 2 - lo[size_t(a)];
     }
     for (;;) {
-      for (int a = 0; a < 3; ++a) centre[size_t(a)] = lo[size_t(a)] + int(uniform_int(rng, n[size_t(a)]));
+      for (int a = 0; a < 3; ++a)
+        centre[size_t(a)] = lo[size_t(a)] + int(uniform_int(rng, n[size_t(a)]));
       if (lab_[size_t(geo_.index(centre[0], centre[1], centre[2]))] == label) break;
     }
   } else {
@@ -167,9 +172,9 @@ Index3 LabelSampler::sample(std::mt19937_64& rng) const {
 std::vector<int> grid_starts(int size, int patch, int overlap) {
   CUSEG_CHECK(patch > 0 && patch <= size,
               "GridSampler: patch " << patch << " must be in [1, volume size " << size << "]");
-  CUSEG_CHECK(overlap >= 0 && overlap < patch && overlap % 2 == 0,
-              "GridSampler: overlap " << overlap << " must be even and smaller than the patch "
-                                      << patch);
+  CUSEG_CHECK(
+      overlap >= 0 && overlap < patch && overlap % 2 == 0,
+      "GridSampler: overlap " << overlap << " must be even and smaller than the patch " << patch);
   std::vector<int> s;
   for (int x = 0; x < size - patch + 1; x += patch - overlap) s.push_back(x);
   if (s.back() != size - patch) s.push_back(size - patch);
@@ -203,21 +208,29 @@ void GridAggregator::add(const float* patches, int n, const Index3* ini) {
     starts[size_t(3 * q + 2)] = ini[q][0];
   }
   const int64_t pvol = int64_t(patch_[0]) * patch_[1] * patch_[2];
-  Vol vp{const_cast<float*>(patches), n, channels_, patch_[2], patch_[1], patch_[0],
-         pvol * channels_};
-  Vol vs{sum_.data(), 1, channels_, geo_.size[2], geo_.size[1], geo_.size[0],
-         int64_t(sum_.size())};
-  Vol vw{weight_.data(), 1, 1, geo_.size[2], geo_.size[1], geo_.size[0],
-         int64_t(weight_.size())};
+  Vol vp{
+      const_cast<float*>(patches), n, channels_, patch_[2], patch_[1], patch_[0], pvol * channels_};
+  Vol vs{sum_.data(), 1, channels_, geo_.size[2], geo_.size[1], geo_.size[0], int64_t(sum_.size())};
+  Vol vw{weight_.data(), 1, 1, geo_.size[2], geo_.size[1], geo_.size[0], int64_t(weight_.size())};
   GridAggregateParams p{mode_, overlap_[2], overlap_[1], overlap_[0]};
   grid_aggregate_cpu(vp, starts.data(), vs, vw, p);
 }
 
 std::vector<float> GridAggregator::output() const {
   std::vector<float> out(sum_.size());
-  Vol vs{const_cast<float*>(sum_.data()), 1, channels_, geo_.size[2], geo_.size[1],
-         geo_.size[0], int64_t(sum_.size())};
-  Vol vw{const_cast<float*>(weight_.data()), 1, 1, geo_.size[2], geo_.size[1], geo_.size[0],
+  Vol vs{const_cast<float*>(sum_.data()),
+         1,
+         channels_,
+         geo_.size[2],
+         geo_.size[1],
+         geo_.size[0],
+         int64_t(sum_.size())};
+  Vol vw{const_cast<float*>(weight_.data()),
+         1,
+         1,
+         geo_.size[2],
+         geo_.size[1],
+         geo_.size[0],
          int64_t(weight_.size())};
   Vol vo = vs;
   vo.p = out.data();
@@ -251,9 +264,8 @@ PatchQueue::PatchQueue(int num_subjects, Loader load, Sampler sample, const Queu
     : num_subjects_(num_subjects), load_(std::move(load)), sample_(std::move(sample)), cfg_(cfg) {
   CUSEG_CHECK(num_subjects > 0, "PatchQueue: no subjects");
   CUSEG_CHECK(cfg.samples_per_volume > 0 && cfg.max_length >= cfg.samples_per_volume,
-              "PatchQueue: need 0 < samples_per_volume (" << cfg.samples_per_volume
-                                                          << ") <= max_length ("
-                                                          << cfg.max_length << ")");
+              "PatchQueue: need 0 < samples_per_volume ("
+                  << cfg.samples_per_volume << ") <= max_length (" << cfg.max_length << ")");
   subjects_per_fill_ = std::min(cfg.max_length / cfg.samples_per_volume, num_subjects);
   const int workers = std::max(1, cfg.num_workers);
   for (int w = 0; w < workers; ++w) threads_.emplace_back([this] { worker(); });
@@ -301,7 +313,8 @@ void PatchQueue::worker() {
     }
     Group g;
     try {
-      std::mt19937_64 rng(cfg_.seed * 6364136223846793005ull + uint64_t(visit) * 1442695040888963407ull + 1);
+      std::mt19937_64 rng(cfg_.seed * 6364136223846793005ull +
+                          uint64_t(visit) * 1442695040888963407ull + 1);
       Subject s = load_(subject, rng);
       g.patches = sample_(s, cfg_.samples_per_volume, rng);
       for (auto& p : g.patches) p.subject = subject;
@@ -332,7 +345,8 @@ Patch PatchQueue::next() {
       for (auto& p : g.patches) fill.push_back(std::move(p));
     }
     if (cfg_.shuffle_patches) {
-      std::mt19937_64 rng(cfg_.seed * 2862933555777941757ull + uint64_t(stats_.fills) + 3037000493ull);
+      std::mt19937_64 rng(cfg_.seed * 2862933555777941757ull + uint64_t(stats_.fills) +
+                          3037000493ull);
       shuffle(fill, rng);
     }
     current_ = std::move(fill);

@@ -14,7 +14,9 @@ namespace data {
 namespace {
 
 // Portable uniform double in [0, 1): 53 random bits (std distributions differ by library).
-double uniform01(std::mt19937_64& rng) { return double(rng() >> 11) * (1.0 / 9007199254740992.0); }
+double uniform01(std::mt19937_64& rng) {
+  return double(rng() >> 11) * (1.0 / 9007199254740992.0);
+}
 
 // 3x3 helpers (row-major).
 using M3 = std::array<double, 9>;
@@ -65,8 +67,7 @@ Volume<T> resample_affine(const Volume<T>& in, const Geometry& out_geo, const M3
         const double y = B[3] * i + B[4] * j + B[5] * k + t[1];
         const double z = B[6] * i + B[7] * j + B[8] * k + t[2];
         // ITK IsInsideBuffer: continuous index within [-0.5, size - 0.5].
-        if (x < -0.5 || y < -0.5 || z < -0.5 || x > W - 0.5 || y > H - 0.5 || z > D - 0.5)
-          continue;
+        if (x < -0.5 || y < -0.5 || z < -0.5 || x > W - 0.5 || y > H - 0.5 || z > D - 0.5) continue;
         T& dst = out.at(i, j, k);
         if (interp == Interp::Nearest) {
           // Round half up like ITK's NearestNeighborInterpolateImageFunction (RoundHalfIntegerUp).
@@ -262,11 +263,10 @@ Volume<T> apply_affine(const Volume<T>& in, const AffineParams& p, Interp interp
 }
 
 template Volume<float> apply_affine(const Volume<float>&, const AffineParams&, Interp, float);
-template Volume<uint8_t> apply_affine(const Volume<uint8_t>&, const AffineParams&, Interp,
-                                      uint8_t);
+template Volume<uint8_t> apply_affine(const Volume<uint8_t>&, const AffineParams&, Interp, uint8_t);
 
-void random_affine(Image& img, LabelMap& lab, const RandomAffineConfig& cfg,
-                   std::mt19937_64& rng, AffineParams* used) {
+void random_affine(Image& img, LabelMap& lab, const RandomAffineConfig& cfg, std::mt19937_64& rng,
+                   AffineParams* used) {
   CUSEG_CHECK(img.geo.size == lab.geo.size, "random_affine: image and label sizes differ");
   const AffineParams p = sample_affine(cfg, rng);
   const float mn = img.v.empty() ? 0.f : *std::min_element(img.v.begin(), img.v.end());

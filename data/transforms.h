@@ -28,8 +28,8 @@ double percentile(const std::vector<float>& values, double p);
 // RescaleIntensity(out_min, out_max, percentiles): clip to the percentile cut-offs, then map
 // [cut_lo, cut_hi] to [out_min, out_max] (kernels/rescale_intensity.h). A constant image
 // is returned unchanged (torchio warns and does the same).
-void rescale_intensity(Image& img, float out_min = -1.f, float out_max = 1.f,
-                       double pct_lo = 0.0, double pct_hi = 100.0);
+void rescale_intensity(Image& img, float out_min = -1.f, float out_max = 1.f, double pct_lo = 0.0,
+                       double pct_hi = 100.0);
 // Clamp / CT window in the image's units (e.g. HU): values below lo become lo, above hi hi.
 void clamp(Image& img, float lo, float hi);
 // CT window by level/width (e.g. liver: level 60, width 400 HU) then rescale to [out_min, out_max].
@@ -68,8 +68,8 @@ AffineParams sample_affine(const RandomAffineConfig& cfg, std::mt19937_64& rng);
 template <class T>
 Volume<T> apply_affine(const Volume<T>& in, const AffineParams& p, Interp interp, T pad_value);
 // Both at once with one draw (image linear + min pad, label nearest + 0 pad).
-void random_affine(Image& img, LabelMap& lab, const RandomAffineConfig& cfg,
-                   std::mt19937_64& rng, AffineParams* used = nullptr);
+void random_affine(Image& img, LabelMap& lab, const RandomAffineConfig& cfg, std::mt19937_64& rng,
+                   AffineParams* used = nullptr);
 
 }  // namespace data
 }  // namespace cuseg

@@ -1,14 +1,13 @@
 // CPU reference of crop_or_pad (see crop_or_pad.h). Plain loops; one OpenMP loop over slices.
-#include "kernels/crop_or_pad.h"
-
 #include "engine/check.h"
+#include "kernels/crop_or_pad.h"
 
 namespace cuseg {
 
 CropOrPadParams crop_or_pad_params(const Vol& in, const Vol& out, float pad_value) {
   CUSEG_CHECK(in.n == out.n && in.c == out.c, "crop_or_pad: batch/channels differ (in "
-                                                  << in.n << "x" << in.c << ", out " << out.n
-                                                  << "x" << out.c << ")");
+                                                  << in.n << "x" << in.c << ", out " << out.n << "x"
+                                                  << out.c << ")");
   CropOrPadParams p;
   p.oz = crop_or_pad_offset(in.d, out.d);
   p.oy = crop_or_pad_offset(in.h, out.h);
@@ -29,9 +28,8 @@ void crop_or_pad_cpu(const Vol& in, const Vol& out, const CropOrPadParams& p) {
       const int sy = crop_or_pad_src(y, p.oy, in.h);
       for (int x = 0; x < out.w; ++x) {
         const int sx = crop_or_pad_src(x, p.ox, in.w);
-        dst[y * out.w + x] = (sz < 0 || sy < 0 || sx < 0)
-                                 ? p.pad_value
-                                 : in.at(n, c)[lin3(sz, sy, sx, in.h, in.w)];
+        dst[y * out.w + x] =
+            (sz < 0 || sy < 0 || sx < 0) ? p.pad_value : in.at(n, c)[lin3(sz, sy, sx, in.h, in.w)];
       }
     }
   }

@@ -27,7 +27,9 @@ CUSEG_HD float hann_weight(int n, int size) {
 
 // Crop mode: voxels dropped at the start / end of a patch along one axis. Half the overlap on
 // inner sides, none where the patch touches the volume border (torchio _crop_patch).
-CUSEG_HD int grid_crop_ini(int start, int overlap) { return start == 0 ? 0 : overlap / 2; }
+CUSEG_HD int grid_crop_ini(int start, int overlap) {
+  return start == 0 ? 0 : overlap / 2;
+}
 CUSEG_HD int grid_crop_fin(int start, int patch, int size, int overlap) {
   return start + patch == size ? 0 : overlap / 2;
 }
@@ -37,8 +39,8 @@ struct GridAggregateParams {
   int overlap_d = 0, overlap_h = 0, overlap_w = 0;  // voxels, as given to the grid sampler
 };
 
-void grid_aggregate_cpu(const Vol& patches, const int* starts, const Vol& sum,
-                        const Vol& weight, const GridAggregateParams& p);
+void grid_aggregate_cpu(const Vol& patches, const int* starts, const Vol& sum, const Vol& weight,
+                        const GridAggregateParams& p);
 // out = sum / weight (0 where no patch covered a voxel); out may alias sum.
 void grid_aggregate_finalize_cpu(const Vol& sum, const Vol& weight, const Vol& out);
 #if CUSEG_HAVE_CUDA

@@ -1,12 +1,11 @@
 // CPU reference of grid_aggregate (see grid_aggregate.h). Patches in order; planes in parallel.
-#include "kernels/grid_aggregate.h"
-
 #include "engine/check.h"
+#include "kernels/grid_aggregate.h"
 
 namespace cuseg {
 
-void grid_aggregate_cpu(const Vol& patches, const int* starts, const Vol& sum,
-                        const Vol& weight, const GridAggregateParams& p) {
+void grid_aggregate_cpu(const Vol& patches, const int* starts, const Vol& sum, const Vol& weight,
+                        const GridAggregateParams& p) {
   CUSEG_CHECK(sum.n == 1 && weight.n == 1 && weight.c == 1 && patches.c == sum.c,
               "grid_aggregate: expected sum 1xCxDxHxW, weight 1x1xDxHxW, patches nxC (got sum "
                   << sum.n << "x" << sum.c << ", weight " << weight.n << "x" << weight.c
@@ -16,12 +15,11 @@ void grid_aggregate_cpu(const Vol& patches, const int* starts, const Vol& sum,
   const int pd = patches.d, ph = patches.h, pw = patches.w;
   for (int q = 0; q < patches.n; ++q) {
     const int z0 = starts[3 * q], y0 = starts[3 * q + 1], x0 = starts[3 * q + 2];
-    CUSEG_CHECK(z0 >= 0 && y0 >= 0 && x0 >= 0 && z0 + pd <= sum.d && y0 + ph <= sum.h &&
-                    x0 + pw <= sum.w,
-                "grid_aggregate: patch " << q << " at (" << z0 << "," << y0 << "," << x0
-                                         << ") of size " << pd << "x" << ph << "x" << pw
-                                         << " leaves the " << sum.d << "x" << sum.h << "x"
-                                         << sum.w << " volume");
+    CUSEG_CHECK(
+        z0 >= 0 && y0 >= 0 && x0 >= 0 && z0 + pd <= sum.d && y0 + ph <= sum.h && x0 + pw <= sum.w,
+        "grid_aggregate: patch " << q << " at (" << z0 << "," << y0 << "," << x0 << ") of size "
+                                 << pd << "x" << ph << "x" << pw << " leaves the " << sum.d << "x"
+                                 << sum.h << "x" << sum.w << " volume");
     int lo[3] = {0, 0, 0}, hi[3] = {pd, ph, pw};
     if (p.mode == AggregateMode::Crop) {
       lo[0] = grid_crop_ini(z0, p.overlap_d);

@@ -11,7 +11,7 @@
 namespace cuseg {
 
 struct RescaleParams {
-  float in_min = 0.f, in_max = 1.f;    // input cut-offs (e.g. HU)
+  float in_min = 0.f, in_max = 1.f;     // input cut-offs (e.g. HU)
   float out_min = -1.f, out_max = 1.f;  // output range (normalised units)
 };
 

@@ -1,13 +1,12 @@
 // CPU reference of rescale_intensity (see rescale_intensity.h).
-#include "kernels/rescale_intensity.h"
-
 #include "engine/check.h"
+#include "kernels/rescale_intensity.h"
 
 namespace cuseg {
 
 void rescale_intensity_cpu(const float* in, float* out, int64_t n, const RescaleParams& p) {
-  CUSEG_CHECK(p.in_max > p.in_min, "rescale_intensity: empty input range [" << p.in_min << ", "
-                                                                           << p.in_max << "]");
+  CUSEG_CHECK(p.in_max > p.in_min,
+              "rescale_intensity: empty input range [" << p.in_min << ", " << p.in_max << "]");
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) out[i] = rescale_value(in[i], p);
 }

@@ -8,9 +8,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -23,8 +23,12 @@ using namespace cuseg::data;
 namespace {
 
 const std::string kData = CUSEG_SHARED_DATA_DIR;
-std::string realct(const std::string& f) { return kData + "/realct/" + f; }
-std::string lits(const std::string& f) { return kData + "/lits64/" + f; }
+std::string realct(const std::string& f) {
+  return kData + "/realct/" + f;
+}
+std::string lits(const std::string& f) {
+  return kData + "/lits64/" + f;
+}
 
 fs::path tmp_dir(const std::string& name) {
   fs::path p = fs::path(CUSEG_BINARY_DIR) / "test_tmp" / "data_io" / name;
@@ -56,8 +60,8 @@ void expect_realct_geometry(const Geometry& g, int nk) {
 
 // A minimal uncompressed NIfTI-1 writer for crafted bad files (2-D, 4-D, vector pixels) that our
 // own writer refuses to produce. Header layout from the NIfTI-1 standard (nifti1.h).
-void write_raw_nifti(const std::string& path, std::vector<short> dims, short datatype,
-                     short bitpix, const std::vector<char>& payload, short intent = 0) {
+void write_raw_nifti(const std::string& path, std::vector<short> dims, short datatype, short bitpix,
+                     const std::vector<char>& payload, short intent = 0) {
   char h[352] = {};
   auto put_i32 = [&](int off, int32_t v) { std::memcpy(h + off, &v, 4); };
   auto put_i16 = [&](int off, int16_t v) { std::memcpy(h + off, &v, 2); };
@@ -119,7 +123,7 @@ TEST(DataIo, RealCt30SlicesAndOrgans) {
             "unsigned_char");
   expect_realct_geometry(org.geo, 30);
   const auto c = counts(org);
-  EXPECT_EQ(c.size(), 42u);  // 41 organs + background
+  EXPECT_EQ(c.size(), 42u);   // 41 organs + background
   EXPECT_EQ(c.at(5), 38634);  // liver = 5
   EXPECT_EQ(c.at(0), 259435);
   EXPECT_EQ(c.rbegin()->first, 117);
@@ -255,8 +259,7 @@ TEST(DataIo, ReorientRoundTripIsExact) {
     int old[3];
     const int nidx[3] = {i, j, k};
     for (int a = 0; a < 3; ++a)
-      old[r.perm[size_t(a)]] =
-          r.flip[size_t(a)] ? ras.geo.size[size_t(a)] - 1 - nidx[a] : nidx[a];
+      old[r.perm[size_t(a)]] = r.flip[size_t(a)] ? ras.geo.size[size_t(a)] - 1 - nidx[a] : nidx[a];
     const auto w0 = im.geo.world(old[0], old[1], old[2]);
     for (int a = 0; a < 3; ++a) EXPECT_NEAR(w[size_t(a)], w0[size_t(a)], 1e-9);
     EXPECT_EQ(ras.at(i, j, k), im.at(old[0], old[1], old[2]));

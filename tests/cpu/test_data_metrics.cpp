@@ -66,7 +66,8 @@ TEST(DataMetrics, Hd95AndAssdHandComputed) {
     for (int j = 2; j < 7; ++j)
       for (int i = 2; i < 7; ++i) {
         big[size_t(g9.index(i, j, k))] = 1;
-        if (i > 2 && i < 6 && j > 2 && j < 6 && k > 2 && k < 6) small[size_t(g9.index(i, j, k))] = 1;
+        if (i > 2 && i < 6 && j > 2 && j < 6 && k > 2 && k < 6)
+          small[size_t(g9.index(i, j, k))] = 1;
       }
   const auto c = surface_distances(big, small, g9);
   EXPECT_NEAR(*c.hd_mm, std::sqrt(3.0), 1e-12);  // cube corners

@@ -19,9 +19,9 @@ TEST(DataSamplers, GridStartsFollowTorchio) {
   // The reference: 256 x 256 x 200 with patch 96, overlap 8 (step 88).
   EXPECT_EQ(grid_starts(256, 96, 8), (std::vector<int>{0, 88, 160}));
   EXPECT_EQ(grid_starts(200, 96, 8), (std::vector<int>{0, 88, 104}));
-  EXPECT_THROW(grid_starts(10, 4, 3), cuseg::Error);   // odd overlap
-  EXPECT_THROW(grid_starts(3, 4, 0), cuseg::Error);    // patch larger than volume
-  EXPECT_THROW(grid_starts(10, 4, 4), cuseg::Error);   // overlap == patch
+  EXPECT_THROW(grid_starts(10, 4, 3), cuseg::Error);  // odd overlap
+  EXPECT_THROW(grid_starts(3, 4, 0), cuseg::Error);   // patch larger than volume
+  EXPECT_THROW(grid_starts(10, 4, 4), cuseg::Error);  // overlap == patch
   const auto loc = grid_locations({256, 256, 200}, {96, 96, 96}, {8, 8, 8});
   ASSERT_EQ(loc.size(), 27u);
   // np.unique order: i slowest, k fastest.
@@ -39,8 +39,8 @@ TEST(DataSamplers, GridRoundTripReproducesVolume) {
   Image im = Image::make(g);
   for (size_t n = 0; n < im.v.size(); ++n) im.v[n] = float((n * 37) % 101) - 50.f;
   const Index3 patch{6, 5, 4}, overlap{2, 2, 2};
-  for (auto mode : {cuseg::AggregateMode::Crop, cuseg::AggregateMode::Average,
-                    cuseg::AggregateMode::Hann}) {
+  for (auto mode :
+       {cuseg::AggregateMode::Crop, cuseg::AggregateMode::Average, cuseg::AggregateMode::Hann}) {
     GridAggregator agg(g, 1, patch, overlap, mode);
     for (const auto& ini : grid_locations(g.size, patch, overlap)) {
       const Patch p = extract_patch(im, nullptr, ini, patch);
@@ -204,7 +204,7 @@ TEST(DataSamplers, QueueFollowsTorchioAndIsDeterministic) {
   for (int s = 0; s < nsub; ++s) EXPECT_EQ(per[s], 12) << s;
   // Worker errors reach the consumer.
   QueueConfig cfg;
-  PatchQueue bad(2, [](int, std::mt19937_64&) -> Subject { throw cuseg::Error("broken.nii"); },
-                 sample, cfg);
+  PatchQueue bad(
+      2, [](int, std::mt19937_64&) -> Subject { throw cuseg::Error("broken.nii"); }, sample, cfg);
   EXPECT_THROW(bad.next(), cuseg::Error);
 }

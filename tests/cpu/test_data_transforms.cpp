@@ -72,7 +72,8 @@ TEST(DataTransforms, CropOrPadInverseRestores) {
       for (int j = 0; j < 6; ++j)
         for (int i = 0; i < 7; ++i) {
           // Voxels kept by the forward crop come back unchanged; cropped ones are pad.
-          const int oi = cuseg::crop_or_pad_offset(7, t[0]), oj = cuseg::crop_or_pad_offset(6, t[1]),
+          const int oi = cuseg::crop_or_pad_offset(7, t[0]),
+                    oj = cuseg::crop_or_pad_offset(6, t[1]),
                     ok = cuseg::crop_or_pad_offset(5, t[2]);
           const bool kept = i - oi >= 0 && i - oi < t[0] && j - oj >= 0 && j - oj < t[1] &&
                             k - ok >= 0 && k - ok < t[2];
