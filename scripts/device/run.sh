@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# GPU check kit, step 2 (run ON THE GPU MACHINE, from the repository root, with .kit carried):
+#   scripts/device/run.sh OUTDIR
+# Builds GoogleTest / Google Benchmark from .kit sources, then cuseg against the machine's
+# own CUDA and the cuDNN inside PyTorch's Python environment (CUSEG_WITH_ITK=OFF, sm_90),
+# runs `ctest -L cuda`, compute-sanitizer memcheck + racecheck on a filtered subset, and the
+# train-step benchmark (engine_bench when built; the TrainStep.TimedReferenceStep test
+# prints its own timing too). Every log goes to OUTDIR; a summary table is printed last.
+# Budget: about 6 minutes from a bare machine (16 cores).
+set -uo pipefail
+out=${1:?usage: scripts/device/run.sh OUTDIR}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+kit=$repo/.kit
+work=${CUSEG_DEVICE_WORK:-/tmp/cuseg-device}
+jobs=${JOBS:-16}
+mkdir -p "$work"
+summary=$out/summary.txt
+: >"$summary"
+t0=$(date +%s)
+note() { echo "$*" | tee -a "$summary"; }
+stage() { echo "== $(($(date +%s) - t0))s: $*"; }
+[ -d "$kit/googletest" ] || { note "FAIL: $kit missing (run scripts/device/pack.sh here and carry .kit)"; exit 2; }
+
+# ---------------------------------------------------------------- versions
+stage versions
+export PATH=/usr/local/cuda/bin:$PATH
+py=$(command -v python3)
+cudnn_dirs=$($py - <<'PY' 2>/dev/null
+import glob, os, site, sys
+roots = set(site.getsitepackages() + [site.getusersitepackages()])
+try:
+    import nvidia.cudnn as m
+    roots.update(m.__path__)
+except Exception:
+    pass
+try:
+    import torch
+    roots.add(os.path.dirname(torch.__file__))
+except Exception:
+    pass
+hdr = lib = None
+for r in sorted(roots):
+    for h in glob.glob(os.path.join(r, "**", "cudnn_version.h"), recursive=True):
+        hdr = hdr or os.path.dirname(h)
+    for l in glob.glob(os.path.join(r, "**", "libcudnn.so*"), recursive=True):
+        if os.path.basename(l) in ("libcudnn.so", "libcudnn.so.9"):
+            lib = lib or l
+print(hdr or "", lib or "")
+PY
+)
+cudnn_inc=${cudnn_dirs% *}
+cudnn_lib=${cudnn_dirs#* }
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?') (working tree as carried)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
+  nvcc --version | tail -1 | sed 's/^/nvcc: /'
+  echo "cudnn headers: $cudnn_inc ($(grep -hE '#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) ' "$cudnn_inc/cudnn_version.h" 2>/dev/null | awk '{print $3}' | paste -sd.))"
+  echo "cudnn library: $cudnn_lib (cudnnGetVersion $($py -c "import ctypes,sys; print(ctypes.CDLL(sys.argv[1]).cudnnGetVersion())" "$cudnn_lib" 2>&1))"
+  $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())" 2>&1
+  cmake --version | head -1
+  cat "$kit/MANIFEST.txt"
+} | tee "$out/versions.txt"
+[ -n "$cudnn_inc" ] && [ -n "$cudnn_lib" ] || { note "FAIL: cuDNN headers/library not found in the Python environment"; exit 2; }
+export LD_LIBRARY_PATH=$(dirname "$cudnn_lib")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+# ---------------------------------------------------------------- dependencies from the kit
+stage "deps (googletest, benchmark, blas)"
+prefix=$work/prefix
+(
+  set -e
+  cmake -S "$kit/googletest" -B "$work/gtest" -DCMAKE_BUILD_TYPE=Release -DBUILD_GMOCK=OFF \
+        -DCMAKE_INSTALL_PREFIX="$prefix" -DCMAKE_POSITION_INDEPENDENT_CODE=ON
+  cmake --build "$work/gtest" -j"$jobs" --target install
+  cmake -S "$kit/benchmark" -B "$work/gbench" -DCMAKE_BUILD_TYPE=Release -DBENCHMARK_ENABLE_TESTING=OFF \
+        -DBENCHMARK_ENABLE_GTEST_TESTS=OFF -DBENCHMARK_ENABLE_WERROR=OFF -DCMAKE_INSTALL_PREFIX="$prefix"
+  cmake --build "$work/gbench" -j"$jobs" --target install
+) >"$out/deps.log" 2>&1 || note "WARN: dependency build failed (see deps.log)"
+blas_args=()
+if ! ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so'; then
+  (cmake -S "$repo/scripts/device/refblas" -B "$work/refblas" -DCMAKE_BUILD_TYPE=Release \
+         -DCMAKE_INSTALL_PREFIX="$prefix" && cmake --build "$work/refblas" --target install) >>"$out/deps.log" 2>&1
+  blas_args=(-DCUSEG_OPENBLAS="$prefix/lib/libcuseg_refblas.so" -DCBLAS_INCLUDE_DIR="$prefix/include")
+  note "note: no OpenBLAS on this machine: CPU oracle uses scripts/device/refblas (reference sgemm)"
+fi
+
+# ---------------------------------------------------------------- build
+stage "configure + build cuseg"
+build=$work/build
+cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCUSEG_CUDA=ON -DCUSEG_WITH_ITK=OFF \
+      -DCUSEG_BUILD_APPS=OFF -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DCMAKE_PREFIX_PATH="$prefix;$kit/cmake" -Dnlohmann_json_DIR="$kit/cmake/nlohmann_json" \
+      -DCLI11_ROOT="$kit" -DCUDNN_INCLUDE_DIR="$cudnn_inc" -DCUDNN_LIBRARY="$cudnn_lib" \
+      "${blas_args[@]}" >"$out/configure.log" 2>&1 || { note "FAIL: configure (configure.log)"; tail -30 "$out/configure.log"; exit 1; }
+targets=$(cd "$build" && cmake --build . --target help 2>/dev/null | awk '/\.\.\. cuda_/{print $2}' | tr '\n' ' ')
+grep -q 'engine_bench' <(cmake --build "$build" --target help 2>/dev/null) && targets="$targets engine_bench"
+echo "targets: $targets" | tee -a "$out/build.log"
+cmake --build "$build" -j"$jobs" --target $targets >>"$out/build.log" 2>&1 \
+  || { note "FAIL: build (build.log)"; grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
+note "build: ok ($(($(date +%s) - t0))s)"
+
+# ---------------------------------------------------------------- tests
+stage "ctest -L cuda"
+(cd "$build" && timeout 240 ctest -L cuda --output-on-failure --timeout 200 -j1) >"$out/ctest.log" 2>&1
+rc=$?
+note "ctest -L cuda: rc $rc; $(grep -E 'tests passed|tests failed' "$out/ctest.log" | tail -1)"
+grep -E "^\s+[0-9]+ - .*(Failed|Timeout|Not Run)" "$out/ctest.log" | head -20 | tee -a "$summary"
+grep -E "cuseg-timing|peak device" "$out/ctest.log" | tee -a "$summary"
+# Per-test XML with full output of the parity binary (failures include dump file names).
+(cd "$build/tests" && timeout 120 ./cuda_test_parity --gtest_output=xml:"$out/parity.xml" >"$out/parity.log" 2>&1)
+ls "$build/tests"/parity_*.bin >/dev/null 2>&1 && tar -czf "$out/parity_dumps.tgz" -C "$build/tests" $(cd "$build/tests" && ls parity_*.bin | head -50)
+
+# ---------------------------------------------------------------- compute-sanitizer
+stage compute-sanitizer
+cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
+if [ -n "$cs" ]; then
+  small='Parity.Conv3dBackward:Parity.ReluAdd:Parity.MaxPool:Parity.Upsample2x:Parity.AdamMultiTensor:Parity.CropOrPad:Parity.GridAggregate:Parity.LabelHistogram'
+  (cd "$build/tests" && timeout 150 "$cs" --tool memcheck --error-exitcode 9 ./cuda_test_parity --gtest_filter="$small") >"$out/memcheck_parity.log" 2>&1
+  note "memcheck parity subset: rc $? ($(grep -E 'ERROR SUMMARY' "$out/memcheck_parity.log" | tail -1))"
+  (cd "$build/tests" && timeout 90 "$cs" --tool memcheck --error-exitcode 9 ./cuda_test_train_step --gtest_filter='TrainStep.OneStep*') >"$out/memcheck_train.log" 2>&1
+  note "memcheck train step: rc $? ($(grep -E 'ERROR SUMMARY' "$out/memcheck_train.log" | tail -1))"
+  (cd "$build/tests" && timeout 90 "$cs" --tool racecheck --error-exitcode 9 ./cuda_test_parity \
+       --gtest_filter='Parity.WeightedCrossEntropy:Parity.RescaleIntensity:Parity.LabelHistogram') >"$out/racecheck.log" 2>&1
+  note "racecheck (shared-memory reductions): rc $? ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/racecheck.log" | tail -1))"
+else
+  note "compute-sanitizer: not found"
+fi
+
+# ---------------------------------------------------------------- train-step benchmark
+stage benchmark
+if [ -x "$build/bench/engine_bench" ]; then
+  (timeout 120 "$build/bench/engine_bench" step --device cuda --json "$out/engine_bench_step.json") >"$out/engine_bench.log" 2>&1
+  note "engine_bench step: rc $? ; $(tail -3 "$out/engine_bench.log" | tr '\n' ' ')"
+else
+  note "engine_bench not built: see TrainStep.TimedReferenceStep in ctest.log"
+fi
+note "total: $(($(date +%s) - t0))s"
+echo "=================== summary"; cat "$summary"
