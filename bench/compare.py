@@ -2,7 +2,7 @@
 """Runs engine_bench and the PyTorch peers in one run on one device and writes a comparison.
 
 Usage (see bench/README.md):
-  bench/compare.sh [--device cpu|cuda|auto] [--profile reference|cpu] [--modes eager,amp,compile]
+  bench/compare.sh [--device cpu|cuda|auto] [--profile reference|quick|cpu] [--modes eager,amp,compile]
                    [--benchmarks forward,step,volume] [--repeat N] [--out-dir bench/results]
                    [--engine-bench PATH] [--python PATH] [--tag TEXT]
 
@@ -40,6 +40,16 @@ PROFILES = {
         "volume": dict(args=["--filters", "32,64,128,256", "--size", "256", "256", "200",
                              "--patch", "96", "--overlap", "8", "--batch", "4", "--warmup", "1",
                              "--iters", "3"]),
+    },
+    # The reference shapes with fewer iterations: the GPU kit's time-boxed run.
+    "quick": {
+        "forward": dict(args=["--filters", "32,64,128,256", "--batch", "4", "--patch", "96",
+                              "--warmup", "3", "--iters", "10"]),
+        "step": dict(args=["--filters", "32,64,128,256", "--batch", "2", "--patch", "96",
+                           "--warmup", "3", "--iters", "10"]),
+        "volume": dict(args=["--filters", "32,64,128,256", "--size", "256", "256", "200",
+                             "--patch", "96", "--overlap", "8", "--batch", "4", "--warmup", "1",
+                             "--iters", "2"]),
     },
     # Bounded for a small CPU: the reference network's forward on one 96^3 patch, a training
     # step of the demo network (filters 8,16,32,64) at batch 2 on 64^3, and grid inference of
