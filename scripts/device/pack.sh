@@ -8,7 +8,8 @@
 #   include/nlohmann  nlohmann/json headers (nlohmann-json3-dev)           (MIT)
 #   include/CLI       CLI11 headers (libcli11-dev), for bench/engine_bench (BSD-3-Clause)
 #   cmake/nlohmann_json/  a small package config exposing nlohmann_json::nlohmann_json
-# ITK and yaml-cpp are not carried: the device build uses -DCUSEG_WITH_ITK=OFF and no apps.
+#   yaml-cpp/ libpng/ zlib/  upstream sources (Debian source packages)  (MIT / libpng / zlib)
+# ITK is not carried: the device build uses -DCUSEG_WITH_ITK=OFF and no apps.
 # OpenBLAS is not carried either: scripts/device/refblas (tracked) builds a reference
 # cblas_sgemm there when the GPU machine has no OpenBLAS.
 # Usage: scripts/device/pack.sh            (from anywhere; writes <repo>/.kit)
@@ -36,6 +37,20 @@ orig=$(ls "$tmp"/benchmark_*.orig.tar.* | head -1)
 mkdir -p "$kit/benchmark"
 tar -xf "$orig" -C "$kit/benchmark" --strip-components=1
 rm -rf "$kit/benchmark/test" "$kit/benchmark/docs" "$kit/benchmark/bindings" "$kit/benchmark/.github"
+# yaml-cpp (run configs; MIT), libpng (preview pictures; libpng licence) and zlib (zlib
+# licence), all required by the top-level CMakeLists: upstream sources from Debian.
+for pkg in yaml-cpp:yaml-cpp libpng1.6:libpng zlib:zlib; do
+  src=${pkg%%:*}; dst=${pkg#*:}
+  (cd "$tmp" && apt-get "${apt_o[@]}" source --download-only "$src" >>"$tmp/apt.log" 2>&1) || { cat "$tmp/apt.log"; exit 1; }
+  o=$(ls "$tmp"/${src}_*.orig.tar.* | head -1)
+  mkdir -p "$kit/$dst"
+  tar -xf "$o" -C "$kit/$dst" --strip-components=1
+  rm -rf "$kit/$dst/docs" "$kit/$dst/contrib" "$kit/$dst/projects"
+  # zlib's CMakeLists names win32/zlib1.rc for every non-MinGW build; Debian's dfsg tarball
+  # drops win32/. An empty file satisfies CMake (no resource compiler is used on Linux).
+  if [ "$dst" = zlib ]; then mkdir -p "$kit/zlib/win32"; : >"$kit/zlib/win32/zlib1.rc"; fi
+  echo "$dst $(basename "$o")" >>"$tmp/sources.txt"
+done
 
 # Header-only libraries
 cp -r /usr/include/nlohmann "$kit/include/"
@@ -66,6 +81,7 @@ cuseg GPU check kit, packed $(date -u +%Y-%m-%dT%H:%MZ) on $(hostname) from comm
 googletest   $(dpkg-query -W -f='${Version}' googletest 2>/dev/null || echo '?')  BSD-3-Clause  /usr/src/googletest
 benchmark    $(basename "$orig")  Apache-2.0  Debian source package
 nlohmann     $njv  MIT  /usr/include/nlohmann
+$(sed 's/^/source       /' "$tmp/sources.txt")
 CLI11        $(dpkg-query -W -f='${Version}' libcli11-dev 2>/dev/null || echo '?')  BSD-3-Clause  /usr/include/CLI
 MAN
 size=$(du -sm "$kit" | cut -f1)

@@ -77,7 +77,21 @@ prefix=$work/prefix
   cmake -S "$kit/benchmark" -B "$work/gbench" -DCMAKE_BUILD_TYPE=Release -DBENCHMARK_ENABLE_TESTING=OFF \
         -DBENCHMARK_ENABLE_GTEST_TESTS=OFF -DBENCHMARK_ENABLE_WERROR=OFF -DCMAKE_INSTALL_PREFIX="$prefix"
   cmake --build "$work/gbench" -j"$jobs" --target install
+  cmake -S "$kit/yaml-cpp" -B "$work/yaml" -DCMAKE_BUILD_TYPE=Release -DYAML_CPP_BUILD_TESTS=OFF \
+        -DYAML_CPP_BUILD_TOOLS=OFF -DYAML_BUILD_SHARED_LIBS=ON -DCMAKE_INSTALL_PREFIX="$prefix"
+  cmake --build "$work/yaml" -j"$jobs" --target install
+  # libpng (+ zlib) only when the machine lacks their headers.
+  if [ ! -f /usr/include/zlib.h ]; then
+    cmake -S "$kit/zlib" -B "$work/zlib" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix"
+    cmake --build "$work/zlib" -j"$jobs" --target install
+  fi
+  if [ ! -f /usr/include/png.h ] && [ ! -f /usr/include/libpng16/png.h ]; then
+    cmake -S "$kit/libpng" -B "$work/png" -DCMAKE_BUILD_TYPE=Release -DPNG_TESTS=OFF -DPNG_STATIC=OFF \
+          -DPNG_EXECUTABLES=OFF -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_INSTALL_PREFIX="$prefix"
+    cmake --build "$work/png" -j"$jobs" --target install
+  fi
 ) >"$out/deps.log" 2>&1 || note "WARN: dependency build failed (see deps.log)"
+export LD_LIBRARY_PATH=$prefix/lib:$prefix/lib64:$LD_LIBRARY_PATH
 blas_args=()
 if ! ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so'; then
   (cmake -S "$repo/scripts/device/refblas" -B "$work/refblas" -DCMAKE_BUILD_TYPE=Release \
