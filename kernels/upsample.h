@@ -45,6 +45,37 @@ CUSEG_HD int upsample_taps(int i, int n, int* outs, float* wts) {
   return m;
 }
 
+// One output voxel from input channel xc (packed d x h x w, only h and w needed for
+// indexing) given the per-axis taps; interpolates along W, then H, then D.
+CUSEG_HD float upsample_voxel(const float* xc, int h, int w, const UpTap& a, const UpTap& b,
+                              const UpTap& e) {
+  const float c00 = (1 - e.l) * xc[lin3(a.i0, b.i0, e.i0, h, w)] + e.l * xc[lin3(a.i0, b.i0, e.i1, h, w)];
+  const float c01 = (1 - e.l) * xc[lin3(a.i0, b.i1, e.i0, h, w)] + e.l * xc[lin3(a.i0, b.i1, e.i1, h, w)];
+  const float c10 = (1 - e.l) * xc[lin3(a.i1, b.i0, e.i0, h, w)] + e.l * xc[lin3(a.i1, b.i0, e.i1, h, w)];
+  const float c11 = (1 - e.l) * xc[lin3(a.i1, b.i1, e.i0, h, w)] + e.l * xc[lin3(a.i1, b.i1, e.i1, h, w)];
+  const float c0 = (1 - b.l) * c00 + b.l * c01;
+  const float c1 = (1 - b.l) * c10 + b.l * c11;
+  return (1 - a.l) * c0 + a.l * c1;
+}
+
+// Gradient of input voxel (z, y, x) of an input channel of extent d x h x w, gathered from
+// the output-gradient channel gyc (packed 2d x 2h x 2w).
+CUSEG_HD float upsample_grad_voxel(const float* gyc, int z, int y, int x, int d, int h, int w) {
+  int oz[5], oy[5], ox[5];
+  float wz[5], wy[5], wx[5];
+  const int mz = upsample_taps(z, d, oz, wz);
+  const int my = upsample_taps(y, h, oy, wy);
+  const int mx = upsample_taps(x, w, ox, wx);
+  float acc = 0.f;
+  for (int a = 0; a < mz; ++a)
+    for (int b = 0; b < my; ++b) {
+      float accx = 0.f;
+      for (int e = 0; e < mx; ++e) accx += wx[e] * gyc[lin3(oz[a], oy[b], ox[e], 2 * h, 2 * w)];
+      acc += wz[a] * wy[b] * accx;
+    }
+  return acc;
+}
+
 // y: N x C x 2D x 2H x 2W.
 void upsample2x_forward_cpu(const Vol& x, const Vol& y);
 void upsample2x_backward_cpu(const Vol& gy, const Vol& gx);
