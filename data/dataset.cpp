@@ -62,6 +62,33 @@ void portable_shuffle(std::vector<std::string>& v, uint64_t seed) {
   }
 }
 
+bool is_nifti(const std::string& path) {
+  const std::string e = image_ext(fs::path(path).filename().string());
+  return e == ".nii" || e == ".nii.gz";
+}
+
+std::string nonfinite_message(int64_t bad, int64_t first, const std::array<int, 3>& s,
+                              const std::string& expected) {
+  std::ostringstream os;
+  os << bad << " voxels are NaN or Inf (first at voxel (" << first % s[0] << ", "
+     << first / s[0] % s[1] << ", " << first / (int64_t(s[0]) * s[1]) << ")); " << expected;
+  return os.str();
+}
+
+// The NIfTI payload check (data/image.h, scan_nifti_nonfinite): reports through `add`.
+template <class Add>
+void scan_nifti(const std::string& path, const std::string& expected, Add& add) {
+  try {
+    const NonFiniteScan r = scan_nifti_nonfinite(path);
+    if (r.count > 0)
+      add(path, nonfinite_message(r.count, r.first, r.size, expected) + " (" +
+                    std::to_string(r.nan) + " NaN, " + std::to_string(r.count - r.nan) +
+                    " Inf in the stored NIfTI data; ITK's NIfTI reader would read them as 0)");
+  } catch (const std::exception& e) {
+    add(path, e.what());
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- discovery
@@ -300,14 +327,10 @@ std::vector<Problem> check_case(const CaseFiles& c, int num_classes) {
         if (first < 0) first = int64_t(n);
         ++bad;
       }
-    if (bad) {
-      const auto& s = img.geo.size;
-      std::ostringstream os;
-      os << bad << " voxels are NaN or Inf (first at voxel (" << first % s[0] << ", "
-         << first / s[0] % s[1] << ", " << first / (int64_t(s[0]) * s[1])
-         << ")); expected finite intensities";
-      add(c.image, os.str());
-    }
+    if (bad)
+      add(c.image, nonfinite_message(bad, first, img.geo.size, "expected finite intensities"));
+    // NIfTI: ITK has already turned NaN/Inf into 0, so look at the stored payload itself.
+    if (!bad && is_nifti(c.image)) scan_nifti(c.image, "expected finite intensities", add);
   }
   if (c.label.empty()) return out;
   LabelMap lab;
@@ -317,6 +340,9 @@ std::vector<Problem> check_case(const CaseFiles& c, int num_classes) {
     add(c.label, e.what());
     return out;
   }
+  // A float label map with NaN would otherwise read as background (0) without a word.
+  if (is_nifti(c.label))
+    scan_nifti(c.label, "expected integer class values 0.." + std::to_string(num_classes - 1), add);
   int64_t hist[256] = {};
   for (uint8_t v : lab.v) hist[v]++;
   // One problem per file listing the out-of-range values (first 8) and their voxel counts.

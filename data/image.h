@@ -1,5 +1,6 @@
-// Images with geometry, file I/O (through ITK, kept inside data/image_io.cpp) and
-// orientation handling.
+// Images with geometry, file I/O (through ITK, kept inside data/image_io.cpp; builds configured
+// with CUSEG_WITH_ITK=OFF compile data/image_io_noitk.cpp instead, whose functions throw a clear
+// error) and orientation handling (data/geometry.cpp, no ITK).
 //
 // Conventions (the whole data/ folder follows them):
 // - Buffer order is ITK's: index (i, j, k) with i fastest. In engine tensors (NCDHW, W fastest)
@@ -83,6 +84,19 @@ Image read_image(const std::string& path);
 LabelMap read_label(const std::string& path);
 Image read_dicom_series(const std::string& dir, const std::string& series_uid = "");
 std::vector<std::string> dicom_series_uids(const std::string& dir);
+
+// NaN/Inf stored in a NIfTI file. ITK's NIfTI reader (its bundled niftilib, nifti_read_buffer)
+// silently replaces every non-finite float with 0, so read_image/read_label cannot show them;
+// this scans the file's own float32/float64 voxel payload (zlib, from the header's vox_offset)
+// as a check on top of the ITK read (see data/image_io.cpp). checked = false for integer
+// datatypes (they cannot hold NaN). `first` is the linear index (i fastest) of the first bad
+// voxel in `size`. Throws naming the file when it is not a single-file NIfTI-1/2 or truncated.
+struct NonFiniteScan {
+  bool checked = false;
+  int64_t count = 0, nan = 0, first = -1;
+  std::array<int, 3> size{0, 0, 0};
+};
+NonFiniteScan scan_nifti_nonfinite(const std::string& path);
 
 enum class PixelType { Int16, Float32, UInt8 };
 // Writes with the volume's geometry. The format follows the extension (.nii, .nii.gz, .nrrd,

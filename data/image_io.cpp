@@ -13,10 +13,13 @@
 #include <itkMetaImageIOFactory.h>
 #include <itkNiftiImageIOFactory.h>
 #include <itkNrrdImageIOFactory.h>
+#include <zlib.h>  // zlib comes with ITK (ITKZLIB is a public dependency of ITKIONIFTI)
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -134,47 +137,6 @@ void write_itk(const TImg& vol, const std::string& path,
 
 }  // namespace
 
-// ---------------------------------------------------------------- geometry helpers
-std::array<double, 3> Geometry::world(double i, double j, double k) const {
-  const double idx[3] = {i * spacing[0], j * spacing[1], k * spacing[2]};
-  std::array<double, 3> p = origin;
-  for (int r = 0; r < 3; ++r)
-    for (int c = 0; c < 3; ++c) p[r] += direction[3 * r + c] * idx[c];
-  return p;
-}
-
-bool same_grid(const Geometry& a, const Geometry& b, std::string* why) {
-  std::ostringstream os;
-  if (a.size != b.size) {
-    os << "size " << a.size[0] << "x" << a.size[1] << "x" << a.size[2] << " vs " << b.size[0] << "x"
-       << b.size[1] << "x" << b.size[2];
-  } else {
-    // ITK's defaults: coordinate tolerance 1e-6 x spacing(axis 0), direction tolerance 1e-6.
-    const double ctol = 1e-6 * std::abs(a.spacing[0]);
-    for (int d = 0; d < 3 && os.tellp() == 0; ++d) {
-      if (std::abs(a.spacing[d] - b.spacing[d]) > ctol)
-        os << "spacing[" << d << "] " << a.spacing[d] << " vs " << b.spacing[d] << " mm";
-      else if (std::abs(a.origin[d] - b.origin[d]) > ctol)
-        os << "origin[" << d << "] " << a.origin[d] << " vs " << b.origin[d] << " mm";
-    }
-    for (int n = 0; n < 9 && os.tellp() == 0; ++n)
-      if (std::abs(a.direction[n] - b.direction[n]) > 1e-6)
-        os << "direction (" << orientation_code(a) << " vs " << orientation_code(b) << ", element "
-           << n << ": " << a.direction[n] << " vs " << b.direction[n] << ")";
-  }
-  if (why) *why = os.str();
-  return os.tellp() == 0;
-}
-
-std::string describe(const Geometry& g) {
-  std::ostringstream os;
-  os.precision(4);
-  os << g.size[0] << "x" << g.size[1] << "x" << g.size[2] << " @ " << g.spacing[0] << "x"
-     << g.spacing[1] << "x" << g.spacing[2] << " mm, " << orientation_code(g) << ", origin ("
-     << g.origin[0] << ", " << g.origin[1] << ", " << g.origin[2] << ") mm LPS";
-  return os.str();
-}
-
 // ---------------------------------------------------------------- reading
 FileInfo read_info(const std::string& path) {
   register_factories();
@@ -274,6 +236,105 @@ Image read_dicom_series(const std::string& dir, const std::string& series_uid) {
   const float* p = reader->GetOutput()->GetBufferPointer();
   out.v.assign(p, p + out.geo.numel());
   return out;
+}
+
+// ---------------------------------------------------------------- NIfTI non-finite scan
+// Why this exists: ITK's NIfTI reader cannot show NaN or Inf. In ITK's bundled niftilib
+// (Modules/ThirdParty/NIFTI/src/nifti/niftilib/nifti1_io.c, nifti_read_buffer(), the block
+// "check input float arrays for goodness, and fix bad numbers", compiled whenever <math.h>
+// defines isfinite) every non-finite FLOAT32/FLOAT64/COMPLEX value is overwritten with 0 right
+// after the bytes are read and byte-swapped. It runs for every read (nifti_image_load and the
+// collapsed-image path ITK uses both end in nifti_read_buffer), before ITK converts the pixel
+// type and before scl_slope/scl_inter are applied, and there is no option to turn it off: so
+// neither reading with the file's own component type through ImageIOBase nor any reader
+// setting avoids it. This scan is therefore a CHECK on top of the ITK read: it decodes only the
+// header fields it needs (NIfTI-1 / NIfTI-2 layouts from nifti1.h / nifti2.h) and streams the
+// voxel payload through zlib (gzread also reads uncompressed files), counting non-finite values.
+NonFiniteScan scan_nifti_nonfinite(const std::string& path) {
+  NonFiniteScan r;
+  gzFile f = gzopen(path.c_str(), "rb");
+  CUSEG_CHECK(f != nullptr, path << ": cannot open for the NaN/Inf scan");
+  struct Closer {
+    gzFile f;
+    ~Closer() { gzclose(f); }
+  } closer{f};
+  std::array<unsigned char, 540> h{};
+  const int got = gzread(f, h.data(), unsigned(h.size()));
+  CUSEG_CHECK(got >= 348, path << ": too short for a NIfTI header (" << got << " bytes)");
+  auto rd = [&](size_t off, void* dst, size_t n, bool swap) {
+    std::memcpy(dst, h.data() + off, n);
+    if (swap) std::reverse(static_cast<unsigned char*>(dst), static_cast<unsigned char*>(dst) + n);
+  };
+  int32_t sz = 0;
+  rd(0, &sz, 4, false);
+  bool swap = false;
+  if (sz != 348 && sz != 540) {
+    rd(0, &sz, 4, true);
+    swap = true;
+  }
+  CUSEG_CHECK(sz == 348 || sz == 540,
+              path << ": not a NIfTI file (sizeof_hdr is neither 348 nor 540)");
+  int16_t datatype = 0;
+  int64_t dim[8] = {};
+  int64_t vox_offset = 0;
+  if (sz == 348) {
+    CUSEG_CHECK(std::memcmp(h.data() + 344, "n+1", 4) == 0,
+                path << ": only single-file NIfTI-1 (magic n+1) is scanned");
+    rd(70, &datatype, 2, swap);
+    for (int d = 0; d < 8; ++d) {
+      int16_t v = 0;
+      rd(40 + 2 * size_t(d), &v, 2, swap);
+      dim[d] = v;
+    }
+    float off = 0;
+    rd(108, &off, 4, swap);
+    vox_offset = int64_t(off);
+  } else {
+    CUSEG_CHECK(got == 540 && std::memcmp(h.data() + 4, "n+2", 4) == 0,
+                path << ": only single-file NIfTI-2 (magic n+2) is scanned");
+    rd(12, &datatype, 2, swap);
+    for (int d = 0; d < 8; ++d) rd(16 + 8 * size_t(d), &dim[d], 8, swap);
+    rd(168, &vox_offset, 8, swap);
+  }
+  // NIFTI_TYPE_FLOAT32 = 16, NIFTI_TYPE_FLOAT64 = 64 (nifti1.h). Integer types cannot hold NaN.
+  if (datatype != 16 && datatype != 64) return r;
+  r.checked = true;
+  CUSEG_CHECK(dim[0] >= 1 && dim[0] <= 7, path << ": bad dim[0] " << dim[0]);
+  int64_t nvox = 1;
+  for (int d = 1; d <= dim[0]; ++d) nvox *= std::max<int64_t>(dim[d], 1);
+  r.size = {int(dim[1]), dim[0] >= 2 ? int(dim[2]) : 1, dim[0] >= 3 ? int(dim[3]) : 1};
+  CUSEG_CHECK(gzseek(f, z_off_t(vox_offset), SEEK_SET) == z_off_t(vox_offset),
+              path << ": cannot seek to the voxel data at byte " << vox_offset);
+  const size_t bytes = datatype == 16 ? 4 : 8;
+  std::vector<unsigned char> buf(size_t(1) << 20);
+  int64_t n = 0;
+  while (n < nvox) {
+    const size_t want = size_t(std::min<int64_t>(nvox - n, int64_t(buf.size() / bytes))) * bytes;
+    const int k = gzread(f, buf.data(), unsigned(want));
+    CUSEG_CHECK(k == int(want), path << ": voxel data ends after "
+                                     << n + std::max(k, 0) / int(bytes) << " of " << nvox
+                                     << " voxels");
+    for (size_t q = 0; q < want; q += bytes, ++n) {
+      bool finite;
+      if (swap) std::reverse(buf.data() + q, buf.data() + q + bytes);
+      if (bytes == 4) {
+        float v;
+        std::memcpy(&v, buf.data() + q, 4);
+        finite = std::isfinite(v);
+        if (std::isnan(v)) ++r.nan;
+      } else {
+        double v;
+        std::memcpy(&v, buf.data() + q, 8);
+        finite = std::isfinite(v);
+        if (std::isnan(v)) ++r.nan;
+      }
+      if (!finite) {
+        if (r.first < 0) r.first = n;
+        ++r.count;
+      }
+    }
+  }
+  return r;
 }
 
 // ---------------------------------------------------------------- writing
@@ -388,128 +449,6 @@ void write_dicom_series(const Image& img, const std::string& dir) {
     CUSEG_THROW(dir << ": cannot write DICOM series: " << e.GetDescription());
   }
 }
-
-// ---------------------------------------------------------------- orientation
-std::string orientation_code(const Geometry& g) {
-  static const char pos[3] = {'R', 'A', 'S'}, neg[3] = {'L', 'P', 'I'};
-  std::string code(3, '?');
-  bool used[3] = {false, false, false};
-  for (int a = 0; a < 3; ++a) {
-    // RAS world vector of axis a: LPS -> RAS flips x and y.
-    const double v[3] = {-g.direction[0 * 3 + a], -g.direction[1 * 3 + a], g.direction[2 * 3 + a]};
-    int best = 0;
-    for (int r = 1; r < 3; ++r)
-      if (std::abs(v[r]) > std::abs(v[best])) best = r;
-    if (used[best]) return "???";  // degenerate direction (two axes along one world axis)
-    used[best] = true;
-    code[size_t(a)] = v[best] >= 0 ? pos[best] : neg[best];
-  }
-  return code;
-}
-
-namespace {
-int world_axis(char c) {
-  switch (c) {
-    case 'R':
-    case 'L':
-      return 0;
-    case 'A':
-    case 'P':
-      return 1;
-    case 'S':
-    case 'I':
-      return 2;
-    default:
-      return -1;
-  }
-}
-}  // namespace
-
-Reorientation plan_reorientation(const Geometry& g, const std::string& target) {
-  Reorientation r;
-  r.original = g;
-  r.from_code = orientation_code(g);
-  r.to_code = target;
-  CUSEG_CHECK(r.from_code != "???", "cannot name the orientation of " << describe(g));
-  CUSEG_CHECK(target.size() == 3, "orientation code must have 3 letters, got '" << target << "'");
-  bool seen[3] = {false, false, false};
-  for (int a = 0; a < 3; ++a) {
-    const int wa = world_axis(target[size_t(a)]);
-    CUSEG_CHECK(wa >= 0 && !seen[wa], "bad orientation code '" << target << "'");
-    seen[wa] = true;
-    for (int b = 0; b < 3; ++b)
-      if (world_axis(r.from_code[size_t(b)]) == wa) {
-        r.perm[size_t(a)] = b;
-        r.flip[size_t(a)] = r.from_code[size_t(b)] != target[size_t(a)];
-      }
-  }
-  return r;
-}
-
-Geometry reoriented_geometry(const Reorientation& r) {
-  const Geometry& o = r.original;
-  Geometry g;
-  std::array<double, 3> corner{0, 0, 0};  // old index of the new (0,0,0)
-  for (int a = 0; a < 3; ++a) {
-    const int b = r.perm[size_t(a)];
-    g.size[size_t(a)] = o.size[size_t(b)];
-    g.spacing[size_t(a)] = o.spacing[size_t(b)];
-    const double s = r.flip[size_t(a)] ? -1.0 : 1.0;
-    for (int row = 0; row < 3; ++row)
-      g.direction[size_t(3 * row + a)] = s * o.direction[size_t(3 * row + b)];
-    if (r.flip[size_t(a)]) corner[size_t(b)] = o.size[size_t(b)] - 1;
-  }
-  g.origin = o.world(corner[0], corner[1], corner[2]);
-  return g;
-}
-
-template <class T>
-Volume<T> reorient(const Volume<T>& in, const Reorientation& r) {
-  CUSEG_CHECK(in.geo.size == r.original.size, "reorient: image size does not match the plan");
-  Volume<T> out;
-  out.geo = reoriented_geometry(r);
-  out.v.resize(in.v.size());
-  const auto& ns = out.geo.size;
-  int64_t n = 0;
-  for (int k = 0; k < ns[2]; ++k)
-    for (int j = 0; j < ns[1]; ++j)
-      for (int i = 0; i < ns[0]; ++i, ++n) {
-        const int nidx[3] = {i, j, k};
-        int old[3];
-        for (int a = 0; a < 3; ++a)
-          old[r.perm[size_t(a)]] = r.flip[size_t(a)] ? ns[size_t(a)] - 1 - nidx[a] : nidx[a];
-        out.v[size_t(n)] = in.at(old[0], old[1], old[2]);
-      }
-  return out;
-}
-
-template <class T>
-Volume<T> reorient_back(const Volume<T>& in, const Reorientation& r) {
-  const Geometry expect = reoriented_geometry(r);
-  CUSEG_CHECK(in.geo.size == expect.size, "reorient_back: image size "
-                                              << in.geo.size[0] << "x" << in.geo.size[1] << "x"
-                                              << in.geo.size[2] << " does not match the plan");
-  Volume<T> out;
-  out.geo = r.original;  // restored verbatim, so the round trip is exact
-  out.v.resize(in.v.size());
-  const auto& ns = expect.size;
-  int64_t n = 0;
-  for (int k = 0; k < ns[2]; ++k)
-    for (int j = 0; j < ns[1]; ++j)
-      for (int i = 0; i < ns[0]; ++i, ++n) {
-        const int nidx[3] = {i, j, k};
-        int old[3];
-        for (int a = 0; a < 3; ++a)
-          old[r.perm[size_t(a)]] = r.flip[size_t(a)] ? ns[size_t(a)] - 1 - nidx[a] : nidx[a];
-        out.at(old[0], old[1], old[2]) = in.v[size_t(n)];
-      }
-  return out;
-}
-
-template Volume<float> reorient(const Volume<float>&, const Reorientation&);
-template Volume<uint8_t> reorient(const Volume<uint8_t>&, const Reorientation&);
-template Volume<float> reorient_back(const Volume<float>&, const Reorientation&);
-template Volume<uint8_t> reorient_back(const Volume<uint8_t>&, const Reorientation&);
 
 }  // namespace data
 }  // namespace cuseg

@@ -20,6 +20,13 @@
 namespace fs = std::filesystem;
 using namespace cuseg::data;
 
+// Builds configured with CUSEG_WITH_ITK=OFF (the GPU check kit) have no image file I/O: the
+// tests that read or write files are skipped there (data/image_io_noitk.cpp says why).
+#define CUSEG_REQUIRE_FILE_IO()                                                              \
+  do {                                                                                       \
+    if (!CUSEG_HAVE_ITK) GTEST_SKIP() << "built with CUSEG_WITH_ITK=OFF: no image file I/O"; \
+  } while (0)
+
 namespace {
 
 const std::string kData = CUSEG_SHARED_DATA_DIR;
@@ -89,6 +96,7 @@ void write_raw_nifti(const std::string& path, std::vector<short> dims, short dat
 }  // namespace
 
 TEST(DataIo, RealCtFullVolume) {
+  CUSEG_REQUIRE_FILE_IO();
   const auto p = realct("abdomen_ct_3mm.nii.gz");
   const FileInfo info = read_info(p);
   EXPECT_EQ(info.dimensions, 3);
@@ -101,6 +109,7 @@ TEST(DataIo, RealCtFullVolume) {
 }
 
 TEST(DataIo, RealCtLiverMaskStoredAsFloat64) {
+  CUSEG_REQUIRE_FILE_IO();
   const auto p = realct("abdomen_ct_3mm_liver.nii.gz");
   EXPECT_EQ(read_info(p).component_type, "double");
   const LabelMap m = read_label(p);
@@ -112,6 +121,7 @@ TEST(DataIo, RealCtLiverMaskStoredAsFloat64) {
 }
 
 TEST(DataIo, RealCt30SlicesAndOrgans) {
+  CUSEG_REQUIRE_FILE_IO();
   const auto ct = read_image(realct("abdomen_ct_3mm_30slices.nii.gz"));
   EXPECT_EQ(read_info(realct("abdomen_ct_3mm_30slices.nii.gz")).component_type, "short");
   expect_realct_geometry(ct.geo, 30);
@@ -130,6 +140,7 @@ TEST(DataIo, RealCt30SlicesAndOrgans) {
 }
 
 TEST(DataIo, Lits64CtAndLabels) {
+  CUSEG_REQUIRE_FILE_IO();
   const auto ct = read_image(lits("liver_ct_64x64x33.nii"));
   const auto lab = read_label(lits("liver_ct_64x64x33_labels.nii"));
   EXPECT_EQ(read_info(lits("liver_ct_64x64x33_labels.nii")).component_type, "float");
@@ -174,6 +185,7 @@ TEST(DataIo, Lits64CtAndLabels) {
 class DataIoRoundTrip : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(DataIoRoundTrip, ImageAndLabelKeepVoxelsAndGeometry) {
+  CUSEG_REQUIRE_FILE_IO();
   const Image ct = read_image(realct("abdomen_ct_3mm_30slices.nii.gz"));
   LabelMap lab = read_label(realct("abdomen_ct_3mm_30slices_organs.nii.gz"));
   // An oblique, non-axis-aligned geometry exercises the full direction matrix.
@@ -211,6 +223,7 @@ INSTANTIATE_TEST_SUITE_P(Formats, DataIoRoundTrip,
 // decimal strings with 10 significant digits (%.10g): 1e-6 mm covers that rounding at
 // |x| < 1000 mm. Voxels are int16 HU and must come back exactly.
 TEST(DataIo, DicomSeriesRoundTripKeepsGeometry) {
+  CUSEG_REQUIRE_FILE_IO();
   const Image ct = read_image(realct("abdomen_ct_3mm_30slices.nii.gz"));
   const fs::path dir = tmp_dir("dicom");
   write_dicom_series(ct, dir.string());
@@ -245,6 +258,7 @@ TEST(DataIo, OrientationCodes) {
 // Reorientation is a pure permutation/flip: every voxel keeps its world position (1e-9 mm:
 // double rounding of a few products), and the inverse restores voxels and geometry exactly.
 TEST(DataIo, ReorientRoundTripIsExact) {
+  CUSEG_REQUIRE_FILE_IO();
   Image im = read_image(lits("liver_ct_64x64x33.nii"));
   im.geo.direction = {0, 0, -1, 1, 0, 0, 0, -1, 0};  // "PIR": every axis permuted
   Reorientation r;
@@ -277,6 +291,7 @@ TEST(DataIo, ReorientRoundTripIsExact) {
 }
 
 TEST(DataIo, NonIntegralLabelIsRejectedWithFileAndValue) {
+  CUSEG_REQUIRE_FILE_IO();
   const fs::path dir = tmp_dir("badlabel");
   Image im = Image::make(Geometry{{5, 4, 3}});
   im.at(2, 1, 1) = 1.5f;
@@ -300,6 +315,7 @@ TEST(DataIo, NonIntegralLabelIsRejectedWithFileAndValue) {
 }
 
 TEST(DataIo, BadFilesGiveClearErrors) {
+  CUSEG_REQUIRE_FILE_IO();
   const fs::path dir = tmp_dir("badfiles");
   auto expect_msg = [](const std::function<void()>& fn, const std::string& a,
                        const std::string& b) {
@@ -326,4 +342,33 @@ TEST(DataIo, BadFilesGiveClearErrors) {
   const std::string f41 = (dir / "four_d_1.nii").string();
   write_raw_nifti(f41, {4, 3, 2, 1}, 16, 32, std::vector<char>(4 * 24, 0));
   EXPECT_EQ(read_image(f41).geo.size, (std::array<int, 3>{4, 3, 2}));
+}
+
+// Without ITK every file function fails with the path and the configuration that caused it;
+// with ITK the same calls read the real file (so this test checks the branch actually built).
+TEST(DataIo, FileIoErrorSaysHowTheBuildWasConfigured) {
+  const std::string p = realct("abdomen_ct_3mm_30slices.nii.gz");
+  if (CUSEG_HAVE_ITK) {
+    EXPECT_EQ(read_info(p).geo.size, (std::array<int, 3>{122, 101, 30}));
+    return;
+  }
+  const std::string why = "this build has no image file I/O (configured with CUSEG_WITH_ITK=OFF)";
+  const std::vector<std::pair<std::string, std::function<void()>>> calls = {
+      {p, [&] { read_info(p); }},
+      {p, [&] { read_image(p); }},
+      {p, [&] { read_label(p); }},
+      {"/tmp/x.nii.gz", [] { write_image(Image::make(Geometry{}), "/tmp/x.nii.gz"); }},
+      {"/tmp/x.nii.gz", [] { write_label(LabelMap::make(Geometry{}), "/tmp/x.nii.gz"); }},
+      {"/tmp/dcm", [] { dicom_series_uids("/tmp/dcm"); }},
+      {"/tmp/dcm", [] { read_dicom_series("/tmp/dcm"); }},
+      {"/tmp/dcm", [] { write_dicom_series(Image::make(Geometry{}), "/tmp/dcm"); }},
+  };
+  for (const auto& c : calls) {
+    try {
+      c.second();
+      ADD_FAILURE() << "no error for " << c.first;
+    } catch (const cuseg::Error& e) {
+      EXPECT_EQ(std::string(e.what()), c.first + ": " + why);
+    }
+  }
 }
