@@ -156,7 +156,9 @@ SurfaceDistances surface_distances(const Mask& a, const Mask& b, const Geometry&
   all.insert(all.end(), ba.begin(), ba.end());
   r.hd95_mm = percentile_linear(all, 95.0);
   r.hd_mm = *std::max_element(all.begin(), all.end());
-  r.assd_mm = 0.5 * (mean(ab) + mean(ba));
+  // Mean over both directed sets together (medpy 0.5 assd, LiTS ASSD), not the mean of the two
+  // directed means: the two differ whenever the surfaces have different voxel counts.
+  r.assd_mm = mean(all);
   return r;
 }
 

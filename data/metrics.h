@@ -8,9 +8,11 @@
 // background or outside the volume (medpy: mask XOR binary_erosion, border value 0).
 // Distances are Euclidean between voxel centres in mm (spacing-aware exact EDT).
 // HD95 = 95th percentile (numpy linear interpolation) of the union of both directed
-// surface-distance sets (medpy hd95); ASSD = mean of the two directed mean distances
-// (medpy assd). Volumes in mL (voxel volume from spacing, 1 mL = 1000 mm^3).
-// Tumour count = number of 26-connected components of the tumour mask.
+// surface-distance sets (medpy hd95); ASSD = mean of the union of both directed sets, i.e.
+// (sum a->b + sum b->a) / (|surface a| + |surface b|) (medpy 0.5 assd, LiTS ASSD; NOT the mean
+// of the two directed means). Cross-checked against medpy: tests/reference/metrics/. Volumes in mL
+// (voxel volume from spacing, 1 mL = 1000 mm^3). Tumour count = number of 26-connected components
+// of the tumour mask.
 #pragma once
 #include <array>
 #include <cstdint>
