@@ -204,29 +204,59 @@ Volume<T> resample_to(const Volume<T>& in, const Geometry& target, Interp interp
 template Volume<float> resample_to(const Volume<float>&, const Geometry&, Interp, float);
 template Volume<uint8_t> resample_to(const Volume<uint8_t>&, const Geometry&, Interp, uint8_t);
 
+// torchio Resample(target spacing), Resample.get_reference_image in
+// src/torchio/transforms/preprocessing/spatial/resample.py (current TorchIO-project source):
+// new_size = floor(old_size * old_spacing / new_spacing) computed in float64 without any
+// epsilon, singleton axes stay 1; the output keeps the input's direction and is centred on the
+// input's centre, i.e. new_origin = centre - direction @ ((new_size - 1) / 2 * new_spacing) with
+// centre = (world(0) + world(old_size - 1)) / 2. (Older torchio releases used ceil() and put the
+// new origin at old continuous index 0.5 * (new_spacing / old_spacing - 1); both rules agree
+// whenever old_size * old_spacing / new_spacing is an integer, e.g. 512 -> 256 in-plane.)
 Geometry resampled_geometry(const Geometry& g, const std::array<double, 3>& new_spacing) {
   Geometry r = g;
-  double idx0[3];
+  std::array<double, 3> half{0, 0, 0};  // (new_size - 1) / 2 * new_spacing, per index axis
   for (int a = 0; a < 3; ++a) {
-    CUSEG_CHECK(new_spacing[size_t(a)] > 0, "resample: spacing must be positive");
-    const double ratio = g.spacing[size_t(a)] / new_spacing[size_t(a)];
-    r.size[size_t(a)] =
-        g.size[size_t(a)] == 1 ? 1 : int(std::ceil(g.size[size_t(a)] * ratio - 1e-9));
-    r.spacing[size_t(a)] = new_spacing[size_t(a)];
-    idx0[a] = 0.5 * (new_spacing[size_t(a)] / g.spacing[size_t(a)] - 1.0);
+    const size_t u = size_t(a);
+    CUSEG_CHECK(new_spacing[u] > 0, "resample: spacing must be positive, got " << new_spacing[u]);
+    const int n =
+        g.size[u] == 1 ? 1 : int(std::floor(double(g.size[u]) * g.spacing[u] / new_spacing[u]));
+    CUSEG_CHECK(n >= 1, "resample: " << g.size[u] << " voxels at " << g.spacing[u]
+                                     << " mm hold no voxel at " << new_spacing[u] << " mm (axis "
+                                     << a << ")");
+    r.size[u] = n;
+    r.spacing[u] = new_spacing[u];
+    half[u] = (n - 1) / 2.0 * new_spacing[u];
   }
-  r.origin = g.world(idx0[0], idx0[1], idx0[2]);
+  const auto first = g.world(0, 0, 0);
+  const auto last = g.world(g.size[0] - 1, g.size[1] - 1, g.size[2] - 1);
+  for (int row = 0; row < 3; ++row) {
+    const size_t u = size_t(row);
+    double o = (last[u] + first[u]) / 2;
+    for (int c = 0; c < 3; ++c) o -= g.direction[size_t(3 * row + c)] * half[size_t(c)];
+    r.origin[u] = o;
+  }
   return r;
 }
 
+// torchio Resize (src/torchio/transforms/preprocessing/spatial/resize.py): spacing_out =
+// shape_in / shape_out * spacing_in, then Resample(spacing_out) as above; when floor() lands one
+// voxel short or long, torchio fixes the shape with CropOrPad (ini = ceil(diff / 2) voxels at the
+// start), which moves the origin by that many output voxels. Geometry identical to torchio;
+// voxel values differ only there: torchio pads that slice with 0, resample_to() onto this
+// geometry interpolates it (it lies within the input's field of view).
 Geometry resized_geometry(const Geometry& g, const std::array<int, 3>& new_size) {
   std::array<double, 3> sp;
   for (int a = 0; a < 3; ++a) {
-    CUSEG_CHECK(new_size[size_t(a)] > 0, "resize: size must be positive");
-    sp[size_t(a)] = g.spacing[size_t(a)] * g.size[size_t(a)] / new_size[size_t(a)];
+    const size_t u = size_t(a);
+    CUSEG_CHECK(new_size[u] > 0, "resize: size must be positive, got " << new_size[u]);
+    sp[u] = double(g.size[u]) / double(new_size[u]) * g.spacing[u];
   }
   Geometry r = resampled_geometry(g, sp);
-  r.size = new_size;  // guard against ceil() rounding up by one on inexact ratios
+  const int off[3] = {crop_or_pad_offset(r.size[0], new_size[0]),
+                      crop_or_pad_offset(r.size[1], new_size[1]),
+                      crop_or_pad_offset(r.size[2], new_size[2])};
+  r.origin = r.world(off[0], off[1], off[2]);
+  r.size = new_size;
   return r;
 }
 
@@ -237,28 +267,63 @@ AffineParams sample_affine(const RandomAffineConfig& cfg, std::mt19937_64& rng) 
     p.scales[size_t(a)] = cfg.scale_lo + (cfg.scale_hi - cfg.scale_lo) * uniform01(rng);
   for (int a = 0; a < 3; ++a)
     p.degrees[size_t(a)] = -cfg.max_degrees + 2 * cfg.max_degrees * uniform01(rng);
+  for (int a = 0; a < 3; ++a)  // drawn even when 0, like torchio (fixed draw count per call)
+    p.translation_mm[size_t(a)] =
+        -cfg.max_translation_mm + 2 * cfg.max_translation_mm * uniform01(rng);
   return p;
 }
 
+namespace {
+M3 rot_x(double a) {
+  return {1, 0, 0, 0, std::cos(a), -std::sin(a), 0, std::sin(a), std::cos(a)};
+}
+M3 rot_y(double a) {
+  return {std::cos(a), 0, std::sin(a), 0, 1, 0, -std::sin(a), 0, std::cos(a)};
+}
+M3 rot_z(double a) {
+  return {std::cos(a), -std::sin(a), 0, std::sin(a), std::cos(a), 0, 0, 0, 1};
+}
+M3 transpose(const M3& m) {
+  return {m[0], m[3], m[6], m[1], m[4], m[7], m[2], m[5], m[8]};
+}
+}  // namespace
+
+// torchio Affine (src/torchio/transforms/augmentation/spatial/random_affine.py), facts used:
+// - degrees and translation are given in RAS; torchio negates the x and y components to build a
+//   SimpleITK Euler3DTransform in LPS, whose matrix (ITK default, ComputeZYX off) is
+//   Rz(gz) Rx(gx) Ry(gy): so R_lps = Rz(t3) Rx(-t1) Ry(-t2), i.e. Rz(t3) Rx(t1) Ry(t2) in RAS.
+// - scaling is a ScaleTransform diag(s) about the same centre, along world axes.
+// - both are centred on the image centre (world position of continuous index (size - 1) / 2).
+// - the composite [scaling, rotation] applies the rotation first (ITK composites apply the last
+//   added transform first): F(x) = c + D (R (x - c) + t). This maps input to output ("1.5 means
+//   the objects look 1.5 times larger"), so the resampler gets F^-1: an output point p samples
+//   the input at c + R^T (D^-1 (p - c) - t).
+// - linear for images padded with the image minimum, nearest for labels padded with 0.
 template <class T>
 Volume<T> apply_affine(const Volume<T>& in, const AffineParams& p, Interp interp, T pad_value) {
   const double k = 3.14159265358979323846 / 180.0;
-  const double ax = p.degrees[0] * k, ay = p.degrees[1] * k, az = p.degrees[2] * k;
-  const M3 rx{1, 0, 0, 0, std::cos(ax), -std::sin(ax), 0, std::sin(ax), std::cos(ax)};
-  const M3 ry{std::cos(ay), 0, std::sin(ay), 0, 1, 0, -std::sin(ay), 0, std::cos(ay)};
-  const M3 rz{std::cos(az), -std::sin(az), 0, std::sin(az), std::cos(az), 0, 0, 0, 1};
-  const M3 s{p.scales[0], 0, 0, 0, p.scales[1], 0, 0, 0, p.scales[2]};
-  const M3 rs = mul(mul(mul(rz, ry), rx), s);  // world -> world about the centre
-  // In index space: in_idx = A^-1 (c + RS (A idx + o - c) - o) = (A^-1 RS A) idx + t,
-  // with the centre c at continuous index (size - 1) / 2, i.e. t = ci - B ci.
-  const M3 A = index_to_world(in.geo);
-  const M3 B = mul(mul(inverse(A), rs), A);
+  for (int a = 0; a < 3; ++a)
+    CUSEG_CHECK(p.scales[size_t(a)] > 0,
+                "affine: scales must be positive, got " << p.scales[size_t(a)]);
+  const M3 r =
+      mul(mul(rot_z(p.degrees[2] * k), rot_x(-p.degrees[0] * k)), rot_y(-p.degrees[1] * k));
+  const M3 rt = transpose(r);
+  const M3 dinv{1 / p.scales[0], 0, 0, 0, 1 / p.scales[1], 0, 0, 0, 1 / p.scales[2]};
+  const std::array<double, 3> t_lps{-p.translation_mm[0], -p.translation_mm[1],
+                                    p.translation_mm[2]};
+  // Index space: in_idx = ci + B (idx - ci) - A^-1 R^T t, with B = A^-1 R^T D^-1 A, A = index ->
+  // world linear part and ci = (size - 1) / 2 the centre's continuous index.
+  const M3 A = index_to_world(in.geo), ainv = inverse(A);
+  const M3 B = mul(mul(mul(ainv, rt), dinv), A);
+  const M3 art = mul(ainv, rt);
   const std::array<double, 3> ci{(in.geo.size[0] - 1) / 2.0, (in.geo.size[1] - 1) / 2.0,
                                  (in.geo.size[2] - 1) / 2.0};
   std::array<double, 3> t;
-  for (int r = 0; r < 3; ++r)
-    t[size_t(r)] = ci[size_t(r)] - (B[size_t(3 * r)] * ci[0] + B[size_t(3 * r + 1)] * ci[1] +
-                                    B[size_t(3 * r + 2)] * ci[2]);
+  for (int row = 0; row < 3; ++row) {
+    const size_t u = size_t(3 * row);
+    t[size_t(row)] = ci[size_t(row)] - (B[u] * ci[0] + B[u + 1] * ci[1] + B[u + 2] * ci[2]) -
+                     (art[u] * t_lps[0] + art[u + 1] * t_lps[1] + art[u + 2] * t_lps[2]);
+  }
   return resample_affine(in, in.geo, B, t, interp, pad_value);
 }
 

@@ -42,27 +42,33 @@ enum class Interp { Nearest, Linear };
 // [-0.5, size - 0.5] (ITK's IsInsideBuffer); outside points get pad_value.
 template <class T>
 Volume<T> resample_to(const Volume<T>& in, const Geometry& target, Interp interp, T pad_value);
-// torchio Resample: target spacing (mm) keeping the field of view: new size =
-// ceil(size * spacing / new_spacing) (1 stays 1), new origin at old continuous index
-// 0.5 * (new_spacing / spacing - 1) per axis, same direction.
+// torchio Resample(target spacing) (current torchio; data/transforms.cpp cites the source):
+// new size = floor(size * spacing / new_spacing) per axis (singleton axes stay 1), same
+// direction, same centre: new origin = centre - direction * ((new_size - 1) / 2 * new_spacing).
 Geometry resampled_geometry(const Geometry& g, const std::array<double, 3>& new_spacing);
-// Same field of view, given size: spacing = size * spacing / new_size.
+// torchio Resize: same field of view at a given size: spacing = size / new_size * spacing, the
+// Resample rule above, then torchio's CropOrPad correction when floor() missed the size by one.
 Geometry resized_geometry(const Geometry& g, const std::array<int, 3>& new_size);
 // Inverse for inference: resample_to(x, original_geometry, ...).
 
 // ---------------------------------------------------------------- RandomAffine
-// torchio RandomAffine(scales=(0.9, 1.1), degrees=10, translation 0, centre = volume centre):
-// per axis scale s_a ~ U(scale_lo, scale_hi), angle t_a ~ U(-deg, deg) (degrees, about world
-// axes x, y, z). A world point p of the output samples the input at c + R S (p - c), with c the
-// volume centre and R = Rz Ry Rx. Images: linear, padded with their minimum (torchio's
-// default_pad_value 'minimum'); labels: nearest, padded with 0.
+// torchio RandomAffine(scales=(0.9, 1.1), degrees=10, translation=0, center='image',
+// default_pad_value='minimum'): per axis scale s_a ~ U(scale_lo, scale_hi), angle
+// t_a ~ U(-deg, deg) in degrees about the RAS axes R, A, S, translation ~ U(-max, max) mm in RAS.
+// An output point p (world) samples the input at c + R^T (D^-1 (p - c) - t), with c the image
+// centre (world position of continuous index (size - 1) / 2), D = diag(s) along world axes, and
+// R = Rz(t3) Rx(t1) Ry(t2) in RAS (ITK Euler3D order): the inverse of "rotate, then scale", so a
+// scale of 1.1 makes objects look 1.1 times larger, as in torchio. Images: linear, padded with
+// their minimum; labels: nearest, padded with 0. (Sources cited in data/transforms.cpp.)
 struct AffineParams {
   std::array<double, 3> scales{1, 1, 1};
-  std::array<double, 3> degrees{0, 0, 0};
+  std::array<double, 3> degrees{0, 0, 0};         // about R, A, S
+  std::array<double, 3> translation_mm{0, 0, 0};  // toward R, A, S
 };
 struct RandomAffineConfig {
   double scale_lo = 0.9, scale_hi = 1.1;
   double max_degrees = 10.0;
+  double max_translation_mm = 0.0;
 };
 AffineParams sample_affine(const RandomAffineConfig& cfg, std::mt19937_64& rng);
 template <class T>

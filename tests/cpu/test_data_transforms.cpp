@@ -150,13 +150,51 @@ TEST(DataTransforms, ResampleToSpacingHandComputed) {
   EXPECT_DOUBLE_EQ(rs.spacing[0], 4.0);
 }
 
+// Where the torchio rule shows: a size that does not divide. 5 voxels at 1 mm (world 0..4,
+// centre 2) to 2 mm: current torchio keeps floor(5 * 1 / 2) = 2 voxels centred on 2 mm, i.e.
+// origin 2 - 0.5 * 2 = 1 mm (older torchio: ceil -> 3 voxels from old index 0.5, origin 0.5).
+// Spacing 3 along j: floor(4 * 1 / 3) = 1 voxel at the centre 1.5 mm. Direction diag(-1,-1,1)
+// flips the world offsets. Resize 9 -> 7 (identity direction, world 10..18, centre 14):
+// spacing 9 / 7 * 1, and 9 * 1 / (9/7) = 6.999999999999999 in float64, so floor gives 6 voxels
+// centred on 14 (origin 14 - 2.5 * 9/7), then torchio's CropOrPad pads one voxel at the start:
+// origin 14 - 3.5 * 9/7 = 9.5 mm (a centred 7-voxel grid, or the older torchio rule, would start
+// half a voxel later, at 14 - 3 * 9/7 = 10.14 mm).
+TEST(DataTransforms, ResampleSizeAndOriginFollowCurrentTorchio) {
+  Geometry g;
+  g.size = {5, 4, 1};
+  g.spacing = {1, 1, 1};
+  g.origin = {10, 20, 30};
+  g.direction = {-1, 0, 0, 0, -1, 0, 0, 0, 1};
+  const Geometry t = resampled_geometry(g, {2, 3, 7});
+  EXPECT_EQ(t.size, (std::array<int, 3>{2, 1, 1}));
+  EXPECT_DOUBLE_EQ(t.origin[0], 10 - 1.0);  // index axis i points toward -x
+  EXPECT_DOUBLE_EQ(t.origin[1], 20 - 1.5);
+  EXPECT_DOUBLE_EQ(t.origin[2], 30.0);  // singleton axis: the same voxel centre
+  Image ramp = Image::make(g);
+  for (int j = 0; j < 4; ++j)
+    for (int i = 0; i < 5; ++i) ramp.at(i, j, 0) = float(i + 10 * j);
+  const Image r = resample_to(ramp, t, Interp::Linear, -99.f);
+  EXPECT_NEAR(r.at(0, 0, 0), 1 + 15, 1e-5);  // old index (1, 1.5)
+  EXPECT_NEAR(r.at(1, 0, 0), 3 + 15, 1e-5);  // old index (3, 1.5)
+  Geometry h = g;
+  h.size = {9, 4, 1};
+  h.direction = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+  ASSERT_EQ(std::floor(9.0 * 1.0 / (9.0 / 7.0 * 1.0)), 6.0);  // the float64 fact used above
+  const Geometry rs = resized_geometry(h, {7, 4, 1});
+  EXPECT_EQ(rs.size, (std::array<int, 3>{7, 4, 1}));
+  EXPECT_DOUBLE_EQ(rs.spacing[0], 9.0 / 7.0);
+  EXPECT_NEAR(rs.origin[0], 9.5, 1e-12);
+  EXPECT_DOUBLE_EQ(rs.origin[1], 20.0);                          // unchanged axis: same grid
+  EXPECT_THROW(resampled_geometry(g, {6, 1, 1}), cuseg::Error);  // 5 mm hold no 6 mm voxel
+}
+
 TEST(DataTransforms, AffineIdentityAndNinetyDegrees) {
   const Image im = coded(5, 5, 3);
   AffineParams id;
   const Image same = apply_affine(im, id, Interp::Linear, -1.f);
   for (size_t n = 0; n < im.v.size(); ++n) EXPECT_NEAR(same.v[n], im.v[n], 1e-4);
-  // 90 degrees about world z with isotropic in-plane spacing and direction diag(-1,-1,1):
-  // a pure index rotation about the centre (2, 2); nearest sampling makes it exact.
+  // 90 degrees about S with isotropic in-plane spacing and direction diag(-1,-1,1) (RAS): a
+  // pure index rotation about the centre (2, 2); nearest sampling makes it exact.
   Image iso = im;
   iso.geo.spacing = {1, 1, 1};
   AffineParams rot;
@@ -165,11 +203,63 @@ TEST(DataTransforms, AffineIdentityAndNinetyDegrees) {
   for (int k = 0; k < 3; ++k)
     for (int j = 0; j < 5; ++j)
       for (int i = 0; i < 5; ++i) {
-        // in = c + R (out - c) with R = [[0,-1],[1,0]] in the (x,y) world frame; index axes
-        // are both flipped relative to world, which leaves R unchanged.
-        const int si = 2 - (j - 2), sj = 2 + (i - 2);
+        // torchio samples in = c + R^T (out - c): R^T = [[0,1],[-1,0]] in the LPS (x,y) frame;
+        // index axes are both flipped relative to it, which leaves the matrix unchanged.
+        const int si = 2 + (j - 2), sj = 2 - (i - 2);
         EXPECT_EQ(r.at(i, j, k), iso.at(si, sj, k)) << i << "," << j;
       }
+}
+
+// The torchio Affine rule (data/transforms.h), each fact pinned on a 9x9x9 RAS volume
+// (direction diag(-1,-1,1), 1 mm, centre index (4,4,4)) by hand:
+//  (a) scale 2 along R magnifies: out(i) = in(4 + (i - 4) / 2) on a ramp v = i -> 4 + (i-4)/2
+//      (the old forward convention sampled 4 + 2 (i - 4): outside for i = 0, padded);
+//  (b) +90 degrees about S turns Right into Anterior (ITK Euler / RAS right-hand rule): a marker
+//      voxel at i = 8 (4 mm right of the centre) appears at j = 8 (4 mm anterior);
+//  (c) +90 about R then +90 about A composes as Rz Rx Ry: Right -> (Ry) Inferior -> (Rx)
+//      Anterior, so the marker at i = 8 again lands at j = 8 (the order Rz Ry Rx would send
+//      it to k = 0, the forward-sampling mistake to k = 8);
+//  (d) rotation first, then scaling: +90 about S with scale 2 along R: the output at 4 mm
+//      anterior samples R^T D^-1 (0, 4, 0)_RAS = 4 mm right -> ramp value 8 (scaling first
+//      would give 4 + 2 = 6);
+//  (e) translation (RAS mm): +2 mm toward R moves content right: out(i) = in(i - 2).
+// Nearest sampling for the markers is exact (cos 90 degrees = 6e-17 moves no rounding); ramp
+// values through linear interpolation: 1e-5 (float32 output of values <= 8).
+TEST(DataTransforms, AffineFollowsTorchioConventions) {
+  Geometry g;
+  g.size = {9, 9, 9};
+  g.direction = {-1, 0, 0, 0, -1, 0, 0, 0, 1};
+  ASSERT_EQ(orientation_code(g), "RAS");
+  Image ramp = Image::make(g);
+  for (int k = 0; k < 9; ++k)
+    for (int j = 0; j < 9; ++j)
+      for (int i = 0; i < 9; ++i) ramp.at(i, j, k) = float(i);
+  LabelMap marker = LabelMap::make(g);
+  marker.at(8, 4, 4) = 1;
+  auto only_at = [](const LabelMap& m, int i, int j, int k) {
+    int n = 0;
+    for (uint8_t v : m.v) n += v;
+    return n == 1 && m.at(i, j, k) == 1;
+  };
+  AffineParams a;  // (a)
+  a.scales = {2, 1, 1};
+  const Image sa = apply_affine(ramp, a, Interp::Linear, -1.f);
+  for (int i = 0; i < 9; ++i) EXPECT_NEAR(sa.at(i, 3, 5), 4 + (i - 4) / 2.0, 1e-5) << i;
+  AffineParams b;  // (b)
+  b.degrees = {0, 0, 90};
+  EXPECT_TRUE(only_at(apply_affine(marker, b, Interp::Nearest, uint8_t(0)), 4, 8, 4));
+  AffineParams c;  // (c)
+  c.degrees = {90, 90, 0};
+  EXPECT_TRUE(only_at(apply_affine(marker, c, Interp::Nearest, uint8_t(0)), 4, 8, 4));
+  AffineParams d;  // (d)
+  d.degrees = {0, 0, 90};
+  d.scales = {2, 1, 1};
+  EXPECT_NEAR(apply_affine(ramp, d, Interp::Linear, -1.f).at(4, 8, 4), 8.0, 1e-5);
+  AffineParams e;  // (e)
+  e.translation_mm = {2, 0, 0};
+  const Image se = apply_affine(ramp, e, Interp::Linear, -1.f);
+  for (int i = 2; i < 9; ++i) EXPECT_NEAR(se.at(i, 1, 7), i - 2, 1e-5) << i;
+  EXPECT_EQ(se.at(0, 1, 7), -1.f);  // sampled 2 mm left of the volume: padded
 }
 
 TEST(DataTransforms, RandomAffineIsSeededAndKeepsLabelsNearest) {
