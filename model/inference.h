@@ -1,0 +1,75 @@
+// The preprocessing shared by training and inference, its inverse, grid inference over a whole
+// volume, and loading a trained model with the config stored inside its checkpoint.
+//
+// Preprocessing (RunConfig order): reorient (permutation/flips only) -> in-plane resample ->
+// CropOrPad -> optional HU clip -> RescaleIntensity. At inference the volume is also padded to
+// at least one patch. Every geometric step records what it needs to be undone, so the mask of
+// restore_geometry() lies on exactly the input grid (size, spacing, origin, direction).
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include "data/image.h"
+#include "data/samplers.h"
+#include "engine/checkpoint.h"
+#include "engine/context.h"
+#include "model/config.h"
+#include "model/unet3d.h"
+
+namespace cuseg {
+
+// Seconds per named stage, in insertion order for printing.
+struct StageTimes {
+  std::vector<std::pair<std::string, double>> stages;
+  void add(const std::string& name, double seconds);
+  double total() const;
+};
+
+struct Preprocessed {
+  data::Image image;     // normalised intensities on the model grid
+  data::LabelMap label;  // same grid (empty v when no label was given)
+  // Undo record, applied in reverse order by restore_geometry().
+  data::Reorientation reorientation;
+  bool resampled = false;
+  data::Geometry before_resample;
+  bool cropped = false;
+  data::Geometry before_crop;
+  bool padded_to_patch = false;
+  data::Geometry before_patch_pad;
+};
+
+// `patch` (optional): pad the result to at least this size (inference).
+Preprocessed preprocess(const RunConfig& cfg, const data::Image& image,
+                        const data::LabelMap* label, const data::Index3* patch = nullptr);
+// Maps a label map on the model grid back onto the original input grid (nearest neighbour for
+// the resampling step, 0 where the input was cropped away).
+data::LabelMap restore_geometry(const Preprocessed& p, const data::LabelMap& model_grid);
+
+struct GridOptions {
+  data::Index3 patch{96, 96, 96};
+  int overlap = 8;
+  int batch = 4;
+  AggregateMode mode = AggregateMode::Crop;
+};
+GridOptions grid_options(const RunConfig& cfg);
+
+// GridSampler -> batches -> network -> GridAggregator -> argmax on a preprocessed image (at
+// least one patch in every axis). Adds "network" and "aggregate" stages to `times`.
+data::LabelMap predict_volume(UNet3D& net, Context& ctx, const data::Image& image,
+                              const GridOptions& opt, StageTimes* times = nullptr);
+
+// A model with the run config it was trained with.
+struct LoadedModel {
+  RunConfig cfg;
+  std::unique_ptr<UNet3D> net;
+  std::string checkpoint;  // the file actually loaded
+  Metadata meta;
+};
+// `path`: a checkpoint file, or a run folder (best.safetensors, else last.safetensors).
+LoadedModel load_model(const std::string& path, Device dev);
+
+// Metadata key holding the resolved config YAML inside checkpoints.
+inline const char* kConfigKey = "cuseg.config";
+
+}  // namespace cuseg
