@@ -342,6 +342,11 @@ TEST(DataIo, BadFilesGiveClearErrors) {
   const std::string f41 = (dir / "four_d_1.nii").string();
   write_raw_nifti(f41, {4, 3, 2, 1}, 16, 32, std::vector<char>(4 * 24, 0));
   EXPECT_EQ(read_image(f41).geo.size, (std::array<int, 3>{4, 3, 2}));
+  // Vector pixels: RGB24 (NIfTI datatype 128, 24 bits) reads as 3 components per voxel.
+  const std::string rgb = (dir / "rgb.nii").string();
+  write_raw_nifti(rgb, {4, 3, 2}, 128, 24, std::vector<char>(3 * 24, 0));
+  expect_msg([&] { read_image(rgb); }, rgb, "expected a scalar image, found 3 components");
+  expect_msg([&] { read_label(rgb); }, rgb, "expected a scalar image, found 3 components");
 }
 
 // Without ITK every file function fails with the path and the configuration that caused it;
