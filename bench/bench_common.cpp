@@ -3,11 +3,10 @@
 #include <sys/resource.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/check.h"
 #if CUSEG_HAVE_CUDA

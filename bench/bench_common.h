@@ -32,7 +32,8 @@ std::string to_json_string(const DeviceInfo& info);  // one JSON object
 
 // Uniform [lo, hi) float tensor on `dev`, from a seeded generator (never zeros: see
 // the measurement method; zeros can hide unwritten outputs and run faster).
-Tensor random_tensor(const Shape& shape, Device dev, uint64_t seed, float lo = -1.f, float hi = 1.f);
+Tensor random_tensor(const Shape& shape, Device dev, uint64_t seed, float lo = -1.f,
+                     float hi = 1.f);
 // uint8 class labels in [0, classes).
 Tensor random_labels(const Shape& shape, int classes, Device dev, uint64_t seed);
 

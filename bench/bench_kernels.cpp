@@ -48,8 +48,8 @@ using Op = std::function<void(Context&)>;
 
 struct Case {
   std::string name;
-  double flops = 0;  // per call
-  double bytes = 0;  // per call, minimum
+  double flops = 0;    // per call
+  double bytes = 0;    // per call, minimum
   bool heavy = false;  // CPU variant only with --cpu_heavy
   std::function<Op(Context&)> setup;
 };
@@ -63,7 +63,9 @@ uint64_t g_seed = 1;
 Tensor rnd(const Shape& s, Device d, float lo = -1.f, float hi = 1.f) {
   return bench::random_tensor(s, d, g_seed++, lo, hi);
 }
-double n_of(const Shape& s) { return double(shape_numel(s)); }
+double n_of(const Shape& s) {
+  return double(shape_numel(s));
+}
 // "2x32x96x96x96": shape in benchmark names (no spaces or brackets, easy to filter).
 std::string dims(const Shape& s) {
   std::string r;
@@ -72,7 +74,9 @@ std::string dims(const Shape& s) {
 }
 
 #if CUSEG_HAVE_CUDA
-Stream stream_of(Context& ctx) { return ctx.cuda().stream(); }
+Stream stream_of(Context& ctx) {
+  return ctx.cuda().stream();
+}
 #endif
 
 // ---------------------------------------------------------------- layers
@@ -80,7 +84,8 @@ void conv_cases(const std::string& tag, int n, int cin, int cout, int s, int k, 
   const Shape xs = {n, cin, s, s, s}, ys = {n, cout, s, s, s}, ws = {cout, cin, k, k, k};
   const double macs = double(n) * cout * cin * k * k * k * double(s) * s * s;
   const std::string shape = tag + "_n" + std::to_string(n) + "_" + std::to_string(cin) + "x" +
-                            std::to_string(cout) + "_k" + std::to_string(k) + "_s" + std::to_string(s);
+                            std::to_string(cout) + "_k" + std::to_string(k) + "_s" +
+                            std::to_string(s);
   const float wb = 1.f / std::sqrt(float(cin * k * k * k));
   Case f{"conv3d_fwd/" + shape, 2 * macs, 4 * (n_of(xs) + n_of(ws) + n_of(ys) + cout), heavy,
          [=](Context& ctx) -> Op {
@@ -90,8 +95,8 @@ void conv_cases(const std::string& tag, int n, int cin, int cout, int s, int k, 
            return [=](Context& c) { conv3d_forward(c, x, w, b, y, true); };
          }};
   // Backward: data gradient (overwritten) + weight and bias gradients (accumulated).
-  Case b{"conv3d_bwd/" + shape, 4 * macs,
-         4 * (2 * n_of(xs) + 2 * n_of(ws) + n_of(ys) + cout), heavy, [=](Context& ctx) -> Op {
+  Case b{"conv3d_bwd/" + shape, 4 * macs, 4 * (2 * n_of(xs) + 2 * n_of(ws) + n_of(ys) + cout),
+         heavy, [=](Context& ctx) -> Op {
            const Device d = ctx.device();
            Tensor x = rnd(xs, d), w = rnd(ws, d, -wb, wb), gy = rnd(ys, d);
            Tensor gx = Tensor::empty(xs, DType::F32, d);
@@ -123,20 +128,20 @@ void relu_cases(const std::string& tag, const Shape& s) {
 void maxpool_cases(const std::string& tag, int n, int ch, int s) {
   const Shape xs = {n, ch, s, s, s}, ys = {n, ch, s / 2, s / 2, s / 2};
   const std::string sh = tag + "_" + dims(xs);
-  cases().push_back({"maxpool3d_fwd/" + sh, 0, 4 * (n_of(xs) + n_of(ys)), false,
-                     [=](Context& ctx) -> Op {
-                       Tensor x = rnd(xs, ctx.device());
-                       Tensor y = Tensor::empty(ys, DType::F32, ctx.device());
-                       return [=](Context& c) { maxpool3d_forward(c, x, y); };
-                     }});
-  cases().push_back({"maxpool3d_bwd/" + sh, 0, 4 * (2 * n_of(xs) + n_of(ys)), false,
-                     [=](Context& ctx) -> Op {
-                       Tensor x = rnd(xs, ctx.device()), gy = rnd(ys, ctx.device());
-                       Tensor y = Tensor::empty(ys, DType::F32, ctx.device());
-                       Tensor gx = Tensor::empty(xs, DType::F32, ctx.device());
-                       maxpool3d_forward(ctx, x, y);
-                       return [=](Context& c) { maxpool3d_backward(c, x, y, gy, gx); };
-                     }});
+  cases().push_back(
+      {"maxpool3d_fwd/" + sh, 0, 4 * (n_of(xs) + n_of(ys)), false, [=](Context& ctx) -> Op {
+         Tensor x = rnd(xs, ctx.device());
+         Tensor y = Tensor::empty(ys, DType::F32, ctx.device());
+         return [=](Context& c) { maxpool3d_forward(c, x, y); };
+       }});
+  cases().push_back(
+      {"maxpool3d_bwd/" + sh, 0, 4 * (2 * n_of(xs) + n_of(ys)), false, [=](Context& ctx) -> Op {
+         Tensor x = rnd(xs, ctx.device()), gy = rnd(ys, ctx.device());
+         Tensor y = Tensor::empty(ys, DType::F32, ctx.device());
+         Tensor gx = Tensor::empty(xs, DType::F32, ctx.device());
+         maxpool3d_forward(ctx, x, y);
+         return [=](Context& c) { maxpool3d_backward(c, x, y, gy, gx); };
+       }});
 }
 
 void upsample_cases(const std::string& tag, int n, int ch, int s) {
@@ -159,20 +164,20 @@ void ce_cases(const std::string& tag, int n, int k, int s) {
   const Shape ls = {n, k, s, s, s}, ys = {n, s, s, s};
   const std::string sh = tag + "_" + dims(ls);
   // Loss and gradient in one pass: read logits + labels, write the gradient.
-  cases().push_back({"weighted_ce_fwd_bwd/" + sh, 0, 8 * n_of(ls) + n_of(ys), false,
-                     [=](Context& ctx) -> Op {
-                       Tensor x = rnd(ls, ctx.device(), -4.f, 4.f);
-                       Tensor y = bench::random_labels(ys, k, ctx.device(), g_seed++);
-                       Tensor g = Tensor::empty(ls, DType::F32, ctx.device());
-                       const std::vector<float> w = {1.f, 1.f, 3.f};
-                       return [=](Context& c) { weighted_cross_entropy(c, x, y, w, g); };
-                     }});
+  cases().push_back(
+      {"weighted_ce_fwd_bwd/" + sh, 0, 8 * n_of(ls) + n_of(ys), false, [=](Context& ctx) -> Op {
+         Tensor x = rnd(ls, ctx.device(), -4.f, 4.f);
+         Tensor y = bench::random_labels(ys, k, ctx.device(), g_seed++);
+         Tensor g = Tensor::empty(ls, DType::F32, ctx.device());
+         const std::vector<float> w = {1.f, 1.f, 3.f};
+         return [=](Context& c) { weighted_cross_entropy(c, x, y, w, g); };
+       }});
 }
 
 void argmax_cases(const std::string& tag, const Shape& ls) {
   const Shape ys = {ls[0], ls[2], ls[3], ls[4]};
-  cases().push_back({"argmax_channels/" + tag + "_" + dims(ls), 0, 4 * n_of(ls) + n_of(ys),
-                     false, [=](Context& ctx) -> Op {
+  cases().push_back({"argmax_channels/" + tag + "_" + dims(ls), 0, 4 * n_of(ls) + n_of(ys), false,
+                     [=](Context& ctx) -> Op {
                        Tensor x = rnd(ls, ctx.device());
                        Tensor y = Tensor::empty(ys, DType::U8, ctx.device());
                        return [=](Context& c) { argmax_channels(c, x, y); };
@@ -196,9 +201,10 @@ void adam_cases(const std::string& tag, const std::vector<int>& filters) {
 
 // ---------------------------------------------------------------- data-side kernels
 void crop_or_pad_cases(const std::string& tag, const Shape& in, const Shape& out) {
-  cases().push_back({"crop_or_pad/" + tag + "_" + dims(in) + "_to_" + dims(out), 0,
-                     8 * n_of(out), false, [=](Context& ctx) -> Op {
-                       Tensor x = rnd(in, ctx.device()), y = Tensor::empty(out, DType::F32, ctx.device());
+  cases().push_back({"crop_or_pad/" + tag + "_" + dims(in) + "_to_" + dims(out), 0, 8 * n_of(out),
+                     false, [=](Context& ctx) -> Op {
+                       Tensor x = rnd(in, ctx.device()),
+                              y = Tensor::empty(out, DType::F32, ctx.device());
                        const CropOrPadParams p = crop_or_pad_params(x.vol(), y.vol(), -1.f);
                        return [=](Context& c) {
                          if (c.device() == Device::CPU) return crop_or_pad_cpu(x.vol(), y.vol(), p);
@@ -210,19 +216,19 @@ void crop_or_pad_cases(const std::string& tag, const Shape& in, const Shape& out
 }
 
 void rescale_cases(const std::string& tag, const Shape& s) {
-  cases().push_back({"rescale_intensity/" + tag + "_" + dims(s), 0, 8 * n_of(s), false,
-                     [=](Context& ctx) -> Op {
-                       Tensor x = rnd(s, ctx.device(), -1024.f, 3000.f);
-                       Tensor y = Tensor::empty(s, DType::F32, ctx.device());
-                       const RescaleParams p{-1024.f, 3000.f, -1.f, 1.f};
-                       return [=](Context& c) {
-                         const int64_t n = x.numel();
-                         if (c.device() == Device::CPU) return rescale_intensity_cpu(x.f32(), y.f32(), n, p);
+  cases().push_back(
+      {"rescale_intensity/" + tag + "_" + dims(s), 0, 8 * n_of(s), false, [=](Context& ctx) -> Op {
+         Tensor x = rnd(s, ctx.device(), -1024.f, 3000.f);
+         Tensor y = Tensor::empty(s, DType::F32, ctx.device());
+         const RescaleParams p{-1024.f, 3000.f, -1.f, 1.f};
+         return [=](Context& c) {
+           const int64_t n = x.numel();
+           if (c.device() == Device::CPU) return rescale_intensity_cpu(x.f32(), y.f32(), n, p);
 #if CUSEG_HAVE_CUDA
-                         rescale_intensity_cuda(x.f32(), y.f32(), n, p, stream_of(c));
+           rescale_intensity_cuda(x.f32(), y.f32(), n, p, stream_of(c));
 #endif
-                       };
-                     }});
+         };
+       }});
 }
 
 // Aggregation of one batch of `np` patches (patch^3, `ch` channels) into a D x H x W volume.
@@ -236,7 +242,8 @@ void grid_aggregate_cases(const std::string& tag, AggregateMode mode, const char
            dims(ss),
        0, bytes, false, [=](Context& ctx) -> Op {
          const Device dv = ctx.device();
-         Tensor p = rnd(ps, dv), sum = Tensor::zeros(ss, DType::F32, dv), wt = Tensor::zeros(ws, DType::F32, dv);
+         Tensor p = rnd(ps, dv), sum = Tensor::zeros(ss, DType::F32, dv),
+                wt = Tensor::zeros(ws, DType::F32, dv);
          Tensor st = Tensor::empty({np, 3}, DType::I32, Device::CPU);
          const int step = patch - overlap;  // a row of patches along W, inner sides overlapping
          for (int q = 0; q < np; ++q) {
@@ -382,10 +389,14 @@ int main(int argc, char** argv) {
   bool cpu_heavy = false, cpu = true, cuda = true;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--cpu_heavy")) cpu_heavy = true;
-    else if (!std::strcmp(argv[i], "--cpu_only")) cuda = false;
-    else if (!std::strcmp(argv[i], "--cuda_only")) cpu = false;
-    else args.push_back(argv[i]);
+    if (!std::strcmp(argv[i], "--cpu_heavy"))
+      cpu_heavy = true;
+    else if (!std::strcmp(argv[i], "--cpu_only"))
+      cuda = false;
+    else if (!std::strcmp(argv[i], "--cuda_only"))
+      cpu = false;
+    else
+      args.push_back(argv[i]);
   }
   int n = int(args.size());
   make_cases();
@@ -399,10 +410,12 @@ int main(int argc, char** argv) {
           ->UseManualTime()
           ->Unit(benchmark::kMicrosecond);
   }
-  benchmark::AddCustomContext("cuseg_cpu_heavy", cpu_heavy ? "registered" : "not registered (--cpu_heavy)");
+  benchmark::AddCustomContext("cuseg_cpu_heavy",
+                              cpu_heavy ? "registered" : "not registered (--cpu_heavy)");
   benchmark::AddCustomContext("cuseg_cpu_device", bench::describe_device(Device::CPU).name);
   if (cuda_available())
-    benchmark::AddCustomContext("cuseg_cuda_device", bench::to_json_string(bench::describe_device(Device::CUDA)));
+    benchmark::AddCustomContext("cuseg_cuda_device",
+                                bench::to_json_string(bench::describe_device(Device::CUDA)));
   benchmark::Initialize(&n, args.data());
   if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
   benchmark::RunSpecifiedBenchmarks();

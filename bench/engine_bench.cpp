@@ -110,7 +110,8 @@ json header(const Common& c, Device dev, const char* what) {
   j["impl"] = "cuseg";
   j["device"] = json::parse(bench::to_json_string(bench::describe_device(dev)));
   j["command"] = c.command_line;
-  j["timing_rule"] = "warmup untimed, then iters timed; each ends with a device sync; host steady clock";
+  j["timing_rule"] =
+      "warmup untimed, then iters timed; each ends with a device sync; host steady clock";
   return j;
 }
 
@@ -185,10 +186,16 @@ int run_step(const Common& c, const StepOpts& o) {
 
   const Summary s = summarize(total);
   json j = header(c, dev, "step");
-  j["config"] = {{"batch", o.batch},     {"patch", P},          {"filters", join(cfg.filters)},
-                 {"classes", cfg.classes}, {"params", model.num_parameters()},
-                 {"class_weights", weights}, {"optimizer", "Adam lr 1e-4"},
-                 {"warmup", c.warmup},   {"iters", c.iters},    {"precision", "fp32"}};
+  j["config"] = {{"batch", o.batch},
+                 {"patch", P},
+                 {"filters", join(cfg.filters)},
+                 {"classes", cfg.classes},
+                 {"params", model.num_parameters()},
+                 {"class_weights", weights},
+                 {"optimizer", "Adam lr 1e-4"},
+                 {"warmup", c.warmup},
+                 {"iters", c.iters},
+                 {"precision", "fp32"}};
   j["step_s"] = to_json(s);
   j["times_s"] = total;
   j["steps_per_s"] = 1.0 / s.median;
@@ -223,16 +230,21 @@ int run_forward(const Common& c, const StepOpts& o) {
   }
   const Summary s = summarize(times);
   json j = header(c, dev, "forward");
-  j["config"] = {{"batch", o.batch}, {"patch", P}, {"filters", join(cfg.filters)},
-                 {"params", model.num_parameters()}, {"warmup", c.warmup}, {"iters", c.iters},
+  j["config"] = {{"batch", o.batch},
+                 {"patch", P},
+                 {"filters", join(cfg.filters)},
+                 {"params", model.num_parameters()},
+                 {"warmup", c.warmup},
+                 {"iters", c.iters},
                  {"precision", "fp32"}};
   j["forward_s"] = to_json(s);
   j["times_s"] = times;
   j["patches_per_s"] = o.batch / s.median;
   j["memory"] = memory_json(dev);
   j["memory"]["activation_bytes"] = model.activation_bytes();
-  j["note"] = "the engine's forward plans activation AND gradient buffers (training layout); "
-              "there is no inference-only plan yet";
+  j["note"] =
+      "the engine's forward plans activation AND gradient buffers (training layout); "
+      "there is no inference-only plan yet";
   emit(c, j);
   return 0;
 }
@@ -382,14 +394,20 @@ int run_volume(const Common& c, const VolumeOpts& o) {
 
   const Summary s = summarize(total);
   json j = header(c, dev, "volume");
-  j["config"] = {{"size_ijk", o.size},          {"patch", P},
-                 {"overlap", o.overlap},        {"batch", o.batch},
-                 {"mode", o.mode},              {"patches", n_patches},
-                 {"filters", join(cfg.filters)}, {"params", model.num_parameters()},
-                 {"warmup", c.warmup},          {"iters", c.iters},
+  j["config"] = {{"size_ijk", o.size},
+                 {"patch", P},
+                 {"overlap", o.overlap},
+                 {"batch", o.batch},
+                 {"mode", o.mode},
+                 {"patches", n_patches},
+                 {"filters", join(cfg.filters)},
+                 {"params", model.num_parameters()},
+                 {"warmup", c.warmup},
+                 {"iters", c.iters},
                  {"precision", "fp32"},
-                 {"data_path", "volume uploaded once per run; patches cropped on the device "
-                               "(crop_or_pad kernel); aggregation on the device (grid_aggregate)"}};
+                 {"data_path",
+                  "volume uploaded once per run; patches cropped on the device "
+                  "(crop_or_pad kernel); aggregation on the device (grid_aggregate)"}};
   j["volume_s"] = to_json(s);
   j["times_s"] = total;
   json st;
@@ -402,10 +420,13 @@ int run_volume(const Common& c, const VolumeOpts& o) {
   // (the plan scales linearly with voxels), plus what is live besides the plan.
   const int last_n = n_patches - (n_patches - 1) / o.batch * o.batch;  // the model's current plan
   const double act_per_voxel = double(model.activation_bytes()) / (double(last_n) * P * P * P);
-  const double live_other = double(memory_pool(dev).stats().live) - double(model.activation_bytes());
-  const double need_mib = to_mib(size_t(act_per_voxel * double(D) * H * W + std::max(0.0, live_other)));
+  const double live_other =
+      double(memory_pool(dev).stats().live) - double(model.activation_bytes());
+  const double need_mib =
+      to_mib(size_t(act_per_voxel * double(D) * H * W + std::max(0.0, live_other)));
   double budget = o.max_memory_mib;
-  if (budget <= 0 && dev == Device::CUDA) budget = 0.9 * (device_free_mib(dev) + to_mib(memory_pool(dev).stats().reserved));
+  if (budget <= 0 && dev == Device::CUDA)
+    budget = 0.9 * (device_free_mib(dev) + to_mib(memory_pool(dev).stats().reserved));
   const int64_t div = int64_t(1) << (cfg.filters.size() - 1);
   const bool divisible = D % div == 0 && H % div == 0 && W % div == 0;
   json wj = {{"estimated_mib", need_mib}, {"budget_mib", budget}};
@@ -500,12 +521,16 @@ int run_data(const Common& c, const DataOpts& o) {
   for (int i = 0; i < o.patches; ++i) queue.next();
   const double dt = seconds_since(t0);
   json j = header(c, Device::CPU, "data");
-  j["config"] = {{"phantom_size_ijk", o.size}, {"subjects", o.subjects},
-                 {"workers", o.workers},       {"patch", o.patch},
-                 {"patches_timed", o.patches}, {"warmup_patches", o.warmup_patches},
+  j["config"] = {{"phantom_size_ijk", o.size},
+                 {"subjects", o.subjects},
+                 {"workers", o.workers},
+                 {"patch", o.patch},
+                 {"patches_timed", o.patches},
+                 {"warmup_patches", o.warmup_patches},
                  {"queue", "max_length 40, samples_per_volume 5"},
-                 {"transforms", "CropOrPad(256,256,200, pad -1024) + RescaleIntensity(-1,1) + "
-                                "RandomAffine(0.9-1.1, 10 deg) + LabelSampler{0:.2,1:.3,2:.5}"},
+                 {"transforms",
+                  "CropOrPad(256,256,200, pad -1024) + RescaleIntensity(-1,1) + "
+                  "RandomAffine(0.9-1.1, 10 deg) + LabelSampler{0:.2,1:.3,2:.5}"},
                  {"excluded", "file reading (subjects are in memory); phantom generation"}};
   j["phantom_generation_s"] = gen_s;
   j["patches_per_s"] = o.patches / dt;
@@ -533,7 +558,8 @@ int main(int argc, char** argv) {
     s->add_option("--json", c.json_out, "also write the JSON result to this file");
   };
   StepOpts so;
-  auto* step = app.add_subcommand("step", "one training step: forward, weighted CE (1,1,3), backward, Adam");
+  auto* step =
+      app.add_subcommand("step", "one training step: forward, weighted CE (1,1,3), backward, Adam");
   add_common(step);
   step->add_option("--batch", so.batch, "patches per step")->capture_default_str();
   step->add_option("--patch", so.patch, "cubic patch edge (voxels)")->capture_default_str();
@@ -546,16 +572,22 @@ int main(int argc, char** argv) {
   fwd->add_option("--patch", fo.patch, "cubic patch edge (voxels)")->capture_default_str();
 
   VolumeOpts vo;
-  auto* volume = app.add_subcommand("volume", "full-volume grid inference (+ whole-volume pass when it fits)");
+  auto* volume =
+      app.add_subcommand("volume", "full-volume grid inference (+ whole-volume pass when it fits)");
   add_common(volume);
-  volume->add_option("--size", vo.size, "volume extents i j k (W H D)")->expected(3)->capture_default_str();
+  volume->add_option("--size", vo.size, "volume extents i j k (W H D)")
+      ->expected(3)
+      ->capture_default_str();
   volume->add_option("--patch", vo.patch, "grid patch edge")->capture_default_str();
   volume->add_option("--overlap", vo.overlap, "grid overlap (even)")->capture_default_str();
   volume->add_option("--batch", vo.batch, "patches per forward")->capture_default_str();
-  volume->add_option("--mode", vo.mode, "aggregation: crop | average | hann")->capture_default_str();
-  volume->add_option("--whole", vo.whole, "whole-volume pass: auto | on | off")->capture_default_str();
-  volume->add_option("--max-memory", vo.max_memory_mib,
-                     "MiB budget for the whole-volume pass (0: CUDA 90% of free; CPU: off)")
+  volume->add_option("--mode", vo.mode, "aggregation: crop | average | hann")
+      ->capture_default_str();
+  volume->add_option("--whole", vo.whole, "whole-volume pass: auto | on | off")
+      ->capture_default_str();
+  volume
+      ->add_option("--max-memory", vo.max_memory_mib,
+                   "MiB budget for the whole-volume pass (0: CUDA 90% of free; CPU: off)")
       ->capture_default_str();
 
   DataOpts dopt;
@@ -565,7 +597,8 @@ int main(int argc, char** argv) {
   dat->add_option("--subjects", dopt.subjects, "phantom subjects")->capture_default_str();
   dat->add_option("--workers", dopt.workers, "queue worker threads")->capture_default_str();
   dat->add_option("--patches", dopt.patches, "timed patches")->capture_default_str();
-  dat->add_option("--warmup-patches", dopt.warmup_patches, "untimed patches first")->capture_default_str();
+  dat->add_option("--warmup-patches", dopt.warmup_patches, "untimed patches first")
+      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   try {
