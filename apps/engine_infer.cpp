@@ -72,6 +72,15 @@ data::Image read_input(const std::string& path) {
   } else {
     if (!fs::exists(path)) CUSEG_THROW(path << ": no such file");
     img = data::read_image(path);
+    // ITK's NIfTI reader turns NaN/Inf into 0 silently: scan the stored payload too.
+    const std::string n = fs::path(path).filename().string();
+    if (n.size() > 4 && (n.find(".nii") != std::string::npos)) {
+      const data::NonFiniteScan sc = data::scan_nifti_nonfinite(path);
+      if (sc.count > 0)
+        CUSEG_THROW(path << ": image holds " << sc.count << " non-finite value(s) (" << sc.nan
+                         << " NaN), first at voxel " << sc.first
+                         << "; expected finite intensities (HU)");
+    }
   }
   for (size_t n = 0; n < img.v.size(); ++n)
     if (!std::isfinite(img.v[n]))

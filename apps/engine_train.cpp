@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
   app.add_flag("--resume", opt.resume, "continue RUN_DIR/last.safetensors (optimiser, step, "
                                        "epoch and patch-stream state)");
+  app.add_flag("--overwrite", opt.overwrite,
+               "start a new run in a RUN_DIR that already holds one (deletes its checkpoints)");
   app.add_option("--seed", seed, "random seed (overrides train.seed)");
   app.add_option("--set", opt.overrides,
                  "override a config key, repeatable: --set train.lr=3e-4 --set "

@@ -169,6 +169,16 @@ int run_training(const TrainOptions& opt) {
   } else {
     if (opt.config_path.empty()) CUSEG_THROW("a config is required: -c configs/demo.yaml");
     cfg = load_config(opt.config_path, opt.overrides);
+    if (fs::exists(last_path) && !opt.overwrite)
+      CUSEG_THROW(opt.run_dir << ": already holds a run (last.safetensors); continue it with "
+                                 "--resume, or start over with --overwrite");
+    // Starting over: drop the previous run's outputs so nothing stale is mixed in.
+    std::error_code ec;
+    for (const char* f : {"last.safetensors", "last.optim.safetensors", "best.safetensors",
+                          "best.optim.safetensors", "metrics.jsonl", "train.log", "splits.json",
+                          "curves.svg"})
+      fs::remove(fs::path(opt.run_dir) / f, ec);
+    fs::remove_all(fs::path(opt.run_dir) / "previews", ec);
   }
   Log log((fs::path(opt.run_dir) / "train.log").string());
   log.line(fmt("engine_train: %s run in %s (config %s)", opt.resume ? "resuming" : "new",

@@ -22,6 +22,7 @@ struct TrainOptions {
   std::vector<std::string> overrides;  // "key=value" (--set, and -d/--device/--seed as keys)
   std::string run_dir = "runs/train";
   bool resume = false;
+  bool overwrite = false;  // start over in a run folder that already holds a run
   // Testing aid: act as if Ctrl-C arrived after this many optimiser steps (global count).
   int64_t stop_after_steps = -1;
   const std::atomic<bool>* stop = nullptr;  // set by the SIGINT handler
