@@ -137,6 +137,7 @@ CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, const st
   const std::string tmp = temp_sibling(output);
   try {
     data::write_label(mask, tmp);
+    CUSEG_CHECK(fs::exists(tmp), output << ": the image writer did not create " << tmp);
     const data::FileInfo info = data::read_info(tmp);
     std::string why;
     CUSEG_CHECK(info.geo.size == img.geo.size && data::same_grid(info.geo, img.geo, &why),
@@ -269,6 +270,14 @@ int run(const Options& o) {
   if (!folder) {
     if (!fs::is_directory(o.input) && !fs::exists(o.input))
       CUSEG_THROW(o.input << ": no such file or folder");
+    {
+      // The mask format follows the extension. niftilib cuts a name at its first ".nii", so
+      // "a.nii.nii.gz" would land in "a.nii.gz": refuse such names up front.
+      const std::string id = case_id(o.output);
+      if (!is_image_file(o.output) || id.find(".nii") != std::string::npos)
+        CUSEG_THROW(o.output << ": output must be a mask file name ending in .nii.gz, .nii, "
+                                ".nrrd, .mha or .mhd (with no other '.nii' in the name)");
+    }
     CUSEG_CHECK(!fs::is_directory(o.output),
                 o.output << ": is a folder; for a single input give the mask file name "
                             "(e.g. mask.nii.gz)");

@@ -261,7 +261,8 @@ TEST_F(Apps, InferRealCTKeepsExactGeometry) {
       // float32 uncompressed NIfTI with float32 labels 0/1/2.
       {kData + "/lits64/liver_ct_64x64x33.nii", kData + "/lits64/liver_ct_64x64x33_labels.nii"}};
   for (const auto& c : cases) {
-    const std::string out = (o / (fs::path(c.image).stem().string() + "_mask.nii.gz")).string();
+    const std::string out =
+        (o / (fs::path(c.image).stem().stem().string() + "_mask.nii.gz")).string();
     const Result r = run(kBin + "engine_infer -m " + (kWork / "runA").string() + " -i " +
                          c.image + " -o " + out + " --overlap 0" +
                          (c.ref.empty() ? "" : " --ref " + c.ref));
@@ -274,6 +275,26 @@ TEST_F(Apps, InferRealCTKeepsExactGeometry) {
                        " -i " + cases[1].image + " -o " + nrrd + " --overlap 0");
   ASSERT_EQ(r.rc, 0) << r.out;
   expect_same_geometry(nrrd, cases[1].image);
+}
+
+// The liver.yaml path: in-plane resample + CropOrPad, both undone at inference (a model
+// stopped after one step is enough: only the geometry is checked).
+TEST_F(Apps, ResampleAndCropAreUndoneOnRealCT) {
+  ASSERT_TRUE(trained_ok_);
+  if (!fs::exists(kData + "/realct")) GTEST_SKIP() << "no " << kData;
+  const fs::path run_dir = kWork / "runR";
+  const Result t = run(kBin + "engine_train -c " + config_ + " -o " + run_dir.string() +
+                       " --set preprocess.resample_inplane=[40,40]" +
+                       " --set preprocess.crop_or_pad=[40,40,32] --stop-after-steps 1");
+  ASSERT_EQ(t.rc, 130) << t.out;
+  for (const char* img : {"/realct/abdomen_ct_3mm.nii.gz", "/lits64/liver_ct_64x64x33.nii"}) {
+    const std::string out =
+        (kWork / "realR" / (fs::path(img).stem().stem().string() + ".nii.gz")).string();
+    const Result r = run(kBin + "engine_infer -m " + (run_dir / "last.safetensors").string() +
+                         " -i " + kData + img + " -o " + out);
+    ASSERT_EQ(r.rc, 0) << r.out;
+    expect_same_geometry(out, kData + img);
+  }
 }
 
 // Every bad input: non-zero exit, a message naming the offending file, and no output file.
