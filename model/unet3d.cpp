@@ -49,13 +49,14 @@ struct UNet3D::Impl {
   std::vector<DoubleConvParams> enc, dec;  // dec[l] for decoder level l (0..L-2)
   ConvParams final_conv;
   Shape planned;  // input shape the buffers are planned for
+  bool grads_planned = false;  // gradient buffers exist only once backward() ran (inference
+                               // never pays for them)
   // Activations.
   Tensor x;
   std::vector<Tensor> t1, skip, pooled, cat, dt1, dout;
   Tensor logits;
   // Gradients.
   std::vector<Tensor> g_t1, g_skip, g_pooled, g_cat, g_dt1, g_dout;
-  Tensor g_logits_scratch;
 
   size_t bytes() const {
     size_t s = 0;
@@ -171,31 +172,28 @@ const Tensor& UNet3D::forward(Context& ctx, const Tensor& x) {
               "UNet3D input " << shape_str(x.shape()) << ": spatial extents must be divisible by "
                               << div);
   const int64_t N = x.dim(0);
-  if (m.planned != x.shape()) {  // plan every buffer once per input shape
+  auto level_shape = [&](int l, int64_t c) -> Shape {
+    const int64_t sc = int64_t(1) << l;
+    return {N, c, x.dim(2) / sc, x.dim(3) / sc, x.dim(4) / sc};
+  };
+  if (m.planned != x.shape()) {  // plan activation buffers once per input shape
     m.planned = x.shape();
+    m.grads_planned = false;  // gradient buffers are planned by the first backward()
     for (auto* v : {&m.t1, &m.skip, &m.pooled, &m.cat, &m.dt1, &m.dout, &m.g_t1, &m.g_skip,
                     &m.g_pooled, &m.g_cat, &m.g_dt1, &m.g_dout}) {
       v->clear();
       v->resize(size_t(L));
     }
     for (int l = 0; l < L; ++l) {
-      const int64_t s = int64_t(1) << l;
-      const Shape sh = {N, f[l], x.dim(2) / s, x.dim(3) / s, x.dim(4) / s};
+      const Shape sh = level_shape(l, f[l]);
       m.t1[l] = Tensor::empty(sh, DType::F32, dev_);
-      m.g_t1[l] = Tensor::empty(sh, DType::F32, dev_);
-      m.g_skip[l] = Tensor::empty(sh, DType::F32, dev_);
       if (l < L - 1) {
-        const Shape cs = {N, f[l + 1] + f[l], sh[2], sh[3], sh[4]};
+        const Shape cs = level_shape(l, f[l + 1] + f[l]);
         m.cat[l] = Tensor::empty(cs, DType::F32, dev_);
-        m.g_cat[l] = Tensor::empty(cs, DType::F32, dev_);
         m.skip[l] = m.cat[l].channel_slice(f[l + 1], f[l + 1] + f[l]);
-        const Shape ps = {N, f[l], sh[2] / 2, sh[3] / 2, sh[4] / 2};
-        m.pooled[l] = Tensor::empty(ps, DType::F32, dev_);
-        m.g_pooled[l] = Tensor::empty(ps, DType::F32, dev_);
+        m.pooled[l] = Tensor::empty(level_shape(l + 1, f[l]), DType::F32, dev_);
         m.dt1[l] = Tensor::empty(sh, DType::F32, dev_);
         m.dout[l] = Tensor::empty(sh, DType::F32, dev_);
-        m.g_dt1[l] = Tensor::empty(sh, DType::F32, dev_);
-        m.g_dout[l] = Tensor::empty(sh, DType::F32, dev_);
       } else {
         m.skip[l] = Tensor::empty(sh, DType::F32, dev_);
       }
@@ -229,6 +227,19 @@ void UNet3D::backward(Context& ctx, const Tensor& grad_logits) {
                                             << " does not match the last forward");
   const int L = int(cfg_.filters.size());
   const auto& f = cfg_.filters;
+  if (!m.grads_planned) {
+    for (int l = 0; l < L; ++l) {
+      m.g_t1[l] = Tensor::empty(m.t1[l].shape(), DType::F32, dev_);
+      m.g_skip[l] = Tensor::empty(m.t1[l].shape(), DType::F32, dev_);
+      if (l < L - 1) {
+        m.g_cat[l] = Tensor::empty(m.cat[l].shape(), DType::F32, dev_);
+        m.g_pooled[l] = Tensor::empty(m.pooled[l].shape(), DType::F32, dev_);
+        m.g_dt1[l] = Tensor::empty(m.dt1[l].shape(), DType::F32, dev_);
+        m.g_dout[l] = Tensor::empty(m.dout[l].shape(), DType::F32, dev_);
+      }
+    }
+    m.grads_planned = true;
+  }
   auto conv_bwd = [&](const Tensor& in, ConvParams& c, const Tensor& gy, const Tensor& gx) {
     conv3d_backward(ctx, in, c.w.value, gy, gx, c.w.grad, c.b.grad);
   };

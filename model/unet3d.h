@@ -8,7 +8,8 @@
 // convs are "layerN.step.0" and "layerN.step.2".
 // Default = the reference network: 1 -> 32, 64, 128, 256 -> 3 classes, 5,836,099 params.
 //
-// Activation buffers are planned once per input shape and reused; skip tensors live inside
+// Activation buffers are planned once per input shape and reused (gradient buffers only when
+// backward() first runs, so inference never allocates them); skip tensors live inside
 // the decoder's concat buffers (zero-copy concat). Spatial extents must be divisible by
 // 2^(L-1).
 #pragma once
