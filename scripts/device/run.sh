@@ -109,7 +109,9 @@ cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCUSEG_CUDA=ON -DCUSEG_
       -DCLI11_ROOT="$kit" -DCUDNN_INCLUDE_DIR="$cudnn_inc" -DCUDNN_LIBRARY="$cudnn_lib" \
       "${blas_args[@]}" >"$out/configure.log" 2>&1 || { note "FAIL: configure (configure.log)"; tail -30 "$out/configure.log"; exit 1; }
 targets=$(cd "$build" && cmake --build . --target help 2>/dev/null | awk '/\.\.\. cuda_/{print $2}' | tr '\n' ' ')
-grep -q 'engine_bench' <(cmake --build "$build" --target help 2>/dev/null) && targets="$targets engine_bench"
+for t in engine_bench bench_kernels; do
+  grep -q "\.\.\. $t\$" <(cmake --build "$build" --target help 2>/dev/null) && targets="$targets $t"
+done
 echo "targets: $targets" | tee -a "$out/build.log"
 cmake --build "$build" -j"$jobs" --target $targets >>"$out/build.log" 2>&1 \
   || { note "FAIL: build (build.log)"; grep -E "error|Error" "$out/build.log" | head -40; exit 1; }
@@ -149,6 +151,24 @@ if [ -x "$build/bench/engine_bench" ]; then
   note "engine_bench step: rc $? ; $(tail -3 "$out/engine_bench.log" | tr '\n' ' ')"
 else
   note "engine_bench not built: see TrainStep.TimedReferenceStep in ctest.log"
+fi
+
+# ---------------------------------------------------------------- peers and micro suite
+# Ours vs PyTorch (eager fp32, AMP bf16 channels-last, torch.compile) in the same run on the
+# same device (bench/README.md). Skipped when the time budget is already spent.
+budget=${CUSEG_KIT_BUDGET_S:-480}
+if [ -x "$build/bench/engine_bench" ] && [ $(($(date +%s) - t0)) -lt $((budget - 200)) ]; then
+  stage "bench/compare.sh --profile quick"
+  (CUSEG_ENGINE_BENCH="$build/bench/engine_bench" CUSEG_BENCH_PYTHON="$py" timeout 200 \
+     "$repo/bench/compare.sh" --device cuda --profile quick --out-dir "$out/bench") >"$out/compare.log" 2>&1
+  note "compare (ours vs PyTorch): rc $? ; results in bench/ of the logs"
+  grep -E "^\|" "$out/compare.log" | tail -12 | tee -a "$summary"
+fi
+if [ -x "$build/bench/bench_kernels" ] && [ $(($(date +%s) - t0)) -lt $((budget - 90)) ]; then
+  stage "bench_kernels --cuda_only"
+  (timeout 90 "$build/bench/bench_kernels" --cuda_only --benchmark_min_time=0.1 \
+     --benchmark_out="$out/bench_kernels_cuda.json" --benchmark_out_format=json) >"$out/bench_kernels.log" 2>&1
+  note "bench_kernels cuda: rc $?"
 fi
 note "total: $(($(date +%s) - t0))s"
 echo "=================== summary"; cat "$summary"
