@@ -373,6 +373,22 @@ TEST_F(Apps, BadInputsFailClearlyWithoutPartialOutput) {
   EXPECT_FALSE(fs::exists(bad / "run_ds" / "last.safetensors"));
 }
 
+TEST_F(Apps, DicomSeriesInput) {
+  ASSERT_TRUE(trained_ok_);
+  const data::Image ct = data::read_image((kWork / "phantom" / "imagesTr" / "liver_4.nii.gz").string());
+  const fs::path dir = kWork / "dicom_in";
+  data::write_dicom_series(ct, dir.string());
+  const std::string out = (kWork / "dicom_out" / "mask.nrrd").string();
+  const Result r = run(kBin + "engine_infer -m " + (kWork / "runA").string() + " -i " +
+                       dir.string() + " -o " + out);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const data::Image back = data::read_dicom_series(dir.string());
+  const data::FileInfo m = data::read_info(out);
+  EXPECT_EQ(m.geo.size, back.geo.size);
+  std::string why;
+  EXPECT_TRUE(data::same_grid(m.geo, back.geo, &why)) << why;
+}
+
 TEST_F(Apps, FolderInputSkipsABadCase) {
   ASSERT_TRUE(trained_ok_);
   const fs::path in = kWork / "folder_in";
