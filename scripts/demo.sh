@@ -16,7 +16,7 @@ DEVICE=${DEVICE:-auto}
 TEST_CASES=${TEST_CASES:-4}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 BIN="$BUILD_DIR/apps"
-PHANTOM_SIZE=96,96,48          # must match data.phantom.size in configs/demo.yaml
+PHANTOM_SIZE=64,64,32          # must match data.phantom.size in configs/demo.yaml
 TEST_DIR=runs/phantom_test     # held-aside cases (seed 1000; training uses seed 0)
 
 echo "== [demo] setup and build"
