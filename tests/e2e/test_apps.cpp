@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "data/image.h"
 #include "model/report.h"
@@ -26,7 +27,9 @@ namespace {
 
 const std::string kBin = CUSEG_BINARY_DIR "/apps/";
 const std::string kData = CUSEG_SHARED_DATA_DIR;
-const fs::path kWork = fs::path(CUSEG_BINARY_DIR) / "e2e_work";
+// ctest runs each test of this file as its own process, possibly in parallel: every process
+// works (and trains its tiny model, ~1 s) in its own folder.
+const fs::path kWork = fs::path(CUSEG_BINARY_DIR) / "e2e_work" / ("pid" + std::to_string(getpid()));
 
 struct Result {
   int rc = -1;
@@ -147,6 +150,12 @@ class Apps : public ::testing::Test {
     const Result r = run(kBin + "engine_train -c " + config_ + " -o " + (kWork / "runA").string());
     trained_ok_ = r.rc == 0;
     if (!trained_ok_) std::printf("%s\n", r.out.c_str());
+  }
+  static void TearDownTestSuite() {
+    if (::testing::UnitTest::GetInstance()->Passed()) {
+      std::error_code ec;
+      fs::remove_all(kWork, ec);
+    }
   }
   static std::string config_;
   static bool trained_ok_;
