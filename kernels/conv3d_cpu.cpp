@@ -35,11 +35,13 @@ void im2col(const float* x, int cin, int d, int h, int w, int k, int z0, int dz,
           std::fill(row, row + w, 0.f);
           continue;
         }
+        // A row is the input row shifted by kx - p with zeros past either edge: one
+        // contiguous copy plus two short fills (the per-element branch cost 4x).
         const float* src = xc + lin3(iz, iy, 0, h, w);
-        for (int xx = 0; xx < w; ++xx) {
-          const int ix = xx + kx - p;
-          row[xx] = (ix >= 0 && ix < w) ? src[ix] : 0.f;
-        }
+        const int x0 = std::max(0, p - kx), x1 = std::min(w, w + p - kx);
+        std::fill(row, row + x0, 0.f);
+        std::copy(src + x0 + kx - p, src + x1 + kx - p, row + x0);
+        std::fill(row + x1, row + w, 0.f);
       }
     }
   }
