@@ -133,6 +133,13 @@ void write_itk(const TImg& vol, const std::string& path,
   } catch (const fs::filesystem_error& e) {
     CUSEG_THROW(path << ": cannot create the folder: " << e.what());
   }
+  // niftilib derives its own file name from the extension and silently writes e.g.
+  // "a.nii.nii.gz" as "a.nii.gz": a writer that "succeeds" without the requested file is an
+  // error here, never a lost output.
+  std::error_code ec;
+  CUSEG_CHECK(fs::is_regular_file(path, ec),
+              path << ": the image writer reported success but did not create this file "
+                      "(NIfTI names must end in a single .nii or .nii.gz)");
 }
 
 }  // namespace

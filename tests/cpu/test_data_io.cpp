@@ -377,3 +377,18 @@ TEST(DataIo, FileIoErrorSaysHowTheBuildWasConfigured) {
     }
   }
 }
+
+TEST(DataIo, WriterThatRenamesTheFileIsAnError) {
+  // niftilib would write "mask.nii.nii.gz" as "mask.nii.gz" and report success.
+  CUSEG_REQUIRE_FILE_IO();
+  const LabelMap lab = read_label(lits("liver_ct_64x64x33_labels.nii"));
+  const fs::path dir = tmp_dir("renamed");
+  const std::string asked = (dir / "mask.nii.nii.gz").string();
+  try {
+    write_label(lab, asked);
+    ADD_FAILURE() << "write to " << asked << " was accepted";
+  } catch (const cuseg::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(asked), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("did not create"), std::string::npos) << e.what();
+  }
+}
