@@ -32,6 +32,12 @@ void same_shape(const Tensor& a, const Tensor& b, const char* what) {
               what << ": shape " << shape_str(a.shape()) << " vs " << shape_str(b.shape()));
 }
 
+// Scratch for a CPU kernel, from the CPU pool: the same sizes recur every step, so after the
+// first step these come from the pool's cache (no page faults, counted in peak memory).
+Tensor cpu_workspace(size_t floats) {
+  return floats ? Tensor::empty({int64_t(floats)}, DType::F32, Device::CPU) : Tensor();
+}
+
 #if CUSEG_HAVE_CUDA
 Stream stream_of(Context& ctx) { return ctx.cuda().stream(); }
 #endif
@@ -49,8 +55,10 @@ void conv3d_forward(Context& ctx, const Tensor& x, const Tensor& w, const Tensor
               "conv3d output " << shape_str(y.shape()) << " for input " << shape_str(x.shape()));
   CUSEG_CHECK(!b.defined() || b.numel() == w.dim(0), "conv3d bias " << shape_str(b.shape()));
   if (ctx.device() == Device::CPU) {
-    conv3d_forward_cpu(x.vol(), w.f32(), b.defined() ? b.f32() : nullptr, int(w.dim(2)), y.vol(),
-                       relu);
+    const Vol xv = x.vol();
+    Tensor ws = cpu_workspace(conv3d_cpu_workspace_floats(xv, int(w.dim(2)), false));
+    conv3d_forward_cpu(xv, w.f32(), b.defined() ? b.f32() : nullptr, int(w.dim(2)), y.vol(), relu,
+                       ws.defined() ? ws.f32() : nullptr);
     return;
   }
 #if CUSEG_HAVE_CUDA
@@ -67,8 +75,11 @@ void conv3d_backward(Context& ctx, const Tensor& x, const Tensor& w, const Tenso
   if (ctx.device() == Device::CPU) {
     Vol gxv;
     if (gx.defined()) gxv = gx.vol();
-    conv3d_backward_cpu(x.vol(), w.f32(), int(w.dim(2)), gy.vol(), gxv,
-                        gw.defined() ? gw.f32() : nullptr, gb.defined() ? gb.f32() : nullptr);
+    const Vol xv = x.vol();
+    Tensor ws = cpu_workspace(conv3d_cpu_workspace_floats(xv, int(w.dim(2)), gx.defined()));
+    conv3d_backward_cpu(xv, w.f32(), int(w.dim(2)), gy.vol(), gxv,
+                        gw.defined() ? gw.f32() : nullptr, gb.defined() ? gb.f32() : nullptr,
+                        ws.defined() ? ws.f32() : nullptr);
     return;
   }
 #if CUSEG_HAVE_CUDA

@@ -3,7 +3,6 @@
 #include <cblas.h>
 
 #include <algorithm>
-#include <vector>
 
 #include "kernels/conv3d.h"
 
@@ -77,12 +76,19 @@ void col2im_add(const float* gcol, int cin, int d, int h, int w, int k, int z0, 
 
 }  // namespace
 
+size_t conv3d_cpu_workspace_floats(const Vol& x, int k, bool backward_gx) {
+  if (k == 1) return 0;  // a 1x1 conv reads its input directly
+  const int rows = x.c * k * k * k;
+  const size_t col = size_t(rows) * slab_depth(rows, x) * size_t(x.h) * x.w;
+  return backward_gx ? 2 * col : col;
+}
+
 void conv3d_forward_cpu(const Vol& x, const float* w, const float* b, int k, const Vol& y,
-                        bool relu) {
+                        bool relu, float* workspace) {
   const int rows = x.c * k * k * k;
   const int64_t hw = int64_t(x.h) * x.w, dhw = x.spatial();
   const int dz_max = k == 1 ? x.d : slab_depth(rows, x);
-  std::vector<float> col(k == 1 ? 0 : size_t(rows) * dz_max * hw);
+  float* col = workspace;
   for (int n = 0; n < x.n; ++n) {
     const float* xn = x.p + n * x.sn;
     float* yn = y.p + n * y.sn;
@@ -91,8 +97,8 @@ void conv3d_forward_cpu(const Vol& x, const float* w, const float* b, int k, con
       const float* B = xn + z0 * hw;
       int64_t ldb = dhw;
       if (k != 1) {
-        im2col(xn, x.c, x.d, x.h, x.w, k, z0, dz, col.data());
-        B = col.data();
+        im2col(xn, x.c, x.d, x.h, x.w, k, z0, dz, col);
+        B = col;
         ldb = dz * hw;
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, y.c, int(dz * hw), rows, 1.f, w, rows,
@@ -111,12 +117,12 @@ void conv3d_forward_cpu(const Vol& x, const float* w, const float* b, int k, con
 }
 
 void conv3d_backward_cpu(const Vol& x, const float* w, int k, const Vol& gy, const Vol& gx,
-                         float* gw, float* gb) {
+                         float* gw, float* gb, float* workspace) {
   const int rows = x.c * k * k * k;
   const int64_t hw = int64_t(x.h) * x.w, dhw = x.spatial();
   const int dz_max = k == 1 ? x.d : slab_depth(rows, x);
-  std::vector<float> col(k == 1 ? 0 : size_t(rows) * dz_max * hw);
-  std::vector<float> gcol(gx.p && k != 1 ? size_t(rows) * dz_max * hw : 0);
+  float* col = workspace;
+  float* gcol = workspace + size_t(rows) * dz_max * hw;  // used only when gx is wanted
   for (int n = 0; n < x.n; ++n) {
     const float* xn = x.p + n * x.sn;
     const float* gyn = gy.p + n * gy.sn;
@@ -137,8 +143,8 @@ void conv3d_backward_cpu(const Vol& x, const float* w, int k, const Vol& gy, con
       const float* C = xn + z0 * hw;
       int64_t ldc = dhw;
       if (k != 1) {
-        im2col(xn, x.c, x.d, x.h, x.w, k, z0, dz, col.data());
-        C = col.data();
+        im2col(xn, x.c, x.d, x.h, x.w, k, z0, dz, col);
+        C = col;
         ldc = dz * hw;
       }
       if (gw)  // gw[Cout][rows] += gy[Cout][dz*hw] * col[rows][dz*hw]^T
@@ -150,8 +156,8 @@ void conv3d_backward_cpu(const Vol& x, const float* w, int k, const Vol& gy, con
                       rows, A, int(dhw), 0.f, gxn + z0 * hw, int(dhw));
         } else {
           cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rows, int(dz * hw), gy.c, 1.f, w,
-                      rows, A, int(dhw), 0.f, gcol.data(), int(dz * hw));
-          col2im_add(gcol.data(), x.c, x.d, x.h, x.w, k, z0, dz, gxn);
+                      rows, A, int(dhw), 0.f, gcol, int(dz * hw));
+          col2im_add(gcol, x.c, x.d, x.h, x.w, k, z0, dz, gxn);
         }
       }
     }
