@@ -11,7 +11,9 @@
 int main(int argc, char** argv) {
   CLI::App app{"cuseg build and model information"};
   cuseg::UNetConfig cfg;
-  app.add_option("--filters", cfg.filters, "filters per level")->delimiter(',')->capture_default_str();
+  app.add_option("--filters", cfg.filters, "filters per level")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--in", cfg.in_channels, "input channels")->capture_default_str();
   app.add_option("--classes", cfg.classes, "output classes")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -25,7 +27,8 @@ int main(int argc, char** argv) {
     std::printf("device for --device auto: %s\n",
                 cuseg::device_name(cuseg::resolve_device("auto")));
     std::string f;
-    for (size_t i = 0; i < cfg.filters.size(); ++i) f += (i ? "," : "") + std::to_string(cfg.filters[i]);
+    for (size_t i = 0; i < cfg.filters.size(); ++i)
+      f += (i ? "," : "") + std::to_string(cfg.filters[i]);
     const long long n = static_cast<long long>(cuseg::unet_parameter_count(cfg));
     std::printf("UNet3D in=%d classes=%d filters=%s: %lld parameters", cfg.in_channels, cfg.classes,
                 f.c_str(), n);

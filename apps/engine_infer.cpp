@@ -29,8 +29,7 @@ using namespace cuseg;
 namespace {
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 bool is_image_file(const fs::path& p) {
@@ -84,8 +83,8 @@ data::Image read_input(const std::string& path) {
   }
   for (size_t n = 0; n < img.v.size(); ++n)
     if (!std::isfinite(img.v[n]))
-      CUSEG_THROW(path << ": image holds a non-finite value (" << img.v[n] << ") at voxel "
-                       << n << "; expected finite intensities (HU)");
+      CUSEG_THROW(path << ": image holds a non-finite value (" << img.v[n] << ") at voxel " << n
+                       << "; expected finite intensities (HU)");
   return img;
 }
 
@@ -189,11 +188,12 @@ CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, const st
     std::snprintf(b, sizeof b, "%s%s %.2f s", line.empty() ? "" : " | ", s.first.c_str(), s.second);
     line += b;
   }
-  std::printf("%s: %s -> %s\n  time: %s (total %.2f s)\n  liver %.1f mL, tumour %.1f mL in %d "
-              "lesion(s)\n",
-              id.c_str(), input.c_str(), output.c_str(), line.c_str(), t.total(),
-              out.stats["liver_ml"].get<double>(), out.stats["tumour_ml"].get<double>(),
-              out.stats["tumour_count"].get<int>());
+  std::printf(
+      "%s: %s -> %s\n  time: %s (total %.2f s)\n  liver %.1f mL, tumour %.1f mL in %d "
+      "lesion(s)\n",
+      id.c_str(), input.c_str(), output.c_str(), line.c_str(), t.total(),
+      out.stats["liver_ml"].get<double>(), out.stats["tumour_ml"].get<double>(),
+      out.stats["tumour_count"].get<int>());
   if (reference) {
     out.metrics = data::evaluate_case(mask, *reference, id, true);
     const auto& c = *out.metrics;
@@ -206,7 +206,9 @@ CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, const st
   return out;
 }
 
-json opt_json(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+json opt_json(const std::optional<double>& v) {
+  return v ? json(*v) : json(nullptr);
+}
 
 // nnU-Net-like summary: metric_per_case, mean, foreground_mean (+ LiTS global Dice).
 json summary_json(const std::vector<CaseOut>& cases) {
@@ -222,18 +224,20 @@ json summary_json(const std::vector<CaseOut>& cases) {
                    {"prediction_file", c.output},
                    {"reference_file", c.stats.value("reference", "")},
                    {"metrics",
-                    {{"liver", {{"Dice", m.dice_liver},
-                                {"HD95_mm", opt_json(m.liver_surface.hd95_mm)},
-                                {"ASSD_mm", opt_json(m.liver_surface.assd_mm)},
-                                {"volume_pred_ml", m.liver_ml_pred},
-                                {"volume_ref_ml", m.liver_ml_ref}}},
-                     {"tumour", {{"Dice", m.dice_tumour},
-                                 {"HD95_mm", opt_json(m.tumour_surface.hd95_mm)},
-                                 {"ASSD_mm", opt_json(m.tumour_surface.assd_mm)},
-                                 {"volume_pred_ml", m.tumour_ml_pred},
-                                 {"volume_ref_ml", m.tumour_ml_ref},
-                                 {"count_pred", m.tumours_pred},
-                                 {"count_ref", m.tumours_ref}}}}}});
+                    {{"liver",
+                      {{"Dice", m.dice_liver},
+                       {"HD95_mm", opt_json(m.liver_surface.hd95_mm)},
+                       {"ASSD_mm", opt_json(m.liver_surface.assd_mm)},
+                       {"volume_pred_ml", m.liver_ml_pred},
+                       {"volume_ref_ml", m.liver_ml_ref}}},
+                     {"tumour",
+                      {{"Dice", m.dice_tumour},
+                       {"HD95_mm", opt_json(m.tumour_surface.hd95_mm)},
+                       {"ASSD_mm", opt_json(m.tumour_surface.assd_mm)},
+                       {"volume_pred_ml", m.tumour_ml_pred},
+                       {"volume_ref_ml", m.tumour_ml_ref},
+                       {"count_pred", m.tumours_pred},
+                       {"count_ref", m.tumours_ref}}}}}});
   }
   const double n = std::max<size_t>(1, ms.size());
   const auto g = data::global_dice(ms);
@@ -257,12 +261,12 @@ int run(const Options& o) {
   for (int a = 0; a < 3; ++a)
     CUSEG_CHECK(gopt.overlap % 2 == 0 && gopt.overlap < gopt.patch[size_t(a)],
                 "--overlap " << gopt.overlap << ": must be even and smaller than the patch");
-  std::printf("model %s (%lld parameters, patch %dx%dx%d, overlap %d, batch %d, mode %s) on %s, "
-              "loaded in %.2f s\n",
-              m.checkpoint.c_str(), (long long)m.net->num_parameters(), gopt.patch[0],
-              gopt.patch[1], gopt.patch[2], gopt.overlap, gopt.batch,
-              o.mode.empty() ? m.cfg.mode.c_str() : o.mode.c_str(), device_name(dev),
-              now_s() - t0);
+  std::printf(
+      "model %s (%lld parameters, patch %dx%dx%d, overlap %d, batch %d, mode %s) on %s, "
+      "loaded in %.2f s\n",
+      m.checkpoint.c_str(), (long long)m.net->num_parameters(), gopt.patch[0], gopt.patch[1],
+      gopt.patch[2], gopt.overlap, gopt.batch, o.mode.empty() ? m.cfg.mode.c_str() : o.mode.c_str(),
+      device_name(dev), now_s() - t0);
 
   const bool folder = fs::is_directory(o.input) && data::dicom_series_uids(o.input).empty();
   std::vector<CaseOut> done;
@@ -281,9 +285,10 @@ int run(const Options& o) {
     CUSEG_CHECK(!fs::is_directory(o.output),
                 o.output << ": is a folder; for a single input give the mask file name "
                             "(e.g. mask.nii.gz)");
-    if (fs::path(o.output).has_parent_path()) fs::create_directories(fs::path(o.output).parent_path());
-    std::string id = fs::is_directory(o.input) ? fs::path(o.input).filename().string()
-                                               : case_id(o.input);
+    if (fs::path(o.output).has_parent_path())
+      fs::create_directories(fs::path(o.output).parent_path());
+    std::string id =
+        fs::is_directory(o.input) ? fs::path(o.input).filename().string() : case_id(o.input);
     done.push_back(run_case(m, ctx, gopt, o.input, o.output, o.preview, o.ref, id));
     if (!o.ref.empty()) done.back().stats["reference"] = o.ref;
   } else {
@@ -323,7 +328,8 @@ int run(const Options& o) {
       for (const auto& c : done) s["cases"].push_back(c.stats);
     if (folder) s["skipped"] = failed;
     s["seconds_wall"] = now_s() - t_all;
-    if (fs::path(o.stats).has_parent_path()) fs::create_directories(fs::path(o.stats).parent_path());
+    if (fs::path(o.stats).has_parent_path())
+      fs::create_directories(fs::path(o.stats).parent_path());
     write_text_atomic(o.stats, s.dump(2) + "\n");
     std::printf("stats: %s\n", o.stats.c_str());
   }
@@ -332,16 +338,18 @@ int run(const Options& o) {
   if (any_metrics) {
     std::string sp = o.summary;
     if (sp.empty())
-      sp = folder ? (fs::path(o.output) / "summary.json").string()
-                  : (fs::path(o.output).parent_path() / (case_id(o.output) + "_summary.json")).string();
+      sp =
+          folder
+              ? (fs::path(o.output) / "summary.json").string()
+              : (fs::path(o.output).parent_path() / (case_id(o.output) + "_summary.json")).string();
     const json sj = summary_json(done);
     write_text_atomic(sp, sj.dump(2) + "\n");
     std::printf("summary: mean Dice liver %.4f tumour %.4f -> %s\n",
                 sj["mean"]["liver"]["Dice"].get<double>(),
                 sj["mean"]["tumour"]["Dice"].get<double>(), sp.c_str());
   }
-  std::printf("peak memory: device pool %.1f MiB (%s)\n",
-              to_mib(memory_pool(dev).stats().peak), device_name(dev));
+  std::printf("peak memory: device pool %.1f MiB (%s)\n", to_mib(memory_pool(dev).stats().peak),
+              device_name(dev));
   if (folder && done.empty()) return 1;
   return failed ? 3 : 0;
 }
@@ -358,8 +366,7 @@ int main(int argc, char** argv) {
   Options o;
   app.add_option("-m,--model", o.model, "checkpoint file, or a run folder (uses best, else last)")
       ->required();
-  app.add_option("-i,--input", o.input, "CT file, DICOM folder, or folder of CT files")
-      ->required();
+  app.add_option("-i,--input", o.input, "CT file, DICOM folder, or folder of CT files")->required();
   app.add_option("-o,--output", o.output,
                  "mask file (.nii.gz, .nii, .nrrd, .mha), or a folder for folder input")
       ->required();
@@ -369,19 +376,25 @@ int main(int argc, char** argv) {
   app.add_option("--overlap", o.overlap,
                  "grid overlap in voxels, even (default: the model's inference.overlap, 8 in "
                  "the reference)");
-  app.add_option("--batch", o.batch, "patches per network call (default: the model's "
-                                     "inference.batch, 4 in the reference)");
-  app.add_option("--mode", o.mode, "aggregation of overlapping patches: crop | average | hann "
-                                   "(default: the model's inference.mode)")
+  app.add_option("--batch", o.batch,
+                 "patches per network call (default: the model's "
+                 "inference.batch, 4 in the reference)");
+  app.add_option("--mode", o.mode,
+                 "aggregation of overlapping patches: crop | average | hann "
+                 "(default: the model's inference.mode)")
       ->check(CLI::IsMember({"crop", "average", "hann"}));
-  app.add_option("--preview", o.preview, "axial montage PNG of the CT with liver (green) and "
-                                         "tumour (red) overlaid (a folder for folder input)");
-  app.add_option("--stats", o.stats, "JSON: liver/tumour mL, tumour count, seconds per stage, "
-                                     "peak memory, device");
-  app.add_option("--ref", o.ref, "reference label file (a folder of <case>.nii.gz for folder "
-                                 "input): Dice per class, HD95, ASSD, nnU-Net-like summary JSON");
-  app.add_option("--summary", o.summary, "where --ref writes the summary JSON (default: "
-                                         "OUTPUT/summary.json or <output>_summary.json)");
+  app.add_option("--preview", o.preview,
+                 "axial montage PNG of the CT with liver (green) and "
+                 "tumour (red) overlaid (a folder for folder input)");
+  app.add_option("--stats", o.stats,
+                 "JSON: liver/tumour mL, tumour count, seconds per stage, "
+                 "peak memory, device");
+  app.add_option("--ref", o.ref,
+                 "reference label file (a folder of <case>.nii.gz for folder "
+                 "input): Dice per class, HD95, ASSD, nnU-Net-like summary JSON");
+  app.add_option("--summary", o.summary,
+                 "where --ref writes the summary JSON (default: "
+                 "OUTPUT/summary.json or <output>_summary.json)");
   CLI11_PARSE(app, argc, argv);
   try {
     return run(o);

@@ -37,18 +37,19 @@ int main(int argc, char** argv) {
                  "YAML run config (required for a new run; --resume uses RUN_DIR/config.yaml)");
   app.add_option("-d,--data", data_dir, "dataset folder (overrides data.dir)");
   app.add_option("-o,--output", opt.run_dir, "run folder")->capture_default_str();
-  app.add_option("--device", device, "auto | cuda | cpu (overrides train.device; default: the "
-                                     "config's, auto = CUDA when a device answers)")
+  app.add_option("--device", device,
+                 "auto | cuda | cpu (overrides train.device; default: the "
+                 "config's, auto = CUDA when a device answers)")
       ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
-  app.add_flag("--resume", opt.resume, "continue RUN_DIR/last.safetensors (optimiser, step, "
-                                       "epoch and patch-stream state)");
+  app.add_flag("--resume", opt.resume,
+               "continue RUN_DIR/last.safetensors (optimiser, step, "
+               "epoch and patch-stream state)");
   app.add_flag("--overwrite", opt.overwrite,
                "start a new run in a RUN_DIR that already holds one (deletes its checkpoints)");
   app.add_option("--seed", seed, "random seed (overrides train.seed)");
   app.add_option("--set", opt.overrides,
                  "override a config key, repeatable: --set train.lr=3e-4 --set "
-                 "sampler.patch=[64,64,64]")
-      ;
+                 "sampler.patch=[64,64,64]");
   app.add_option("--stop-after-steps", opt.stop_after_steps,
                  "testing aid: behave as on Ctrl-C after N optimiser steps (global count)")
       ->capture_default_str();
@@ -64,8 +65,9 @@ int main(int argc, char** argv) {
   if (!device.empty()) opt.overrides.push_back("train.device=" + device);
   if (seed >= 0) opt.overrides.push_back("train.seed=" + std::to_string(seed));
   if (opt.config_path.empty() && !opt.resume) {
-    std::fprintf(stderr, "engine_train: -c CONFIG is required (try -c configs/demo.yaml), or "
-                         "--resume -o RUN_DIR\n");
+    std::fprintf(stderr,
+                 "engine_train: -c CONFIG is required (try -c configs/demo.yaml), or "
+                 "--resume -o RUN_DIR\n");
     return 2;
   }
   opt.stop = &g_stop;

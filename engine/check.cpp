@@ -2,8 +2,7 @@
 
 namespace cuseg {
 
-void fail(const std::string& what, const char* stmt, const char* func, const char* file,
-          int line) {
+void fail(const std::string& what, const char* stmt, const char* func, const char* file, int line) {
   std::ostringstream os;
   os << what << " [check `" << stmt << "` failed in " << func << " at " << file << ":" << line
      << "]";

@@ -29,9 +29,9 @@ class Error : public std::runtime_error {
   } while (0)
 
 // Throws with a message alone (input errors: names the file and what was expected).
-#define CUSEG_THROW(msg)                                                   \
-  do {                                                                     \
-    std::ostringstream cuseg_os_;                                          \
-    cuseg_os_ << msg;                                                      \
-    throw ::cuseg::Error(cuseg_os_.str());                                 \
+#define CUSEG_THROW(msg)                   \
+  do {                                     \
+    std::ostringstream cuseg_os_;          \
+    cuseg_os_ << msg;                      \
+    throw ::cuseg::Error(cuseg_os_.str()); \
   } while (0)

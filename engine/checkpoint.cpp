@@ -1,11 +1,12 @@
 #include "engine/checkpoint.h"
 
-#include <cstdio>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "engine/check.h"
 
@@ -17,22 +18,33 @@ using json = nlohmann::json;
 
 const char* st_dtype(DType t) {
   switch (t) {
-    case DType::F32: return "F32";
-    case DType::U8: return "U8";
-    case DType::I32: return "I32";
-    case DType::BF16: return "BF16";
-    case DType::F16: return "F16";
+    case DType::F32:
+      return "F32";
+    case DType::U8:
+      return "U8";
+    case DType::I32:
+      return "I32";
+    case DType::BF16:
+      return "BF16";
+    case DType::F16:
+      return "F16";
   }
   return "?";
 }
 
 bool parse_dtype(const std::string& s, DType* t) {
-  if (s == "F32") *t = DType::F32;
-  else if (s == "U8") *t = DType::U8;
-  else if (s == "I32") *t = DType::I32;
-  else if (s == "BF16") *t = DType::BF16;
-  else if (s == "F16") *t = DType::F16;
-  else return false;
+  if (s == "F32")
+    *t = DType::F32;
+  else if (s == "U8")
+    *t = DType::U8;
+  else if (s == "I32")
+    *t = DType::I32;
+  else if (s == "BF16")
+    *t = DType::BF16;
+  else if (s == "F16")
+    *t = DType::F16;
+  else
+    return false;
   return true;
 }
 
@@ -47,7 +59,8 @@ Tensor reverse_spatial(const Tensor& t) {
     for (int64_t a = 0; a < s[2]; ++a)
       for (int64_t b = 0; b < s[3]; ++b)
         for (int64_t c = 0; c < s[4]; ++c)
-          dst[((oc * s[4] + c) * s[3] + b) * s[2] + a] = src[((oc * s[2] + a) * s[3] + b) * s[4] + c];
+          dst[((oc * s[4] + c) * s[3] + b) * s[2] + a] =
+              src[((oc * s[2] + a) * s[3] + b) * s[4] + c];
   return out;
 }
 
@@ -117,8 +130,8 @@ std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* met
   uint64_t hlen = 0;
   for (int i = 0; i < 8; ++i) hlen |= uint64_t(lenbuf[i]) << (8 * i);
   CUSEG_CHECK(hlen <= fsize - 8 && hlen < (uint64_t(100) << 20),
-              path << ": safetensors header length " << hlen << " exceeds the file ("
-                   << fsize << " bytes): truncated or not a safetensors file");
+              path << ": safetensors header length " << hlen << " exceeds the file (" << fsize
+                   << " bytes): truncated or not a safetensors file");
   std::string h(hlen, '\0');
   in.read(&h[0], std::streamsize(hlen));
   json header;
@@ -151,7 +164,8 @@ std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* met
                   path << ": bad shape for '" << it.key() << "'");
       shape.push_back(d.get<int64_t>());
     }
-    const uint64_t b = e["data_offsets"][0].get<uint64_t>(), en = e["data_offsets"][1].get<uint64_t>();
+    const uint64_t b = e["data_offsets"][0].get<uint64_t>(),
+                   en = e["data_offsets"][1].get<uint64_t>();
     const uint64_t want = uint64_t(shape_numel(shape)) * dtype_size(dt);
     CUSEG_CHECK(b <= en && en <= data_bytes && en - b == want,
                 path << ": tensor '" << it.key() << "' has data_offsets [" << b << ", " << en

@@ -39,9 +39,10 @@ void Context::synchronize() {
 Device resolve_device(const std::string& name) {
   if (name == "cpu") return Device::CPU;
   if (name == "cuda") {
-    CUSEG_CHECK(cuda_available(), "--device cuda: no CUDA device answers"
+    CUSEG_CHECK(cuda_available(),
+                "--device cuda: no CUDA device answers"
 #if !CUSEG_HAVE_CUDA
-                                      " (this build has no CUDA backend)"
+                " (this build has no CUDA backend)"
 #endif
     );
     return Device::CUDA;

@@ -6,7 +6,9 @@
 
 namespace cuseg {
 
-const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+const char* device_name(Device d) {
+  return d == Device::CPU ? "cpu" : "cuda";
+}
 
 MemoryPool::~MemoryPool() {
   // Blocks still in use at exit belong to static tensors; the OS reclaims them.
@@ -32,9 +34,8 @@ void* MemoryPool::allocate(size_t bytes) {
       cached_.clear();
       p = raw_.alloc(sz);
     }
-    CUSEG_CHECK(p != nullptr, "out of memory allocating " << sz << " bytes (live "
-                                                          << st_.live << ", peak " << st_.peak
-                                                          << ")");
+    CUSEG_CHECK(p != nullptr, "out of memory allocating " << sz << " bytes (live " << st_.live
+                                                          << ", peak " << st_.peak << ")");
     st_.reserved += sz;
     ++st_.system_allocations;
   }
@@ -75,8 +76,12 @@ void MemoryPool::reset_peak() {
 }
 
 namespace {
-void* cpu_alloc(size_t bytes) { return std::aligned_alloc(MemoryPool::kAlign, bytes); }
-void cpu_free(void* p) { std::free(p); }
+void* cpu_alloc(size_t bytes) {
+  return std::aligned_alloc(MemoryPool::kAlign, bytes);
+}
+void cpu_free(void* p) {
+  std::free(p);
+}
 
 // Pools are never destroyed: tensors with static storage duration may free into them
 // during program exit, after any static pool object would have been gone.
@@ -87,7 +92,9 @@ MemoryPool*& pool_slot(Device d) {
 }
 }  // namespace
 
-MemoryPool& memory_pool(Device d) { return *pool_slot(d); }
+MemoryPool& memory_pool(Device d) {
+  return *pool_slot(d);
+}
 
 void register_raw_allocator(Device d, RawAllocator raw) {
   CUSEG_CHECK(d == Device::CUDA, "only the CUDA allocator can be registered");

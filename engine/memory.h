@@ -21,7 +21,7 @@ struct MemoryStats {
   size_t live = 0;
   size_t peak = 0;
   size_t reserved = 0;
-  size_t allocations = 0;  // calls to allocate()
+  size_t allocations = 0;         // calls to allocate()
   size_t system_allocations = 0;  // of which reached the system allocator
 };
 
@@ -62,6 +62,8 @@ MemoryPool& memory_pool(Device d);
 void register_raw_allocator(Device d, RawAllocator raw);
 
 // Human-readable MiB for reports.
-inline double to_mib(size_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
+inline double to_mib(size_t bytes) {
+  return double(bytes) / (1024.0 * 1024.0);
+}
 
 }  // namespace cuseg

@@ -39,7 +39,9 @@ Tensor cpu_workspace(size_t floats) {
 }
 
 #if CUSEG_HAVE_CUDA
-Stream stream_of(Context& ctx) { return ctx.cuda().stream(); }
+Stream stream_of(Context& ctx) {
+  return ctx.cuda().stream();
+}
 #endif
 
 }  // namespace
@@ -139,8 +141,9 @@ void upsample2x_forward(Context& ctx, const Tensor& x, const Tensor& y) {
 
 void upsample2x_backward(Context& ctx, const Tensor& gy, const Tensor& gx) {
   same_device(ctx, {&gy, &gx});
-  CUSEG_CHECK(gy.dim(2) == 2 * gx.dim(2) && gy.dim(3) == 2 * gx.dim(3) && gy.dim(4) == 2 * gx.dim(4),
-              "upsample grads " << shape_str(gy.shape()) << " / " << shape_str(gx.shape()));
+  CUSEG_CHECK(
+      gy.dim(2) == 2 * gx.dim(2) && gy.dim(3) == 2 * gx.dim(3) && gy.dim(4) == 2 * gx.dim(4),
+      "upsample grads " << shape_str(gy.shape()) << " / " << shape_str(gx.shape()));
   if (ctx.device() == Device::CPU) return upsample2x_backward_cpu(gy.vol(), gx.vol());
 #if CUSEG_HAVE_CUDA
   upsample2x_backward_cuda(gy.vol(), gx.vol(), stream_of(ctx));
@@ -209,8 +212,9 @@ double weighted_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& 
 
 void argmax_channels(Context& ctx, const Tensor& logits, const Tensor& labels) {
   same_device(ctx, {&logits, &labels});
-  CUSEG_CHECK(labels.dtype() == DType::U8 && labels.numel() * logits.dim(1) == logits.numel(),
-              "argmax labels " << shape_str(labels.shape()) << " for " << shape_str(logits.shape()));
+  CUSEG_CHECK(
+      labels.dtype() == DType::U8 && labels.numel() * logits.dim(1) == logits.numel(),
+      "argmax labels " << shape_str(labels.shape()) << " for " << shape_str(logits.shape()));
   if (ctx.device() == Device::CPU) return argmax_channels_cpu(logits.vol(), labels.data<uint8_t>());
 #if CUSEG_HAVE_CUDA
   argmax_channels_cuda(logits.vol(), labels.data<uint8_t>(), stream_of(ctx));

@@ -31,9 +31,10 @@ void Adam::step(Context& ctx) {
   std::vector<AdamTensor> ts;
   for (size_t i = 0; i < params_.size(); ++i) {
     Param* p = params_[i];
-    CUSEG_CHECK(p->value.device() == ctx.device(), "Adam: parameter " << p->name << " on "
-                                                                      << device_name(p->value.device()));
-    ts.push_back(AdamTensor{p->value.f32(), p->grad.f32(), m_[i].f32(), v_[i].f32(), p->value.numel()});
+    CUSEG_CHECK(p->value.device() == ctx.device(),
+                "Adam: parameter " << p->name << " on " << device_name(p->value.device()));
+    ts.push_back(
+        AdamTensor{p->value.f32(), p->grad.f32(), m_[i].f32(), v_[i].f32(), p->value.numel()});
   }
   if (ctx.device() == Device::CPU) return adam_step_cpu(ts.data(), int(ts.size()), c);
 #if CUSEG_HAVE_CUDA

@@ -12,28 +12,42 @@ namespace cuseg {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::F32: return 4;
-    case DType::BF16: return 2;
-    case DType::F16: return 2;
-    case DType::U8: return 1;
-    case DType::I32: return 4;
+    case DType::F32:
+      return 4;
+    case DType::BF16:
+      return 2;
+    case DType::F16:
+      return 2;
+    case DType::U8:
+      return 1;
+    case DType::I32:
+      return 4;
   }
   return 0;
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "float32";
-    case DType::BF16: return "bfloat16";
-    case DType::F16: return "float16";
-    case DType::U8: return "uint8";
-    case DType::I32: return "int32";
+    case DType::F32:
+      return "float32";
+    case DType::BF16:
+      return "bfloat16";
+    case DType::F16:
+      return "float16";
+    case DType::U8:
+      return "uint8";
+    case DType::I32:
+      return "int32";
   }
   return "?";
 }
 
-Storage::Storage(size_t b, Device d) : bytes(b), device(d) { ptr = memory_pool(d).allocate(b); }
-Storage::~Storage() { memory_pool(device).deallocate(ptr); }
+Storage::Storage(size_t b, Device d) : bytes(b), device(d) {
+  ptr = memory_pool(d).allocate(b);
+}
+Storage::~Storage() {
+  memory_pool(device).deallocate(ptr);
+}
 
 std::string shape_str(const Shape& s) {
   std::ostringstream os;
@@ -79,7 +93,9 @@ Tensor Tensor::zeros(const Shape& shape, DType dt, Device dev) {
   return t;
 }
 
-bool Tensor::is_contiguous() const { return strides_ == packed_strides(shape_); }
+bool Tensor::is_contiguous() const {
+  return strides_ == packed_strides(shape_);
+}
 
 void* Tensor::raw() const {
   CUSEG_CHECK(defined(), "tensor is undefined");
@@ -113,7 +129,8 @@ Tensor Tensor::reshape(const Shape& shape) const {
 Vol Tensor::vol() const {
   CUSEG_CHECK(ndim() == 5, "expected a 5-D NCDHW tensor, got " << shape_str(shape_));
   // Everything inside a batch element must be packed.
-  CUSEG_CHECK(strides_[4] == 1 && strides_[3] == shape_[4] && strides_[2] == shape_[3] * shape_[4] &&
+  CUSEG_CHECK(strides_[4] == 1 && strides_[3] == shape_[4] &&
+                  strides_[2] == shape_[3] * shape_[4] &&
                   strides_[1] == shape_[2] * shape_[3] * shape_[4],
               "tensor " << shape_str(shape_) << " is not packed within a batch element");
   Vol v;
@@ -147,17 +164,26 @@ static void row_layout(const Tensor& t, size_t& rows, size_t& row_bytes, size_t&
 }
 
 void Tensor::copy_from(const Tensor& src) {
-  CUSEG_CHECK(src.shape_ == shape_, "copy " << shape_str(src.shape_) << " -> " << shape_str(shape_));
-  CUSEG_CHECK(src.dtype_ == dtype_, "copy between dtypes " << dtype_name(src.dtype_) << " -> "
-                                                           << dtype_name(dtype_));
+  CUSEG_CHECK(src.shape_ == shape_,
+              "copy " << shape_str(src.shape_) << " -> " << shape_str(shape_));
+  CUSEG_CHECK(src.dtype_ == dtype_,
+              "copy between dtypes " << dtype_name(src.dtype_) << " -> " << dtype_name(dtype_));
   size_t r0, b0, p0, r1, b1, p1;
   row_layout(src, r0, b0, p0);
   row_layout(*this, r1, b1, p1);
   // Normalise: express both as rows of the batch element size when either is strided.
   if (r0 != r1) {
     const size_t per = nbytes() / size_t(shape_[0]);
-    if (r0 == 1) { r0 = size_t(shape_[0]); b0 = per; p0 = per; }
-    if (r1 == 1) { r1 = size_t(shape_[0]); b1 = per; p1 = per; }
+    if (r0 == 1) {
+      r0 = size_t(shape_[0]);
+      b0 = per;
+      p0 = per;
+    }
+    if (r1 == 1) {
+      r1 = size_t(shape_[0]);
+      b1 = per;
+      p1 = per;
+    }
   }
   if (device_ == Device::CPU && src.device_ == Device::CPU) {
     const char* s = static_cast<const char*>(src.raw());

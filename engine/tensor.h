@@ -52,7 +52,9 @@ class Tensor {
 
   void* raw() const;
   template <class T>
-  T* data() const { return static_cast<T*>(raw()); }
+  T* data() const {
+    return static_cast<T*>(raw());
+  }
   float* f32() const;  // checks dtype == F32
 
   // View of channels [c0, c1) of an N x C x ... tensor (shares storage).

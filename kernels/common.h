@@ -39,6 +39,8 @@ struct Vol {
 };
 
 // Linear index of (z, y, x) in a packed D x H x W volume.
-CUSEG_HD int64_t lin3(int z, int y, int x, int h, int w) { return (int64_t(z) * h + y) * w + x; }
+CUSEG_HD int64_t lin3(int z, int y, int x, int h, int w) {
+  return (int64_t(z) * h + y) * w + x;
+}
 
 }  // namespace cuseg

@@ -14,7 +14,9 @@ constexpr size_t kConvColumnBudget = size_t(64) << 20;
 
 // Column-row index r of (ci, kz, ky, kx) and the input coordinate it reads for an output
 // coordinate; shared by im2col and col2im so the two cannot disagree.
-CUSEG_HD int conv_row(int ci, int kz, int ky, int kx, int k) { return ((ci * k + kz) * k + ky) * k + kx; }
+CUSEG_HD int conv_row(int ci, int kz, int ky, int kx, int k) {
+  return ((ci * k + kz) * k + ky) * k + kx;
+}
 
 // Scratch floats the CPU conv needs for input x (column buffer, plus the column-gradient
 // buffer in backward when gx is wanted). The caller provides it (engine/ops.cpp takes it from

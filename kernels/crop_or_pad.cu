@@ -14,11 +14,13 @@ __global__ void crop_or_pad_kernel(Vol in, Vol out, CropOrPadParams p, int64_t t
   CUSEG_GRID_STRIDE(i, total) {
     const int64_t nc = i / sp, r = i % sp;
     const int n = int(nc / out.c), c = int(nc % out.c);
-    const int x = int(r % out.w), y = int((r / out.w) % out.h), z = int(r / (int64_t(out.w) * out.h));
+    const int x = int(r % out.w), y = int((r / out.w) % out.h),
+              z = int(r / (int64_t(out.w) * out.h));
     const int sz = crop_or_pad_src(z, p.oz, in.d);
     const int sy = crop_or_pad_src(y, p.oy, in.h);
     const int sx = crop_or_pad_src(x, p.ox, in.w);
-    out.at(n, c)[r] = (sz < 0 || sy < 0 || sx < 0) ? p.pad_value : in.at(n, c)[lin3(sz, sy, sx, in.h, in.w)];
+    out.at(n, c)[r] =
+        (sz < 0 || sy < 0 || sx < 0) ? p.pad_value : in.at(n, c)[lin3(sz, sy, sx, in.h, in.w)];
   }
 }
 

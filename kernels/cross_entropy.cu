@@ -25,7 +25,9 @@ __global__ void label_histogram_kernel(const uint8_t* __restrict__ labels, int64
   __shared__ unsigned int local[256];
   for (int i = threadIdx.x; i < 256; i += blockDim.x) local[i] = 0;
   __syncthreads();
-  CUSEG_GRID_STRIDE(i, n) { atomicAdd(&local[labels[i]], 1u); }
+  CUSEG_GRID_STRIDE(i, n) {
+    atomicAdd(&local[labels[i]], 1u);
+  }
   __syncthreads();
   for (int i = threadIdx.x; i < 256; i += blockDim.x)
     if (local[i]) atomicAdd(&hist[i], (unsigned long long)local[i]);
@@ -57,7 +59,8 @@ __global__ void cross_entropy_kernel(CeArgs a, int64_t chunks_per_n, double* __r
 }
 
 // Partials in chunk order, one thread: the CPU's order.
-__global__ void sum_in_order_kernel(const double* __restrict__ partial, int64_t count, double* out) {
+__global__ void sum_in_order_kernel(const double* __restrict__ partial, int64_t count,
+                                    double* out) {
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     double total = 0;
     for (int64_t i = 0; i < count; ++i) total += partial[i];
@@ -73,14 +76,18 @@ __global__ void argmax_kernel(Vol logits, uint8_t* __restrict__ labels, int64_t 
     int best = 0;
     float bv = xn[v];
     for (int k = 1; k < logits.c; ++k)
-      if (xn[k * dhw + v] > bv) { bv = xn[k * dhw + v]; best = k; }
+      if (xn[k * dhw + v] > bv) {
+        bv = xn[k * dhw + v];
+        best = k;
+      }
     labels[i] = uint8_t(best);
   }
 }
 
 }  // namespace
 
-bool label_histogram_cuda(const uint8_t* labels, int64_t n, int K, int64_t* counts, int* bad, Stream s) {
+bool label_histogram_cuda(const uint8_t* labels, int64_t n, int K, int64_t* counts, int* bad,
+                          Stream s) {
   Tensor hist = Tensor::empty({512}, DType::I32, Device::CUDA);  // 256 x uint64
   auto* h = static_cast<unsigned long long*>(hist.raw());
   CUDA_CHECK(cudaMemsetAsync(h, 0, 256 * sizeof(unsigned long long), cu(s)));

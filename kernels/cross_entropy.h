@@ -19,7 +19,8 @@ constexpr int64_t kCeChunk = 4096;
 
 // One voxel: logits x[k * cs] for k < K, label y. Returns w_y * (lse - x_y); when g is not
 // null writes g[k * cs] = gscale * w_y * (p_k - [k == y]).
-CUSEG_HD float ce_voxel(const float* x, int64_t cs, int K, int y, float wy, float gscale, float* g) {
+CUSEG_HD float ce_voxel(const float* x, int64_t cs, int K, int y, float wy, float gscale,
+                        float* g) {
   // log-softmax as (x - max) - log(sum exp(x - max)), as PyTorch: forming lse = max + log(sum)
   // first would round it to float32 spacing at |max| and lose p - 1 for confident voxels.
   float mx = x[0];
@@ -29,7 +30,8 @@ CUSEG_HD float ce_voxel(const float* x, int64_t cs, int K, int y, float wy, floa
   const float ls = logf(se);
   if (g) {
     const float a = gscale * wy;
-    for (int k = 0; k < K; ++k) g[k * cs] = a * (expf((x[k * cs] - mx) - ls) - (k == y ? 1.f : 0.f));
+    for (int k = 0; k < K; ++k)
+      g[k * cs] = a * (expf((x[k * cs] - mx) - ls) - (k == y ? 1.f : 0.f));
   }
   return wy * (ls - (x[y * cs] - mx));
 }

@@ -50,7 +50,10 @@ void argmax_channels_cpu(const Vol& logits, uint8_t* labels) {
       int best = 0;
       float bv = xn[v];
       for (int k = 1; k < logits.c; ++k)
-        if (xn[k * dhw + v] > bv) { bv = xn[k * dhw + v]; best = k; }
+        if (xn[k * dhw + v] > bv) {
+          bv = xn[k * dhw + v];
+          best = k;
+        }
       labels[n * dhw + v] = uint8_t(best);
     }
   }

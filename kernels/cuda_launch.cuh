@@ -14,7 +14,9 @@ namespace cuseg {
 
 constexpr int kThreads = 256;
 
-inline cudaStream_t cu(Stream s) { return reinterpret_cast<cudaStream_t>(s); }
+inline cudaStream_t cu(Stream s) {
+  return reinterpret_cast<cudaStream_t>(s);
+}
 
 // Blocks for n elements at kThreads per block, capped (grid-stride loops do the rest).
 inline unsigned grid_for(int64_t n, int64_t cap = 4096) {
@@ -28,8 +30,8 @@ __device__ __forceinline__ int64_t vol_offset(int64_t i, int64_t per, int64_t sn
   return (i / per) * sn + i % per;
 }
 
-#define CUSEG_GRID_STRIDE(i, n)                                                        \
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);            \
+#define CUSEG_GRID_STRIDE(i, n)                                             \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += int64_t(gridDim.x) * blockDim.x)
 
 }  // namespace cuseg

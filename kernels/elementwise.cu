@@ -27,7 +27,9 @@ __global__ void relu_backward_kernel(Vol y, Vol g, int64_t total) {
 
 __global__ void add_inplace_kernel(Vol dst, Vol src, int64_t total) {
   const int64_t per = dst.per_batch();
-  CUSEG_GRID_STRIDE(i, total) { dst.p[vol_offset(i, per, dst.sn)] += src.p[vol_offset(i, per, src.sn)]; }
+  CUSEG_GRID_STRIDE(i, total) {
+    dst.p[vol_offset(i, per, dst.sn)] += src.p[vol_offset(i, per, src.sn)];
+  }
 }
 
 // y = relu?(y + b[c]); b may be null (ReLU only). Channel c of element i is (i % per) / dhw.

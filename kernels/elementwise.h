@@ -5,9 +5,13 @@
 
 namespace cuseg {
 
-CUSEG_HD float relu_fwd(float v) { return v > 0.f ? v : 0.f; }
+CUSEG_HD float relu_fwd(float v) {
+  return v > 0.f ? v : 0.f;
+}
 // Gradient through ReLU given its output y (y > 0 <=> input > 0).
-CUSEG_HD float relu_bwd(float y, float g) { return y > 0.f ? g : 0.f; }
+CUSEG_HD float relu_bwd(float y, float g) {
+  return y > 0.f ? g : 0.f;
+}
 
 void relu_forward_cpu(const Vol& y);
 void relu_backward_cpu(const Vol& y, const Vol& g);

@@ -18,8 +18,9 @@ namespace cuseg {
 
 namespace {
 
-__global__ void grid_aggregate_patch_kernel(Vol patches, int q, const int* __restrict__ starts, Vol sum,
-                                            Vol weight, GridAggregateParams p, int64_t total) {
+__global__ void grid_aggregate_patch_kernel(Vol patches, int q, const int* __restrict__ starts,
+                                            Vol sum, Vol weight, GridAggregateParams p,
+                                            int64_t total) {
   const int pd = patches.d, ph = patches.h, pw = patches.w;
   const int z0 = starts[3 * q], y0 = starts[3 * q + 1], x0 = starts[3 * q + 2];
   int lo0 = 0, lo1 = 0, lo2 = 0, hi0 = pd, hi1 = ph, hi2 = pw;
@@ -62,8 +63,8 @@ __global__ void grid_finalize_kernel(Vol sum, Vol weight, Vol out, int64_t total
 
 }  // namespace
 
-void grid_aggregate_cuda(const Vol& patches, const int* starts_device, const Vol& sum, const Vol& weight,
-                         const GridAggregateParams& p, Stream s) {
+void grid_aggregate_cuda(const Vol& patches, const int* starts_device, const Vol& sum,
+                         const Vol& weight, const GridAggregateParams& p, Stream s) {
   CUSEG_CHECK(sum.n == 1 && weight.n == 1 && weight.c == 1 && patches.c == sum.c,
               "grid_aggregate: expected sum 1xCxDxHxW, weight 1x1xDxHxW, patches nxC");
   CUSEG_CHECK(weight.d == sum.d && weight.h == sum.h && weight.w == sum.w,
@@ -73,8 +74,8 @@ void grid_aggregate_cuda(const Vol& patches, const int* starts_device, const Vol
   const int64_t total = patches.spatial();
   if (total == 0) return;
   for (int q = 0; q < patches.n; ++q) {
-    grid_aggregate_patch_kernel<<<grid_for(total), kThreads, 0, cu(s)>>>(patches, q, starts_device, sum,
-                                                                         weight, p, total);
+    grid_aggregate_patch_kernel<<<grid_for(total), kThreads, 0, cu(s)>>>(patches, q, starts_device,
+                                                                         sum, weight, p, total);
     CUSEG_LAUNCH_CHECK();
   }
 }

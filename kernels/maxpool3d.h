@@ -14,7 +14,10 @@ CUSEG_HD int maxpool_argmax(const float* base, int h, int w) {
   float bv = base[0];
   for (int t = 1; t < 8; ++t) {
     const float v = base[lin3(t >> 2, (t >> 1) & 1, t & 1, h, w)];
-    if (v > bv) { bv = v; best = t; }
+    if (v > bv) {
+      bv = v;
+      best = t;
+    }
   }
   return best;
 }

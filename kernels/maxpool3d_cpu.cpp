@@ -34,7 +34,8 @@ void maxpool3d_backward_cpu(const Vol& x, const Vol& gy, const Vol& gx) {
           for (int xx = 0; xx < gy.w; ++xx) {
             const int64_t off = lin3(2 * z, 2 * yy, 2 * xx, x.h, x.w);
             const int t = maxpool_argmax(xc + off, x.h, x.w);
-            gxc[off + lin3(t >> 2, (t >> 1) & 1, t & 1, x.h, x.w)] = gyc[lin3(z, yy, xx, gy.h, gy.w)];
+            gxc[off + lin3(t >> 2, (t >> 1) & 1, t & 1, x.h, x.w)] =
+                gyc[lin3(z, yy, xx, gy.h, gy.w)];
           }
     }
   }

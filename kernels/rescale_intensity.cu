@@ -12,8 +12,11 @@ namespace cuseg {
 
 namespace {
 
-__global__ void rescale_kernel(const float* __restrict__ in, float* out, int64_t n, RescaleParams p) {
-  CUSEG_GRID_STRIDE(i, n) { out[i] = rescale_value(in[i], p); }
+__global__ void rescale_kernel(const float* __restrict__ in, float* out, int64_t n,
+                               RescaleParams p) {
+  CUSEG_GRID_STRIDE(i, n) {
+    out[i] = rescale_value(in[i], p);
+  }
 }
 
 // in: n values; out: 2 * gridDim.x partials (min, max). NaN is ignored (fminf/fmaxf).
@@ -40,7 +43,8 @@ __global__ void minmax_kernel(const float* __restrict__ in, int64_t n, float* __
   }
 }
 
-__global__ void minmax_final_kernel(const float* __restrict__ part, int blocks, float* __restrict__ out) {
+__global__ void minmax_final_kernel(const float* __restrict__ part, int blocks,
+                                    float* __restrict__ out) {
   float mn = FLT_MAX, mx = -FLT_MAX;
   for (int i = threadIdx.x; i < blocks; i += blockDim.x) {
     mn = fminf(mn, part[2 * i]);
@@ -65,8 +69,10 @@ __global__ void minmax_final_kernel(const float* __restrict__ part, int blocks, 
 
 }  // namespace
 
-void rescale_intensity_cuda(const float* in, float* out, int64_t n, const RescaleParams& p, Stream s) {
-  CUSEG_CHECK(p.in_max > p.in_min, "rescale_intensity: empty input range [" << p.in_min << ", " << p.in_max << "]");
+void rescale_intensity_cuda(const float* in, float* out, int64_t n, const RescaleParams& p,
+                            Stream s) {
+  CUSEG_CHECK(p.in_max > p.in_min,
+              "rescale_intensity: empty input range [" << p.in_min << ", " << p.in_max << "]");
   if (n == 0) return;
   rescale_kernel<<<grid_for(n), kThreads, 0, cu(s)>>>(in, out, n, p);
   CUSEG_LAUNCH_CHECK();

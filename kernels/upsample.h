@@ -40,7 +40,11 @@ CUSEG_HD int upsample_taps(int i, int n, int* outs, float* wts) {
   for (int o = 2 * i - 2; o <= 2 * i + 2; ++o) {
     if (o < 0 || o >= 2 * n) continue;
     const float wgt = upsample_weight(o, i, n);
-    if (wgt != 0.f) { outs[m] = o; wts[m] = wgt; ++m; }
+    if (wgt != 0.f) {
+      outs[m] = o;
+      wts[m] = wgt;
+      ++m;
+    }
   }
   return m;
 }
@@ -49,10 +53,14 @@ CUSEG_HD int upsample_taps(int i, int n, int* outs, float* wts) {
 // indexing) given the per-axis taps; interpolates along W, then H, then D.
 CUSEG_HD float upsample_voxel(const float* xc, int h, int w, const UpTap& a, const UpTap& b,
                               const UpTap& e) {
-  const float c00 = (1 - e.l) * xc[lin3(a.i0, b.i0, e.i0, h, w)] + e.l * xc[lin3(a.i0, b.i0, e.i1, h, w)];
-  const float c01 = (1 - e.l) * xc[lin3(a.i0, b.i1, e.i0, h, w)] + e.l * xc[lin3(a.i0, b.i1, e.i1, h, w)];
-  const float c10 = (1 - e.l) * xc[lin3(a.i1, b.i0, e.i0, h, w)] + e.l * xc[lin3(a.i1, b.i0, e.i1, h, w)];
-  const float c11 = (1 - e.l) * xc[lin3(a.i1, b.i1, e.i0, h, w)] + e.l * xc[lin3(a.i1, b.i1, e.i1, h, w)];
+  const float c00 =
+      (1 - e.l) * xc[lin3(a.i0, b.i0, e.i0, h, w)] + e.l * xc[lin3(a.i0, b.i0, e.i1, h, w)];
+  const float c01 =
+      (1 - e.l) * xc[lin3(a.i0, b.i1, e.i0, h, w)] + e.l * xc[lin3(a.i0, b.i1, e.i1, h, w)];
+  const float c10 =
+      (1 - e.l) * xc[lin3(a.i1, b.i0, e.i0, h, w)] + e.l * xc[lin3(a.i1, b.i0, e.i1, h, w)];
+  const float c11 =
+      (1 - e.l) * xc[lin3(a.i1, b.i1, e.i0, h, w)] + e.l * xc[lin3(a.i1, b.i1, e.i1, h, w)];
   const float c0 = (1 - b.l) * c00 + b.l * c01;
   const float c1 = (1 - b.l) * c10 + b.l * c11;
   return (1 - a.l) * c0 + a.l * c1;

@@ -31,7 +31,8 @@ void upsample2x_backward_cpu(const Vol& gy, const Vol& gx) {
       for (int z = 0; z < gx.d; ++z)
         for (int yy = 0; yy < gx.h; ++yy)
           for (int xx = 0; xx < gx.w; ++xx)
-            gxc[lin3(z, yy, xx, gx.h, gx.w)] = upsample_grad_voxel(gyc, z, yy, xx, gx.d, gx.h, gx.w);
+            gxc[lin3(z, yy, xx, gx.h, gx.w)] =
+                upsample_grad_voxel(gyc, z, yy, xx, gx.d, gx.h, gx.w);
     }
   }
 }

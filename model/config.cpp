@@ -81,11 +81,16 @@ struct Ctx {
 
 std::string kind_name(const YAML::Node& n) {
   switch (n.Type()) {
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Scalar: return "a scalar";
-    case YAML::NodeType::Null: return "null";
-    default: return "undefined";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Null:
+      return "null";
+    default:
+      return "undefined";
   }
 }
 
@@ -116,11 +121,9 @@ void merge(YAML::Node dst, const YAML::Node& user, const std::string& prefix,
       continue;
     }
     if (d.IsSequence() && !(u.IsSequence() || u.IsNull()))
-      CUSEG_THROW(origin << ": key '" << path << "' must be a list, got '" << YAML::Dump(u)
-                         << "'");
+      CUSEG_THROW(origin << ": key '" << path << "' must be a list, got '" << YAML::Dump(u) << "'");
     if (d.IsScalar() && !(u.IsScalar() || u.IsNull()))
-      CUSEG_THROW(origin << ": key '" << path << "' must be a single value, got "
-                         << kind_name(u));
+      CUSEG_THROW(origin << ": key '" << path << "' must be a single value, got " << kind_name(u));
     if (kFreeMaps.count(path) && !u.IsMap())
       CUSEG_THROW(origin << ": key '" << path << "' must be a mapping, got " << kind_name(u));
     dst[key] = YAML::Clone(u);
@@ -156,9 +159,15 @@ T scalar(const Ctx& c, const std::string& path, const char* expected) {
                                << (n.IsScalar() ? n.Scalar() : kind_name(n)) << "'");
   }
 }
-int get_int(const Ctx& c, const std::string& p) { return scalar<int>(c, p, "an integer"); }
-double get_num(const Ctx& c, const std::string& p) { return scalar<double>(c, p, "a number"); }
-bool get_bool(const Ctx& c, const std::string& p) { return scalar<bool>(c, p, "true or false"); }
+int get_int(const Ctx& c, const std::string& p) {
+  return scalar<int>(c, p, "an integer");
+}
+double get_num(const Ctx& c, const std::string& p) {
+  return scalar<double>(c, p, "a number");
+}
+bool get_bool(const Ctx& c, const std::string& p) {
+  return scalar<bool>(c, p, "true or false");
+}
 std::string get_str(const Ctx& c, const std::string& p) {
   return scalar<std::string>(c, p, "a string");
 }
@@ -166,7 +175,9 @@ uint64_t get_u64(const Ctx& c, const std::string& p) {
   return scalar<uint64_t>(c, p, "a non-negative integer");
 }
 
-bool is_null(const Ctx& c, const std::string& path) { return lookup(c, path).IsNull(); }
+bool is_null(const Ctx& c, const std::string& path) {
+  return lookup(c, path).IsNull();
+}
 
 template <class T>
 std::vector<T> list(const Ctx& c, const std::string& path, int n, const char* what) {

@@ -67,7 +67,7 @@ struct RunConfig {
   float lr = 1e-4f;
   std::vector<float> class_weights{1.f, 1.f, 3.f};
   int val_patches_per_volume = 5;
-  int dice_every = 5;    // epochs between whole-volume validation Dice (0 = never)
+  int dice_every = 5;     // epochs between whole-volume validation Dice (0 = never)
   int preview_every = 1;  // epochs between preview PNGs (0 = never)
   int log_every = 10;     // steps between progress lines / metrics records
   uint64_t seed = 0;

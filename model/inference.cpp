@@ -20,8 +20,7 @@ using data::LabelMap;
 
 namespace {
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 float min_value(const Image& img) {
   return img.v.empty() ? 0.f : *std::min_element(img.v.begin(), img.v.end());
@@ -64,8 +63,8 @@ Preprocessed preprocess(const RunConfig& cfg, const Image& image, const LabelMap
     if (s[0] != cfg.resample_inplane[0] || s[1] != cfg.resample_inplane[1]) {
       p.resampled = true;
       p.before_resample = p.image.geo;
-      const Geometry g =
-          data::resized_geometry(p.image.geo, {cfg.resample_inplane[0], cfg.resample_inplane[1], s[2]});
+      const Geometry g = data::resized_geometry(
+          p.image.geo, {cfg.resample_inplane[0], cfg.resample_inplane[1], s[2]});
       p.image = data::resample_to(p.image, g, data::Interp::Linear, minimum);
       if (label) p.label = data::resample_to(p.label, g, data::Interp::Nearest, uint8_t(0));
     }
@@ -125,7 +124,8 @@ LabelMap predict_volume(UNet3D& net, Context& ctx, const Image& image, const Gri
   const int n = std::max(1, std::min<int>(opt.batch, int(locs.size())));
   // Fixed batch shape (the last batch is zero-filled) so activation buffers are planned once.
   Tensor host = Tensor::zeros({n, 1, patch[2], patch[1], patch[0]});
-  Tensor dev = net.device() == Device::CPU ? host : Tensor::empty(host.shape(), DType::F32, net.device());
+  Tensor dev =
+      net.device() == Device::CPU ? host : Tensor::empty(host.shape(), DType::F32, net.device());
   double t_net = 0, t_agg = 0;
   for (size_t b = 0; b < locs.size(); b += size_t(n)) {
     const int cnt = int(std::min<size_t>(size_t(n), locs.size() - b));

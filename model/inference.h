@@ -40,8 +40,8 @@ struct Preprocessed {
 };
 
 // `patch` (optional): pad the result to at least this size (inference).
-Preprocessed preprocess(const RunConfig& cfg, const data::Image& image,
-                        const data::LabelMap* label, const data::Index3* patch = nullptr);
+Preprocessed preprocess(const RunConfig& cfg, const data::Image& image, const data::LabelMap* label,
+                        const data::Index3* patch = nullptr);
 // Maps a label map on the model grid back onto the original input grid (nearest neighbour for
 // the resampling step, 0 where the input was cropped away).
 data::LabelMap restore_geometry(const Preprocessed& p, const data::LabelMap& model_grid);

@@ -122,8 +122,8 @@ int display_scale(const data::Geometry& g, int min_pixels) {
   return std::max(1, (min_pixels + m - 1) / m);
 }
 
-RGBImage render_axial(const data::Image& ct, const data::LabelMap* label, int k, float lo,
-                      float hi, int scale) {
+RGBImage render_axial(const data::Image& ct, const data::LabelMap* label, int k, float lo, float hi,
+                      int scale) {
   const int W = ct.geo.size[0], H = ct.geo.size[1];
   k = std::clamp(k, 0, ct.geo.size[2] - 1);
   RGBImage r = RGBImage::make(W * scale, H * scale);
@@ -141,7 +141,8 @@ RGBImage render_axial(const data::Image& ct, const data::LabelMap* label, int k,
       }
       for (int dy = 0; dy < scale; ++dy)
         for (int dx = 0; dx < scale; ++dx) {
-          uint8_t* p = &r.rgb[(size_t(row * scale + dy) * size_t(r.width) + size_t(col * scale + dx)) * 3];
+          uint8_t* p =
+              &r.rgb[(size_t(row * scale + dy) * size_t(r.width) + size_t(col * scale + dx)) * 3];
           for (int c = 0; c < 3; ++c) p[c] = uint8_t(std::lround(px[c]));
         }
     }
@@ -221,11 +222,11 @@ std::string curves_svg(const std::vector<CurvePoint>& pts, const std::string& ti
     for (int t = 0; t <= 4; ++t) {
       const double y = top + ph - ph * t / 4.0;
       o << "<line x1='" << x0 << "' x2='" << x0 + pw << "' y1='" << y << "' y2='" << y
-        << "' stroke='#eee'/><text x='" << x0 - 6 << "' y='" << y + 4
-        << "' text-anchor='end'>" << ymax * t / 4 << "</text>\n";
+        << "' stroke='#eee'/><text x='" << x0 - 6 << "' y='" << y + 4 << "' text-anchor='end'>"
+        << ymax * t / 4 << "</text>\n";
     }
-    o << "<text x='" << x0 + pw / 2 << "' y='" << top + ph + 30 << "' text-anchor='middle'>epoch (1.."
-      << max_epoch << ")</text>\n";
+    o << "<text x='" << x0 + pw / 2 << "' y='" << top + ph + 30
+      << "' text-anchor='middle'>epoch (1.." << max_epoch << ")</text>\n";
   };
   auto series = [&](int x0, double ymax, const std::string& colour, const std::string& label,
                     int legend_row, double CurvePoint::*field) {
@@ -233,7 +234,8 @@ std::string curves_svg(const std::vector<CurvePoint>& pts, const std::string& ti
     for (const auto& p : pts) {
       const double v = p.*field;
       if (!std::isfinite(v)) continue;
-      const double x = x0 + (max_epoch <= 1 ? pw / 2.0 : pw * (p.epoch - 1) / double(max_epoch - 1));
+      const double x =
+          x0 + (max_epoch <= 1 ? pw / 2.0 : pw * (p.epoch - 1) / double(max_epoch - 1));
       const double y = top + ph - ph * std::clamp(v / ymax, 0.0, 1.0);
       std::ostringstream pt;
       pt.setf(std::ios::fixed);

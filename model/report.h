@@ -31,8 +31,8 @@ void write_text_atomic(const std::string& path, const std::string& text);
 
 // One axial slice k of a RAS volume: grey CT windowed to [lo, hi] (image units), with the
 // label overlaid when `label` is non-null; nearest-neighbour upscaled by `scale`.
-RGBImage render_axial(const data::Image& ct, const data::LabelMap* label, int k, float lo,
-                      float hi, int scale);
+RGBImage render_axial(const data::Image& ct, const data::LabelMap* label, int k, float lo, float hi,
+                      int scale);
 // Up to `max_tiles` axial slices spread over the labelled extent of `label` (whole volume when
 // empty), `columns` per row.
 RGBImage axial_montage(const data::Image& ct, const data::LabelMap& label, float lo, float hi,

@@ -37,8 +37,7 @@ namespace cuseg {
 namespace {
 
 double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 std::string hms(double s) {
@@ -144,7 +143,9 @@ std::vector<CurvePoint> trim_metrics(const std::string& path, int64_t step) {
   return pts;
 }
 
-json num_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+json num_or_null(double v) {
+  return std::isfinite(v) ? json(v) : json(nullptr);
+}
 
 }  // namespace
 
@@ -174,9 +175,9 @@ int run_training(const TrainOptions& opt) {
                                  "--resume, or start over with --overwrite");
     // Starting over: drop the previous run's outputs so nothing stale is mixed in.
     std::error_code ec;
-    for (const char* f : {"last.safetensors", "last.optim.safetensors", "best.safetensors",
-                          "best.optim.safetensors", "metrics.jsonl", "train.log", "splits.json",
-                          "curves.svg"})
+    for (const char* f :
+         {"last.safetensors", "last.optim.safetensors", "best.safetensors",
+          "best.optim.safetensors", "metrics.jsonl", "train.log", "splits.json", "curves.svg"})
       fs::remove(fs::path(opt.run_dir) / f, ec);
     fs::remove_all(fs::path(opt.run_dir) / "previews", ec);
   }
@@ -199,8 +200,8 @@ int run_training(const TrainOptions& opt) {
     pc.seed = cfg.phantom_seed;
     data::write_phantom_dataset(cfg.data_dir, cfg.phantom_cases, pc);
     log.line(fmt("generated %d phantom cases (%dx%dx%d, seed %llu) in %s in %.1f s",
-                 cfg.phantom_cases, pc.size[0], pc.size[1], pc.size[2],
-                 (unsigned long long)pc.seed, cfg.data_dir.c_str(), now_s() - t0));
+                 cfg.phantom_cases, pc.size[0], pc.size[1], pc.size[2], (unsigned long long)pc.seed,
+                 cfg.data_dir.c_str(), now_s() - t0));
   }
   if (!fs::is_directory(cfg.data_dir))
     CUSEG_THROW(cfg.data_dir << ": dataset folder not found (set data.dir or -d)");
@@ -218,8 +219,8 @@ int run_training(const TrainOptions& opt) {
         os << "\n  " << problems[i].file << ": " << problems[i].what;
       CUSEG_THROW(os.str());
     }
-    log.line(fmt("integrity check: %zu cases OK (%s) in %.1f s", ds.cases.size(),
-                 ds.source.c_str(), now_s() - t0));
+    log.line(fmt("integrity check: %zu cases OK (%s) in %.1f s", ds.cases.size(), ds.source.c_str(),
+                 now_s() - t0));
   }
   std::map<std::string, data::CaseFiles> by_id;
   std::vector<std::string> ids;
@@ -317,27 +318,30 @@ int run_training(const TrainOptions& opt) {
     global_step = geti("cuseg.global_step");
     best_val = std::stod(meta.at("cuseg.best_val_loss"));
     elapsed_before = std::stod(meta.at("cuseg.elapsed_s"));
-    CUSEG_CHECK(uint64_t(std::stoull(meta.at("cuseg.rng_seed"))) == cfg.seed,
-                last_path << ": train.seed differs from the checkpoint's; a resumed run must keep it");
+    CUSEG_CHECK(
+        uint64_t(std::stoull(meta.at("cuseg.rng_seed"))) == cfg.seed,
+        last_path << ": train.seed differs from the checkpoint's; a resumed run must keep it");
     adam.config().lr = cfg.lr;
     history = trim_metrics(metrics_path, global_step);
-    log.line(fmt("resumed from %s: epoch %d, step %lld in epoch, global step %lld, best val "
-                 "loss %.5f",
-                 last_path.c_str(), start_epoch + 1, (long long)start_step_in_epoch,
-                 (long long)global_step, best_val));
+    log.line(
+        fmt("resumed from %s: epoch %d, step %lld in epoch, global step %lld, best val "
+            "loss %.5f",
+            last_path.c_str(), start_epoch + 1, (long long)start_step_in_epoch,
+            (long long)global_step, best_val));
   } else {
     std::error_code ec;
     fs::remove(metrics_path, ec);
   }
-  log.line(fmt("model: UNet3D filters [%s], %lld parameters; patch %dx%dx%d, batch %d, lr %g",
-               [&] {
-                 std::string s;
-                 for (int f : cfg.model.filters) s += (s.empty() ? "" : ",") + std::to_string(f);
-                 return s;
-               }()
-                   .c_str(),
-               (long long)net.num_parameters(), patch[0], patch[1], patch[2], cfg.batch_size,
-               double(cfg.lr)));
+  log.line(fmt(
+      "model: UNet3D filters [%s], %lld parameters; patch %dx%dx%d, batch %d, lr %g",
+      [&] {
+        std::string s;
+        for (int f : cfg.model.filters) s += (s.empty() ? "" : ",") + std::to_string(f);
+        return s;
+      }()
+          .c_str(),
+      (long long)net.num_parameters(), patch[0], patch[1], patch[2], cfg.batch_size,
+      double(cfg.lr)));
   if (start_epoch >= cfg.epochs) {
     log.line(fmt("nothing to do: %d of %d epochs done (raise train.epochs with --set)", start_epoch,
                  cfg.epochs));
@@ -361,10 +365,10 @@ int run_training(const TrainOptions& opt) {
     meta["cuseg.best_val_loss"] = fmt("%.17g", best_val);
     meta["cuseg.elapsed_s"] = fmt("%.3f", elapsed_before + now_s() - t_start);
     meta["cuseg.rng_seed"] = std::to_string(cfg.seed);
-    meta["cuseg.rng"] = fmt("patch stream: PatchQueue seeded splitmix(%llu, epoch %d), %lld "
-                            "patches consumed",
-                            (unsigned long long)cfg.seed, epoch,
-                            (long long)(step_in_epoch * cfg.batch_size));
+    meta["cuseg.rng"] =
+        fmt("patch stream: PatchQueue seeded splitmix(%llu, epoch %d), %lld "
+            "patches consumed",
+            (unsigned long long)cfg.seed, epoch, (long long)(step_in_epoch * cfg.batch_size));
     meta["cuseg.device"] = device_name(dev);
     save_checkpoint(path, net.parameters(), meta, with_opt ? &adam : nullptr);
   };
@@ -393,8 +397,8 @@ int run_training(const TrainOptions& opt) {
       if (!grad.defined() || grad.shape() != logits.shape())
         grad = Tensor::empty(logits.shape(), DType::F32, dev);
       const double loss = weighted_cross_entropy(ctx, logits, bt.label, weights, grad);
-      CUSEG_CHECK(std::isfinite(loss), "training diverged: loss is " << loss << " at step "
-                                                                     << global_step + 1);
+      CUSEG_CHECK(std::isfinite(loss),
+                  "training diverged: loss is " << loss << " at step " << global_step + 1);
       net.zero_grad();
       net.backward(ctx, grad);
       adam.step(ctx);
@@ -410,14 +414,14 @@ int run_training(const TrainOptions& opt) {
         const double dt = now_s() - win_t0;
         const double pps = double(win_n * cfg.batch_size) / std::max(dt, 1e-9);
         const double wait = 100.0 * win_wait / std::max(dt, 1e-9);
-        const double eta = session_step_time / std::max(session_steps, 1.0) *
-                           double(total_steps - global_step);
+        const double eta =
+            session_step_time / std::max(session_steps, 1.0) * double(total_steps - global_step);
         const double peak = to_mib(memory_pool(dev).stats().peak);
-        log.line(fmt("epoch %d/%d step %lld/%lld (global %lld) loss %.4f | %.1f patches/s | data "
-                     "wait %.0f%% | ETA %s | peak %.0f MiB",
-                     epoch + 1, cfg.epochs, (long long)(s + 1), (long long)steps_per_epoch,
-                     (long long)global_step, win_loss / double(win_n), pps, wait,
-                     hms(eta).c_str(), peak));
+        log.line(fmt(
+            "epoch %d/%d step %lld/%lld (global %lld) loss %.4f | %.1f patches/s | data "
+            "wait %.0f%% | ETA %s | peak %.0f MiB",
+            epoch + 1, cfg.epochs, (long long)(s + 1), (long long)steps_per_epoch,
+            (long long)global_step, win_loss / double(win_n), pps, wait, hms(eta).c_str(), peak));
         json j = {{"type", "train"},
                   {"step", global_step},
                   {"epoch", epoch + 1},
@@ -481,7 +485,8 @@ int run_training(const TrainOptions& opt) {
       const int sc = display_scale(p.image.geo, 192);
       const RGBImage a = render_axial(p.image, nullptr, k, cfg.rescale_lo, cfg.rescale_hi, sc);
       const RGBImage b = render_axial(p.image, &p.label, k, cfg.rescale_lo, cfg.rescale_hi, sc);
-      const RGBImage c = render_axial(p.image, &preview_pred, k, cfg.rescale_lo, cfg.rescale_hi, sc);
+      const RGBImage c =
+          render_axial(p.image, &preview_pred, k, cfg.rescale_lo, cfg.rescale_hi, sc);
       RGBImage panel = RGBImage::make(a.width * 3 + 8, a.height, 32);
       panel.blit(a, 0, 0);
       panel.blit(b, a.width + 4, 0);
@@ -500,11 +505,12 @@ int run_training(const TrainOptions& opt) {
     if (improved) save(best_path, epoch + 1, 0, false);
     const double peak = to_mib(memory_pool(dev).stats().peak);
     const double train_loss = epoch_n ? epoch_loss / double(epoch_n) : NAN;
-    log.line(fmt("epoch %d/%d done: train loss %.4f, val loss %.4f%s%s, validation %.1f s, data "
-                 "wait %.1f s (%s)",
-                 epoch + 1, cfg.epochs, train_loss, val_loss,
-                 std::isfinite(dl) ? fmt(", Dice liver %.4f tumour %.4f", dl, dt).c_str() : "",
-                 improved ? " (best)" : "", val_s, qs.wait_seconds, qs.summary().c_str()));
+    log.line(
+        fmt("epoch %d/%d done: train loss %.4f, val loss %.4f%s%s, validation %.1f s, data "
+            "wait %.1f s (%s)",
+            epoch + 1, cfg.epochs, train_loss, val_loss,
+            std::isfinite(dl) ? fmt(", Dice liver %.4f tumour %.4f", dl, dt).c_str() : "",
+            improved ? " (best)" : "", val_s, qs.wait_seconds, qs.summary().c_str()));
     json j = {{"type", "epoch"},
               {"step", global_step},
               {"epoch", epoch + 1},

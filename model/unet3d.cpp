@@ -48,7 +48,7 @@ ConvParams make_conv(const std::string& name, int cin, int cout, int k, Device d
 struct UNet3D::Impl {
   std::vector<DoubleConvParams> enc, dec;  // dec[l] for decoder level l (0..L-2)
   ConvParams final_conv;
-  Shape planned;  // input shape the buffers are planned for
+  Shape planned;               // input shape the buffers are planned for
   bool grads_planned = false;  // gradient buffers exist only once backward() ran (inference
                                // never pays for them)
   // Activations.
@@ -76,7 +76,8 @@ int64_t unet_parameter_count(const UNetConfig& cfg) {
     const int64_t cin = l == 0 ? cfg.in_channels : f[l - 1];
     n += conv(cin, f[l], 3) + conv(f[l], f[l], 3);
   }
-  for (size_t l = 0; l + 1 < f.size(); ++l) n += conv(f[l + 1] + f[l], f[l], 3) + conv(f[l], f[l], 3);
+  for (size_t l = 0; l + 1 < f.size(); ++l)
+    n += conv(f[l + 1] + f[l], f[l], 3) + conv(f[l], f[l], 3);
   return n + conv(f[0], cfg.classes, 1);
 }
 
@@ -124,7 +125,9 @@ std::vector<Param*> UNet3D::parameters() {
   return ps;
 }
 
-int64_t UNet3D::num_parameters() const { return unet_parameter_count(cfg_); }
+int64_t UNet3D::num_parameters() const {
+  return unet_parameter_count(cfg_);
+}
 
 void UNet3D::init(uint64_t seed) {
   // One 64-bit Mersenne Twister stream over all parameters in order; each draw maps the
@@ -144,7 +147,8 @@ void UNet3D::init(uint64_t seed) {
       // The bias follows its weight in parameters(); recover the weight's fan-in by name.
       const std::string wname = p->name.substr(0, p->name.size() - 4) + "weight";
       for (Param* q : parameters())
-        if (q->name == wname) fan_in = q->value.dim(1) * q->value.dim(2) * q->value.dim(3) * q->value.dim(4);
+        if (q->name == wname)
+          fan_in = q->value.dim(1) * q->value.dim(2) * q->value.dim(3) * q->value.dim(4);
     }
     const float bound = 1.f / std::sqrt(float(fan_in));
     Tensor h = Tensor::empty(s, DType::F32, Device::CPU);
@@ -158,7 +162,9 @@ void UNet3D::zero_grad() {
   for (Param* p : parameters()) p->grad.zero();
 }
 
-size_t UNet3D::activation_bytes() const { return impl_->bytes(); }
+size_t UNet3D::activation_bytes() const {
+  return impl_->bytes();
+}
 
 const Tensor& UNet3D::forward(Context& ctx, const Tensor& x) {
   Impl& m = *impl_;
@@ -168,9 +174,9 @@ const Tensor& UNet3D::forward(Context& ctx, const Tensor& x) {
               "UNet3D input " << shape_str(x.shape()) << ", expected [N, " << cfg_.in_channels
                               << ", D, H, W]");
   const int64_t div = int64_t(1) << (L - 1);
-  CUSEG_CHECK(x.dim(2) % div == 0 && x.dim(3) % div == 0 && x.dim(4) % div == 0,
-              "UNet3D input " << shape_str(x.shape()) << ": spatial extents must be divisible by "
-                              << div);
+  CUSEG_CHECK(
+      x.dim(2) % div == 0 && x.dim(3) % div == 0 && x.dim(4) % div == 0,
+      "UNet3D input " << shape_str(x.shape()) << ": spatial extents must be divisible by " << div);
   const int64_t N = x.dim(0);
   auto level_shape = [&](int l, int64_t c) -> Shape {
     const int64_t sc = int64_t(1) << l;

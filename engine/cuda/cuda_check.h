@@ -22,9 +22,9 @@ inline bool sync_debug() {
 }
 }  // namespace cuseg
 
-#define CUSEG_GPU_CHECK_(expr, ok, errstr)                                                  \
-  do {                                                                                     \
-    auto cuseg_st_ = (expr);                                                               \
+#define CUSEG_GPU_CHECK_(expr, ok, errstr)                                                        \
+  do {                                                                                            \
+    auto cuseg_st_ = (expr);                                                                      \
     if (cuseg_st_ != (ok)) ::cuseg::fail(errstr(cuseg_st_), #expr, __func__, __FILE__, __LINE__); \
   } while (0)
 
@@ -32,16 +32,16 @@ inline bool sync_debug() {
 #define CUDNN_CHECK(expr) CUSEG_GPU_CHECK_(expr, CUDNN_STATUS_SUCCESS, cudnnGetErrorString)
 #define CUBLAS_CHECK(expr) CUSEG_GPU_CHECK_(expr, CUBLAS_STATUS_SUCCESS, cublasGetStatusString)
 
-#define CUDA_CHECK_PRINT(expr)                                                         \
-  do {                                                                                 \
-    cudaError_t cuseg_st_ = (expr);                                                    \
-    if (cuseg_st_ != cudaSuccess)                                                      \
-      std::fprintf(stderr, "cuseg: %s failed: %s (%s:%d)\n", #expr,                    \
-                   cudaGetErrorString(cuseg_st_), __FILE__, __LINE__);                 \
+#define CUDA_CHECK_PRINT(expr)                                                                     \
+  do {                                                                                             \
+    cudaError_t cuseg_st_ = (expr);                                                                \
+    if (cuseg_st_ != cudaSuccess)                                                                  \
+      std::fprintf(stderr, "cuseg: %s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(cuseg_st_), \
+                   __FILE__, __LINE__);                                                            \
   } while (0)
 
-#define CUSEG_LAUNCH_CHECK()                                      \
-  do {                                                            \
-    CUDA_CHECK(cudaGetLastError());                               \
+#define CUSEG_LAUNCH_CHECK()                                        \
+  do {                                                              \
+    CUDA_CHECK(cudaGetLastError());                                 \
     if (::cuseg::sync_debug()) CUDA_CHECK(cudaDeviceSynchronize()); \
   } while (0)

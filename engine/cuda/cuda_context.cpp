@@ -21,8 +21,8 @@ CudaContext::CudaContext(const ContextOptions& opt) : budget_(opt.workspace_budg
   CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   // FP32 GEMMs stay FP32 (no TF32) unless CUSEG_ALLOW_TF32=1, like the cuDNN path.
   const char* tf32 = std::getenv("CUSEG_ALLOW_TF32");
-  CUBLAS_CHECK(cublasSetMathMode(cublas_, (tf32 && tf32[0] == '1') ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                                  : CUBLAS_DEFAULT_MATH));
+  CUBLAS_CHECK(cublasSetMathMode(
+      cublas_, (tf32 && tf32[0] == '1') ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   cache_ = std::make_unique<CudnnCache>(budget_);
 }
 
@@ -32,7 +32,8 @@ CudaContext::~CudaContext() {
   cache_.reset();
   if (cublas_) {
     const cublasStatus_t st = cublasDestroy(cublas_);
-    if (st != CUBLAS_STATUS_SUCCESS) std::fprintf(stderr, "cuseg: cublasDestroy failed (%d)\n", int(st));
+    if (st != CUBLAS_STATUS_SUCCESS)
+      std::fprintf(stderr, "cuseg: cublasDestroy failed (%d)\n", int(st));
   }
   if (cudnn_) {
     const cudnnStatus_t st = cudnnDestroy(cudnn_);
@@ -42,6 +43,8 @@ CudaContext::~CudaContext() {
   if (stream_) CUDA_CHECK_PRINT(cudaStreamDestroy(stream_));
 }
 
-void CudaContext::synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaContext::synchronize() {
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
 
 }  // namespace cuseg

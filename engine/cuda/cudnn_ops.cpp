@@ -40,7 +40,9 @@ namespace cuseg {
 
 namespace {
 
-TensorKey key_of(const Vol& v) { return {v.n, v.c, v.d, v.h, v.w, v.sn}; }
+TensorKey key_of(const Vol& v) {
+  return {v.n, v.c, v.d, v.h, v.w, v.sn};
+}
 
 // cuDNN 9 status codes come in families: 2xxx bad parameter, 3xxx not supported.
 bool refused(cudnnStatus_t st) {
@@ -140,13 +142,15 @@ cudnnPoolingDescriptor_t CudnnCache::maxpool2() {
 cudnnActivationDescriptor_t CudnnCache::relu() {
   if (relu_) return relu_;
   CUDNN_CHECK(cudnnCreateActivationDescriptor(&relu_));
-  CUDNN_CHECK(cudnnSetActivationDescriptor(relu_, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+  CUDNN_CHECK(
+      cudnnSetActivationDescriptor(relu_, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
   return relu_;
 }
 
 void* CudnnCache::workspace(size_t bytes) {
   if (bytes == 0) return nullptr;
-  CUSEG_CHECK(bytes <= budget_, "cuDNN workspace " << bytes << " B over the budget " << budget_ << " B");
+  CUSEG_CHECK(bytes <= budget_,
+              "cuDNN workspace " << bytes << " B over the budget " << budget_ << " B");
   if (!workspace_.defined() || size_t(workspace_.numel()) < bytes)
     // The old buffer returns to the pool; any later user is ordered after the queued work
     // on this context's single stream.
@@ -157,7 +161,8 @@ void* CudnnCache::workspace(size_t bytes) {
 namespace {
 
 bool tensor_math_ok(cudnnMathType_t m) {
-  return CudnnCache::allow_tf32() || (m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
+  return CudnnCache::allow_tf32() ||
+         (m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
 }
 
 // Collects candidates: (algo, workspace bytes, deterministic) in heuristic order, plus a
@@ -180,48 +185,63 @@ std::vector<Cand> candidates(cudnnHandle_t h, ConvDir dir, cudnnTensorDescriptor
   if (dir == ConvDir::Fwd) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0;
-    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, xd, wd, cd, yd,
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
     for (int i = 0; i < n; ++i) {
       if (perf[i].status != CUDNN_STATUS_SUCCESS || !tensor_math_ok(perf[i].mathType)) continue;
       size_t b = 0;
-      if (cudnnGetConvolutionForwardWorkspaceSize(h, xd, wd, cd, yd, perf[i].algo, &b) != CUDNN_STATUS_SUCCESS) continue;
+      if (cudnnGetConvolutionForwardWorkspaceSize(h, xd, wd, cd, yd, perf[i].algo, &b) !=
+          CUDNN_STATUS_SUCCESS)
+        continue;
       add(int(perf[i].algo), perf[i].determinism == CUDNN_DETERMINISTIC, b);
     }
     size_t b = 0;
-    if (cudnnGetConvolutionForwardWorkspaceSize(h, xd, wd, cd, yd, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, &b) == CUDNN_STATUS_SUCCESS)
+    if (cudnnGetConvolutionForwardWorkspaceSize(h, xd, wd, cd, yd,
+                                                CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+                                                &b) == CUDNN_STATUS_SUCCESS)
       add(int(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM), true, b);
   } else if (dir == ConvDir::BwdData) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, wd, yd, cd, xd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+        h, wd, yd, cd, xd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
     for (int i = 0; i < n; ++i) {
       if (perf[i].status != CUDNN_STATUS_SUCCESS || !tensor_math_ok(perf[i].mathType)) continue;
       size_t b = 0;
-      if (cudnnGetConvolutionBackwardDataWorkspaceSize(h, wd, yd, cd, xd, perf[i].algo, &b) != CUDNN_STATUS_SUCCESS) continue;
+      if (cudnnGetConvolutionBackwardDataWorkspaceSize(h, wd, yd, cd, xd, perf[i].algo, &b) !=
+          CUDNN_STATUS_SUCCESS)
+        continue;
       add(int(perf[i].algo), perf[i].determinism == CUDNN_DETERMINISTIC, b);
     }
     size_t b = 0;
-    if (cudnnGetConvolutionBackwardDataWorkspaceSize(h, wd, yd, cd, xd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, &b) == CUDNN_STATUS_SUCCESS)
+    if (cudnnGetConvolutionBackwardDataWorkspaceSize(
+            h, wd, yd, cd, xd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, &b) == CUDNN_STATUS_SUCCESS)
       add(int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_1), true, b);
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;
-    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, xd, yd, cd, wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+        h, xd, yd, cd, wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
     for (int i = 0; i < n; ++i) {
       if (perf[i].status != CUDNN_STATUS_SUCCESS || !tensor_math_ok(perf[i].mathType)) continue;
       size_t b = 0;
-      if (cudnnGetConvolutionBackwardFilterWorkspaceSize(h, xd, yd, cd, wd, perf[i].algo, &b) != CUDNN_STATUS_SUCCESS) continue;
+      if (cudnnGetConvolutionBackwardFilterWorkspaceSize(h, xd, yd, cd, wd, perf[i].algo, &b) !=
+          CUDNN_STATUS_SUCCESS)
+        continue;
       add(int(perf[i].algo), perf[i].determinism == CUDNN_DETERMINISTIC, b);
     }
     size_t b = 0;
-    if (cudnnGetConvolutionBackwardFilterWorkspaceSize(h, xd, yd, cd, wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, &b) == CUDNN_STATUS_SUCCESS)
+    if (cudnnGetConvolutionBackwardFilterWorkspaceSize(
+            h, xd, yd, cd, wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, &b) == CUDNN_STATUS_SUCCESS)
       add(int(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1), true, b);
   }
   return out;
 }
 
 const char* dir_name(ConvDir d) {
-  return d == ConvDir::Fwd ? "forward" : d == ConvDir::BwdData ? "backward-data" : "backward-filter";
+  return d == ConvDir::Fwd       ? "forward"
+         : d == ConvDir::BwdData ? "backward-data"
+                                 : "backward-filter";
 }
 
 }  // namespace
@@ -233,7 +253,8 @@ AlgoChoice& CudnnCache::algos(cudnnHandle_t h, ConvDir dir, const Vol& x, const 
   auto it = algos_.find(key);
   if (it != algos_.end()) return it->second;
 
-  const std::vector<Cand> all = candidates(h, dir, tensor(x), filter(y.c, x.c, k), conv(k), tensor(y));
+  const std::vector<Cand> all =
+      candidates(h, dir, tensor(x), filter(y.c, x.c, k), conv(k), tensor(y));
   AlgoChoice ch;
   const bool need_det = dir != ConvDir::Fwd;
   for (const Cand& c : all)
@@ -248,15 +269,17 @@ AlgoChoice& CudnnCache::algos(cudnnHandle_t h, ConvDir dir, const Vol& x, const 
         ch.bytes.push_back(c.bytes);
       }
     if (!ch.algos.empty())
-      std::fprintf(stderr,
-                   "cuseg: warning: no deterministic cuDNN conv3d %s algorithm fits the %zu B "
-                   "workspace budget for %dx%dx%dx%dx%d -> %d channels; using a non-deterministic one\n",
-                   dir_name(dir), budget_, x.n, x.c, x.d, x.h, x.w, y.c);
+      std::fprintf(
+          stderr,
+          "cuseg: warning: no deterministic cuDNN conv3d %s algorithm fits the %zu B "
+          "workspace budget for %dx%dx%dx%dx%d -> %d channels; using a non-deterministic one\n",
+          dir_name(dir), budget_, x.n, x.c, x.d, x.h, x.w, y.c);
   }
-  CUSEG_CHECK(!ch.algos.empty(), "no cuDNN conv3d " << dir_name(dir) << " algorithm for " << x.n << "x"
-                                                    << x.c << "x" << x.d << "x" << x.h << "x" << x.w
-                                                    << " -> " << y.c << " channels, k " << k
-                                                    << " within the workspace budget " << budget_ << " B");
+  CUSEG_CHECK(!ch.algos.empty(), "no cuDNN conv3d " << dir_name(dir) << " algorithm for " << x.n
+                                                    << "x" << x.c << "x" << x.d << "x" << x.h << "x"
+                                                    << x.w << " -> " << y.c << " channels, k " << k
+                                                    << " within the workspace budget " << budget_
+                                                    << " B");
   return algos_.emplace(key, std::move(ch)).first->second;
 }
 
@@ -296,15 +319,15 @@ void cudnn_conv3d_forward(CudaContext& ctx, const Tensor& x, const Tensor& w, co
     const size_t at = ch.current;
     const cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
         h, &kOne, xd, x.raw(), wd, w.raw(), cd, cudnnConvolutionFwdAlgo_t(ch.algos[at]),
-        c.workspace(ch.bytes[at]), ch.bytes[at], &kZero, yd, y.raw(), c.bias(yv.c), b.raw(), c.relu(),
-        yd, y.raw());
+        c.workspace(ch.bytes[at]), ch.bytes[at], &kZero, yd, y.raw(), c.bias(yv.c), b.raw(),
+        c.relu(), yd, y.raw());
     if (st == CUDNN_STATUS_SUCCESS) return;
     CUSEG_CHECK(refused(st), "cudnnConvolutionBiasActivationForward: " << cudnnGetErrorString(st));
     ch.fused_ok = false;  // unfused from now on for this problem
   }
   run_with_fallback(c, ch, "cudnnConvolutionForward", [&](int algo, void* ws, size_t bytes) {
-    return cudnnConvolutionForward(h, &kOne, xd, x.raw(), wd, w.raw(), cd, cudnnConvolutionFwdAlgo_t(algo),
-                                   ws, bytes, &kZero, yd, y.raw());
+    return cudnnConvolutionForward(h, &kOne, xd, x.raw(), wd, w.raw(), cd,
+                                   cudnnConvolutionFwdAlgo_t(algo), ws, bytes, &kZero, yd, y.raw());
   });
   if (b.defined() || relu)
     bias_relu_forward_cuda(yv, b.defined() ? b.f32() : nullptr, relu, ctx.stream());
@@ -321,17 +344,20 @@ void cudnn_conv3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& w, c
   cudnnConvolutionDescriptor_t cd = c.conv(k);
 
   if (gb.defined()) {
-    CUSEG_CHECK(gb.numel() == gyv.c && gb.is_contiguous(), "conv3d bias grad " << shape_str(gb.shape()));
-    CUDNN_CHECK(cudnnConvolutionBackwardBias(h, &kOne, gyd, gy.raw(), &kOne, c.bias(gyv.c), gb.raw()));
+    CUSEG_CHECK(gb.numel() == gyv.c && gb.is_contiguous(),
+                "conv3d bias grad " << shape_str(gb.shape()));
+    CUDNN_CHECK(
+        cudnnConvolutionBackwardBias(h, &kOne, gyd, gy.raw(), &kOne, c.bias(gyv.c), gb.raw()));
   }
   if (gw.defined()) {
     CUSEG_CHECK(gw.is_contiguous(), "conv3d weight grad must be contiguous");
     AlgoChoice& ch = c.algos(h, ConvDir::BwdFilter, xv, gyv, k);
-    run_with_fallback(c, ch, "cudnnConvolutionBackwardFilter", [&](int algo, void* ws, size_t bytes) {
-      return cudnnConvolutionBackwardFilter(h, &kOne, xd, x.raw(), gyd, gy.raw(), cd,
-                                            cudnnConvolutionBwdFilterAlgo_t(algo), ws, bytes, &kOne, wd,
-                                            gw.raw());
-    });
+    run_with_fallback(
+        c, ch, "cudnnConvolutionBackwardFilter", [&](int algo, void* ws, size_t bytes) {
+          return cudnnConvolutionBackwardFilter(h, &kOne, xd, x.raw(), gyd, gy.raw(), cd,
+                                                cudnnConvolutionBwdFilterAlgo_t(algo), ws, bytes,
+                                                &kOne, wd, gw.raw());
+        });
   }
   if (gx.defined()) {
     const Vol gxv = gx.vol();
@@ -339,8 +365,8 @@ void cudnn_conv3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& w, c
     AlgoChoice& ch = c.algos(h, ConvDir::BwdData, gxv, gyv, k);
     run_with_fallback(c, ch, "cudnnConvolutionBackwardData", [&](int algo, void* ws, size_t bytes) {
       return cudnnConvolutionBackwardData(h, &kOne, wd, w.raw(), gyd, gy.raw(), cd,
-                                          cudnnConvolutionBwdDataAlgo_t(algo), ws, bytes, &kZero, gxd,
-                                          gx.raw());
+                                          cudnnConvolutionBwdDataAlgo_t(algo), ws, bytes, &kZero,
+                                          gxd, gx.raw());
     });
   }
   if (sync_debug()) CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
@@ -350,8 +376,8 @@ void cudnn_conv3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& w, c
 
 void cudnn_maxpool3d_forward(CudaContext& ctx, const Tensor& x, const Tensor& y) {
   CudnnCache& c = ctx.cudnn_cache();
-  CUDNN_CHECK(cudnnPoolingForward(ctx.cudnn(), c.maxpool2(), &kOne, c.tensor(x.vol()), x.raw(), &kZero,
-                                  c.tensor(y.vol()), y.raw()));
+  CUDNN_CHECK(cudnnPoolingForward(ctx.cudnn(), c.maxpool2(), &kOne, c.tensor(x.vol()), x.raw(),
+                                  &kZero, c.tensor(y.vol()), y.raw()));
   if (sync_debug()) CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
 }
 
@@ -362,7 +388,8 @@ void cudnn_maxpool3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& y
   // Zero gx first (on the stream): voxels outside every window of an odd extent get no
   // gradient from cuDNN, and must read 0 as on the CPU.
   CUDA_CHECK(cudaMemset2DAsync(gxv.p, size_t(gxv.sn) * sizeof(float), 0,
-                               size_t(gxv.per_batch()) * sizeof(float), size_t(gxv.n), ctx.stream()));
+                               size_t(gxv.per_batch()) * sizeof(float), size_t(gxv.n),
+                               ctx.stream()));
   CUDNN_CHECK(cudnnPoolingBackward(ctx.cudnn(), c.maxpool2(), &kOne, c.tensor(y.vol()), y.raw(),
                                    c.tensor(gy.vol()), gy.raw(), c.tensor(x.vol()), x.raw(), &kZero,
                                    c.tensor(gxv), gx.raw()));

@@ -13,7 +13,7 @@ void cudnn_conv3d_forward(CudaContext& ctx, const Tensor& x, const Tensor& w, co
 void cudnn_conv3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor& gy,
                            const Tensor& gx, const Tensor& gw, const Tensor& gb);
 void cudnn_maxpool3d_forward(CudaContext& ctx, const Tensor& x, const Tensor& y);
-void cudnn_maxpool3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& y,
-                              const Tensor& gy, const Tensor& gx);
+void cudnn_maxpool3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& y, const Tensor& gy,
+                              const Tensor& gx);
 
 }  // namespace cuseg

@@ -16,11 +16,15 @@ void* cuda_raw_alloc(size_t bytes) {
   }
   return p;
 }
-void cuda_raw_free(void* p) { CUDA_CHECK_PRINT(cudaFree(p)); }
+void cuda_raw_free(void* p) {
+  CUDA_CHECK_PRINT(cudaFree(p));
+}
 
 // Installs the CUDA allocator into the device pool when the library loads.
 struct RegisterCudaPool {
-  RegisterCudaPool() { register_raw_allocator(Device::CUDA, RawAllocator{cuda_raw_alloc, cuda_raw_free}); }
+  RegisterCudaPool() {
+    register_raw_allocator(Device::CUDA, RawAllocator{cuda_raw_alloc, cuda_raw_free});
+  }
 } register_cuda_pool;
 }  // namespace
 
@@ -53,6 +57,8 @@ void cuda_memset_2d(void* dst, size_t pitch, int value, size_t row_bytes, size_t
   CUDA_CHECK(cudaMemset2D(dst, pitch, value, row_bytes, rows));
 }
 
-void cuda_synchronize() { CUDA_CHECK(cudaDeviceSynchronize()); }
+void cuda_synchronize() {
+  CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 }  // namespace cuseg

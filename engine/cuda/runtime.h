@@ -8,8 +8,8 @@ namespace cuseg {
 // Number of CUDA devices that answer; 0 when there is no driver or no GPU (never throws).
 int cuda_device_count();
 // 2-D copy: `rows` rows of `row_bytes`, at pitches dst_pitch / src_pitch. Synchronous.
-void cuda_copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
-                  size_t row_bytes, size_t rows, bool dst_on_device, bool src_on_device);
+void cuda_copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
+                  size_t rows, bool dst_on_device, bool src_on_device);
 void cuda_memset_2d(void* dst, size_t pitch, int value, size_t row_bytes, size_t rows);
 void cuda_synchronize();
 

@@ -99,7 +99,8 @@ TEST(Checkpoint, StoresPyTorchNamesAndTorchioAxisOrder) {
     for (int a = 0; a < 3; ++a)
       for (int b = 0; b < 3; ++b)
         for (int c = 0; c < 3; ++c)
-          ASSERT_EQ(st.f32()[((o * 3 + a) * 3 + b) * 3 + c], ours.f32()[((o * 3 + c) * 3 + b) * 3 + a]);
+          ASSERT_EQ(st.f32()[((o * 3 + a) * 3 + b) * 3 + c],
+                    ours.f32()[((o * 3 + c) * 3 + b) * 3 + a]);
 }
 
 TEST(Checkpoint, AtomicWriteLeavesNoTempFile) {

@@ -56,8 +56,8 @@ void check_fd(const char* what, const Tensor& var, const Tensor& grad,
     const double ana = grad.f32()[i];
     const double budget = atol + rtol * std::fabs(num);
     worst = std::max(worst, std::fabs(num - ana) / budget);
-    ASSERT_LE(std::fabs(num - ana), budget) << what << " element " << i << ": numeric " << num
-                                            << " analytic " << ana;
+    ASSERT_LE(std::fabs(num - ana), budget)
+        << what << " element " << i << ": numeric " << num << " analytic " << ana;
     ++checked;
   }
   double gmax = 0;
@@ -83,7 +83,8 @@ TEST(GradCheck, Conv3dK3AndK1) {
       conv3d_forward(ctx, x, w, b, y, false);
       return dot(y, r);
     };
-    Tensor gx = Tensor::empty(x.shape()), gw = Tensor::zeros(w.shape()), gb = Tensor::zeros(b.shape());
+    Tensor gx = Tensor::empty(x.shape()), gw = Tensor::zeros(w.shape()),
+           gb = Tensor::zeros(b.shape());
     loss();
     conv3d_backward(ctx, x, w, r, gx, gw, gb);
     check_fd(k == 3 ? "conv3d k3 input" : "conv3d k1 input", x, gx, loss, 1e-2f, 2e-3, 1e-2);
@@ -250,7 +251,8 @@ void unet_gradcheck(const UNetConfig& cfg, const Shape& in_shape, uint64_t seed)
   // (wrong slice, wrong order, missing skip gradient) gives O(100%) errors.
   for (Param* p : net.parameters()) {
     double gmax = 0;
-    for (int64_t i = 0; i < p->grad.numel(); ++i) gmax = std::max(gmax, double(std::fabs(p->grad.f32()[i])));
+    for (int64_t i = 0; i < p->grad.numel(); ++i)
+      gmax = std::max(gmax, double(std::fabs(p->grad.f32()[i])));
     ASSERT_GT(gmax, 1e-2) << p->name << ": gradient too small to check";
     const int64_t n = p->value.numel(), step = std::max<int64_t>(1, n / 16);
     double err2 = 0, ref2 = 0;

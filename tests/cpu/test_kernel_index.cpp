@@ -41,7 +41,8 @@ TEST(KernelIndex, UpsampleTapsAreTheForwardTranspose) {
     for (int o = 0; o < 2 * n; ++o) {
       double s = 0;
       for (int i = 0; i < n; ++i) {
-        EXPECT_DOUBLE_EQ(fwd[size_t(o) * n + i], bwd[size_t(o) * n + i]) << "n " << n << " o " << o << " i " << i;
+        EXPECT_DOUBLE_EQ(fwd[size_t(o) * n + i], bwd[size_t(o) * n + i])
+            << "n " << n << " o " << o << " i " << i;
         s += fwd[size_t(o) * n + i];
       }
       EXPECT_DOUBLE_EQ(s, 1.0);
@@ -61,10 +62,12 @@ TEST(KernelIndex, GridCropRegionsTileTheVolume) {
         if (starts.back() != size - patch) starts.push_back(size - patch);
         std::vector<int> hits(size_t(size), 0);
         for (int s : starts) {
-          const int lo = grid_crop_ini(s, overlap), hi = patch - grid_crop_fin(s, patch, size, overlap);
+          const int lo = grid_crop_ini(s, overlap),
+                    hi = patch - grid_crop_fin(s, patch, size, overlap);
           for (int i = lo; i < hi; ++i) ++hits[size_t(s + i)];
         }
-        for (int v = 0; v < size; ++v) EXPECT_GE(hits[size_t(v)], 1) << size << "/" << patch << "/" << overlap << " voxel " << v;
+        for (int v = 0; v < size; ++v)
+          EXPECT_GE(hits[size_t(v)], 1) << size << "/" << patch << "/" << overlap << " voxel " << v;
       }
 }
 
@@ -115,7 +118,8 @@ TEST(KernelIndex, CeVoxelStridedLossAndGradient) {
 
 // The CE chunking the CPU and CUDA share: every voxel in exactly one chunk of one batch item.
 TEST(KernelIndex, CeChunksCoverEveryVoxelOnce) {
-  for (int64_t dhw : {int64_t(1), int64_t(4095), int64_t(4096), int64_t(4097), int64_t(96) * 96 * 96}) {
+  for (int64_t dhw :
+       {int64_t(1), int64_t(4095), int64_t(4096), int64_t(4097), int64_t(96) * 96 * 96}) {
     const int64_t chunks = (dhw + kCeChunk - 1) / kCeChunk;
     int64_t covered = 0;
     for (int64_t t = 0; t < chunks; ++t) {

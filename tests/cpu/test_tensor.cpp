@@ -24,9 +24,9 @@ TEST(Tensor, ShapesStridesAndChannelSlices) {
   Tensor back = s.clone();
   ASSERT_TRUE(back.is_contiguous());
   for (int64_t i = 0; i < src.numel(); ++i) ASSERT_EQ(back.f32()[i], src.f32()[i]);
-  EXPECT_EQ(t.f32()[0], 0.f);             // channel 0 untouched
-  EXPECT_EQ(t.f32()[72], 1.f);            // channel 1, batch 0
-  EXPECT_EQ(t.f32()[360 + 72], 145.f);    // channel 1, batch 1 (src batch stride 144)
+  EXPECT_EQ(t.f32()[0], 0.f);           // channel 0 untouched
+  EXPECT_EQ(t.f32()[72], 1.f);          // channel 1, batch 0
+  EXPECT_EQ(t.f32()[360 + 72], 145.f);  // channel 1, batch 1 (src batch stride 144)
   EXPECT_THROW(t.channel_slice(4, 6), Error);
   EXPECT_THROW(t.reshape({7}), Error);
 }

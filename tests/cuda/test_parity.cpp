@@ -60,7 +60,9 @@ std::string dims_str(const Dims& s) {
   return os.str();
 }
 
-Shape shape_of(const Dims& s) { return {s.n, s.c, s.d, s.h, s.w}; }
+Shape shape_of(const Dims& s) {
+  return {s.n, s.c, s.d, s.h, s.w};
+}
 
 // Small integers in [lo, hi].
 Tensor int_tensor(const Shape& s, std::mt19937& rng, int lo = -3, int hi = 3) {
@@ -87,7 +89,9 @@ Tensor distinct_tensor(const Shape& s, std::mt19937& rng) {
   return t;
 }
 
-Tensor to_cpu(const Tensor& t) { return t.to(Device::CPU); }  // contiguous copy
+Tensor to_cpu(const Tensor& t) {
+  return t.to(Device::CPU);
+}  // contiguous copy
 
 // A tensor on `dev` holding `src`, optionally as channel slice [1, 1 + c) of a wider
 // (c + 2)-channel buffer: a batch-strided view like the U-Net's concat slices.
@@ -119,13 +123,14 @@ std::string dump(const std::string& op, const std::string& shape,
 }
 
 // |got - ref| <= atol + rtol * |ref| everywhere; on failure dumps `inputs` + both outputs.
-::testing::AssertionResult close(const std::string& op, const std::string& shape, const Tensor& ref0,
-                                 const Tensor& got0, double atol, double rtol,
+::testing::AssertionResult close(const std::string& op, const std::string& shape,
+                                 const Tensor& ref0, const Tensor& got0, double atol, double rtol,
                                  const std::vector<std::pair<std::string, Tensor>>& inputs = {}) {
   const Tensor ref = to_cpu(ref0), got = to_cpu(got0);
   if (ref.shape() != got.shape())
-    return ::testing::AssertionFailure() << op << " " << shape << ": shapes " << shape_str(ref.shape())
-                                         << " vs " << shape_str(got.shape());
+    return ::testing::AssertionFailure()
+           << op << " " << shape << ": shapes " << shape_str(ref.shape()) << " vs "
+           << shape_str(got.shape());
   int64_t bad = 0, first = -1;
   double worst = 0;
   for (int64_t i = 0; i < ref.numel(); ++i) {
@@ -142,11 +147,10 @@ std::string dump(const std::string& op, const std::string& shape,
   all.emplace_back("cpu", ref);
   all.emplace_back("cuda", got);
   const std::string path = dump(op, shape, all);
-  return ::testing::AssertionFailure() << op << " " << shape << ": " << bad << " of " << ref.numel()
-                                       << " elements differ; first at " << first << ": cpu "
-                                       << ref.f32()[first] << " cuda " << got.f32()[first]
-                                       << " (atol " << atol << ", rtol " << rtol << "); dumped to "
-                                       << path;
+  return ::testing::AssertionFailure()
+         << op << " " << shape << ": " << bad << " of " << ref.numel()
+         << " elements differ; first at " << first << ": cpu " << ref.f32()[first] << " cuda "
+         << got.f32()[first] << " (atol " << atol << ", rtol " << rtol << "); dumped to " << path;
 }
 
 struct Devices {
@@ -162,24 +166,26 @@ struct ConvCase {
   int cout, k;
 };
 const std::vector<ConvCase> kConvCases = {
-    {{1, 1, 1, 1, 1}, 2, 3},   {{1, 1, 1, 1, 1}, 1, 1},  {{2, 3, 5, 7, 4}, 4, 3},
-    {{1, 2, 1, 6, 9}, 3, 3},   {{1, 1, 17, 1, 3}, 2, 3}, {{2, 4, 8, 8, 8}, 8, 3},
-    {{1, 5, 3, 3, 3}, 1, 1},   {{2, 8, 6, 5, 7}, 3, 1},  {{1, 16, 12, 12, 12}, 16, 3},
+    {{1, 1, 1, 1, 1}, 2, 3}, {{1, 1, 1, 1, 1}, 1, 1},  {{2, 3, 5, 7, 4}, 4, 3},
+    {{1, 2, 1, 6, 9}, 3, 3}, {{1, 1, 17, 1, 3}, 2, 3}, {{2, 4, 8, 8, 8}, 8, 3},
+    {{1, 5, 3, 3, 3}, 1, 1}, {{2, 8, 6, 5, 7}, 3, 1},  {{1, 16, 12, 12, 12}, 16, 3},
 };
 
 // Element-wise / resampling problems, including the training patch.
 const std::vector<Dims> kCheapShapes = {
-    {1, 1, 1, 1, 1}, {1, 1, 1, 1, 7}, {2, 3, 5, 1, 3}, {1, 2, 7, 9, 11},
+    {1, 1, 1, 1, 1}, {1, 1, 1, 1, 7},   {2, 3, 5, 1, 3},    {1, 2, 7, 9, 11},
     {2, 4, 8, 8, 8}, {1, 1, 17, 13, 1}, {2, 1, 96, 96, 96},
 };
 
 // Max pooling needs extents >= 2 (floor(1 / 2) = 0 is an empty output).
 const std::vector<Dims> kPoolShapes = {
-    {1, 1, 2, 2, 2}, {1, 1, 3, 5, 7}, {2, 3, 4, 6, 2}, {1, 2, 9, 9, 9}, {2, 4, 16, 8, 2}, {2, 2, 96, 96, 96},
+    {1, 1, 2, 2, 2}, {1, 1, 3, 5, 7},  {2, 3, 4, 6, 2},
+    {1, 2, 9, 9, 9}, {2, 4, 16, 8, 2}, {2, 2, 96, 96, 96},
 };
 
 const std::vector<Dims> kUpShapes = {
-    {1, 1, 1, 1, 1}, {1, 1, 1, 3, 2}, {2, 3, 5, 4, 3}, {1, 2, 7, 1, 9}, {2, 4, 8, 8, 8}, {1, 2, 48, 48, 48},
+    {1, 1, 1, 1, 1}, {1, 1, 1, 3, 2}, {2, 3, 5, 4, 3},
+    {1, 2, 7, 1, 9}, {2, 4, 8, 8, 8}, {1, 2, 48, 48, 48},
 };
 
 // --------------------------------------------------------------------------- conv3d
@@ -192,8 +198,9 @@ TEST(Parity, Conv3dForward) {
     for (int variant = 0; variant < 4; ++variant) {
       const bool relu = variant & 1, strided = variant & 2;
       const Dims& s = cc.x;
-      const std::string tag = dims_str(s) + "_co" + std::to_string(cc.cout) + "_k" + std::to_string(cc.k) +
-                              (relu ? "_relu" : "") + (strided ? "_strided" : "");
+      const std::string tag = dims_str(s) + "_co" + std::to_string(cc.cout) + "_k" +
+                              std::to_string(cc.k) + (relu ? "_relu" : "") +
+                              (strided ? "_strided" : "");
       Tensor x = int_tensor(shape_of(s), rng);
       Tensor w = int_tensor({cc.cout, s.c, cc.k, cc.k, cc.k}, rng, -2, 2);
       Tensor b = int_tensor({cc.cout}, rng);
@@ -213,8 +220,8 @@ TEST(Parity, Conv3dBackward) {
   for (const ConvCase& cc : kConvCases)
     for (int strided = 0; strided < 2; ++strided) {
       const Dims& s = cc.x;
-      const std::string tag = dims_str(s) + "_co" + std::to_string(cc.cout) + "_k" + std::to_string(cc.k) +
-                              (strided ? "_strided" : "");
+      const std::string tag = dims_str(s) + "_co" + std::to_string(cc.cout) + "_k" +
+                              std::to_string(cc.k) + (strided ? "_strided" : "");
       Tensor x = int_tensor(shape_of(s), rng);
       Tensor w = int_tensor({cc.cout, s.c, cc.k, cc.k, cc.k}, rng, -2, 2);
       Tensor gy = int_tensor({s.n, cc.cout, s.d, s.h, s.w}, rng);
@@ -223,7 +230,8 @@ TEST(Parity, Conv3dBackward) {
       Tensor gx = Tensor::empty(x.shape()), gw = gw0.clone(), gb = gb0.clone();
       conv3d_backward(dv.cpu, x, w, gy, gx, gw, gb);
       Tensor xg = place(x, Device::CUDA, strided), gyg = place(gy, Device::CUDA, strided);
-      Tensor gxg = place(int_tensor(x.shape(), rng), Device::CUDA, strided);  // garbage: must be overwritten
+      Tensor gxg =
+          place(int_tensor(x.shape(), rng), Device::CUDA, strided);  // garbage: must be overwritten
       Tensor gwg = gw0.to(Device::CUDA), gbg = gb0.to(Device::CUDA);
       conv3d_backward(dv.gpu, xg, w.to(Device::CUDA), gyg, gxg, gwg, gbg);
       const std::vector<std::pair<std::string, Tensor>> in = {{"x", x}, {"w", w}, {"gy", gy}};
@@ -292,9 +300,11 @@ TEST(Parity, MaxPool) {
       Tensor y = Tensor::empty(ys), gx = Tensor::empty(x.shape());
       maxpool3d_forward(dv.cpu, x, y);
       maxpool3d_backward(dv.cpu, x, y, gy, gx);
-      Tensor xg = place(x, Device::CUDA, strided), yg = place(Tensor::empty(ys), Device::CUDA, strided);
+      Tensor xg = place(x, Device::CUDA, strided),
+             yg = place(Tensor::empty(ys), Device::CUDA, strided);
       Tensor gyg = place(gy, Device::CUDA, strided);
-      Tensor gxg = place(int_tensor(x.shape(), rng), Device::CUDA, strided);  // garbage: overwritten
+      Tensor gxg =
+          place(int_tensor(x.shape(), rng), Device::CUDA, strided);  // garbage: overwritten
       maxpool3d_forward(dv.gpu, xg, yg);
       maxpool3d_backward(dv.gpu, xg, yg, gyg, gxg);
       EXPECT_TRUE(close("maxpool_fwd", tag, y, yg, 0, 0, {{"x", x}}));
@@ -353,8 +363,8 @@ TEST(Parity, WeightedCrossEntropy) {
   REQUIRE_CUDA();
   Devices dv;
   std::mt19937 rng(8);
-  const std::vector<Dims> shapes = {{1, 3, 1, 1, 1}, {2, 3, 5, 7, 3}, {1, 2, 17, 1, 9},
-                                    {2, 5, 16, 16, 17}, {2, 3, 96, 96, 96}};
+  const std::vector<Dims> shapes = {
+      {1, 3, 1, 1, 1}, {2, 3, 5, 7, 3}, {1, 2, 17, 1, 9}, {2, 5, 16, 16, 17}, {2, 3, 96, 96, 96}};
   for (const Dims& s : shapes) {
     const std::string tag = dims_str(s);
     Tensor logits = float_tensor(shape_of(s), rng, -4.f, 4.f);
@@ -366,13 +376,15 @@ TEST(Parity, WeightedCrossEntropy) {
     Tensor g = Tensor::empty(logits.shape());
     const double l = weighted_cross_entropy(dv.cpu, logits, labels, wts, g);
     Tensor gg = Tensor::empty(logits.shape(), DType::F32, Device::CUDA);
-    const double lg = weighted_cross_entropy(dv.gpu, logits.to(Device::CUDA), labels.to(Device::CUDA), wts, gg);
+    const double lg =
+        weighted_cross_entropy(dv.gpu, logits.to(Device::CUDA), labels.to(Device::CUDA), wts, gg);
     EXPECT_NEAR(lg, l, 1e-6 * std::fabs(l)) << "loss " << tag;
     float gmax = 0;
     for (int64_t i = 0; i < g.numel(); ++i) gmax = std::max(gmax, std::fabs(g.f32()[i]));
     EXPECT_TRUE(close("ce_grad", tag, g, gg, 1e-6 * gmax, 1e-5, {{"logits", logits}}));
     // Loss only (no gradient) gives the same value.
-    const double lg2 = weighted_cross_entropy(dv.gpu, logits.to(Device::CUDA), labels.to(Device::CUDA), wts, Tensor());
+    const double lg2 = weighted_cross_entropy(dv.gpu, logits.to(Device::CUDA),
+                                              labels.to(Device::CUDA), wts, Tensor());
     EXPECT_EQ(lg2, lg) << "loss-only pass differs " << tag;
     // argmax: exact.
     Tensor am = Tensor::empty(labels.shape(), DType::U8);
@@ -381,7 +393,8 @@ TEST(Parity, WeightedCrossEntropy) {
     argmax_channels(dv.gpu, logits.to(Device::CUDA), amg);
     Tensor amh = amg.to(Device::CPU);
     int64_t diff = 0;
-    for (int64_t i = 0; i < am.numel(); ++i) diff += am.data<uint8_t>()[i] != amh.data<uint8_t>()[i];
+    for (int64_t i = 0; i < am.numel(); ++i)
+      diff += am.data<uint8_t>()[i] != amh.data<uint8_t>()[i];
     EXPECT_EQ(diff, 0) << "argmax " << tag;
   }
 }
@@ -392,7 +405,8 @@ TEST(Parity, CrossEntropyRejectsBadLabel) {
   Tensor logits = Tensor::zeros({1, 3, 2, 2, 2}, DType::F32, Device::CUDA);
   Tensor labels = Tensor::zeros({1, 2, 2, 2}, DType::U8);
   labels.data<uint8_t>()[5] = 7;
-  EXPECT_THROW(weighted_cross_entropy(dv.gpu, logits, labels.to(Device::CUDA), {1, 1, 3}, Tensor()), Error);
+  EXPECT_THROW(weighted_cross_entropy(dv.gpu, logits, labels.to(Device::CUDA), {1, 1, 3}, Tensor()),
+               Error);
 }
 
 // --------------------------------------------------------------------------- Adam
@@ -444,12 +458,13 @@ TEST(Parity, CropOrPad) {
     int d, h, w;
   };
   const std::vector<Case> cases = {
-      {{1, 1, 1, 1, 1}, 3, 1, 2},   {{1, 1, 5, 6, 7}, 5, 6, 7},     {{2, 3, 7, 4, 9}, 4, 8, 9},
-      {{1, 2, 10, 11, 1}, 3, 16, 2}, {{1, 1, 96, 96, 96}, 80, 101, 96}, {{1, 1, 37, 40, 20}, 36, 41, 21},
+      {{1, 1, 1, 1, 1}, 3, 1, 2},        {{1, 1, 5, 6, 7}, 5, 6, 7},
+      {{2, 3, 7, 4, 9}, 4, 8, 9},        {{1, 2, 10, 11, 1}, 3, 16, 2},
+      {{1, 1, 96, 96, 96}, 80, 101, 96}, {{1, 1, 37, 40, 20}, 36, 41, 21},
   };
   for (const Case& cs : cases) {
-    const std::string tag = dims_str(cs.in) + "_to_" + std::to_string(cs.d) + "x" + std::to_string(cs.h) + "x" +
-                            std::to_string(cs.w);
+    const std::string tag = dims_str(cs.in) + "_to_" + std::to_string(cs.d) + "x" +
+                            std::to_string(cs.h) + "x" + std::to_string(cs.w);
     Tensor in = int_tensor(shape_of(cs.in), rng);
     const Shape os = {cs.in.n, cs.in.c, cs.d, cs.h, cs.w};
     Tensor out = Tensor::empty(os);
@@ -468,7 +483,10 @@ TEST(Parity, GridAggregate) {
     int C, D, H, W, pd, ph, pw, overlap;
   };
   const std::vector<Case> cases = {
-      {3, 20, 17, 9, 8, 8, 5, 2}, {2, 11, 11, 11, 11, 11, 11, 0}, {1, 30, 7, 1, 12, 7, 1, 4}, {3, 40, 36, 36, 16, 16, 16, 4},
+      {3, 20, 17, 9, 8, 8, 5, 2},
+      {2, 11, 11, 11, 11, 11, 11, 0},
+      {1, 30, 7, 1, 12, 7, 1, 4},
+      {3, 40, 36, 36, 16, 16, 16, 4},
   };
   for (const Case& cs : cases)
     for (AggregateMode mode : {AggregateMode::Crop, AggregateMode::Average, AggregateMode::Hann}) {
@@ -488,7 +506,8 @@ TEST(Parity, GridAggregate) {
       GridAggregateParams p;
       p.mode = mode;
       p.overlap_d = p.overlap_h = p.overlap_w = cs.overlap;
-      Tensor sum = Tensor::zeros({1, cs.C, cs.D, cs.H, cs.W}), wt = Tensor::zeros({1, 1, cs.D, cs.H, cs.W});
+      Tensor sum = Tensor::zeros({1, cs.C, cs.D, cs.H, cs.W}),
+             wt = Tensor::zeros({1, 1, cs.D, cs.H, cs.W});
       // Two calls (batches) as inference does: first half, then the rest.
       const int half = np / 2;
       auto sub = [&](const Tensor& t, int a, int b) {  // patches [a, b) as a contiguous tensor
@@ -512,14 +531,19 @@ TEST(Parity, GridAggregate) {
       Tensor wtg = Tensor::zeros(wt.shape(), DType::F32, Device::CUDA);
       // Device copies kept alive until the results are read back (launches are async).
       Tensor pag = half > 0 ? pa.to(Device::CUDA) : Tensor(), pbg = pb.to(Device::CUDA);
-      if (half > 0) grid_aggregate_cuda(pag.vol(), stg.data<int32_t>(), sumg.vol(), wtg.vol(), p, nullptr);
-      grid_aggregate_cuda(pbg.vol(), stg.data<int32_t>() + 3 * half, sumg.vol(), wtg.vol(), p, nullptr);
+      if (half > 0)
+        grid_aggregate_cuda(pag.vol(), stg.data<int32_t>(), sumg.vol(), wtg.vol(), p, nullptr);
+      grid_aggregate_cuda(pbg.vol(), stg.data<int32_t>() + 3 * half, sumg.vol(), wtg.vol(), p,
+                          nullptr);
       Tensor outg = Tensor::empty(sum.shape(), DType::F32, Device::CUDA);
       grid_aggregate_finalize_cuda(sumg.vol(), wtg.vol(), outg.vol(), nullptr);
-      const char* mname = mode == AggregateMode::Crop ? "crop" : mode == AggregateMode::Average ? "average" : "hann";
-      const std::string tag = std::string(mname) + "_" + std::to_string(cs.C) + "x" + std::to_string(cs.D) + "x" +
-                              std::to_string(cs.H) + "x" + std::to_string(cs.W) + "_p" + std::to_string(cs.pd) + "x" +
-                              std::to_string(cs.ph) + "x" + std::to_string(cs.pw) + "_o" + std::to_string(cs.overlap);
+      const char* mname = mode == AggregateMode::Crop      ? "crop"
+                          : mode == AggregateMode::Average ? "average"
+                                                           : "hann";
+      const std::string tag =
+          std::string(mname) + "_" + std::to_string(cs.C) + "x" + std::to_string(cs.D) + "x" +
+          std::to_string(cs.H) + "x" + std::to_string(cs.W) + "_p" + std::to_string(cs.pd) + "x" +
+          std::to_string(cs.ph) + "x" + std::to_string(cs.pw) + "_o" + std::to_string(cs.overlap);
       const double rtol = mode == AggregateMode::Hann ? 1e-6 : 0;
       EXPECT_TRUE(close("grid_sum", tag, sum, sumg, 0, rtol, {{"patches", patches}}));
       EXPECT_TRUE(close("grid_weight", tag, wt, wtg, 0, rtol));
@@ -530,7 +554,8 @@ TEST(Parity, GridAggregate) {
 TEST(Parity, RescaleIntensity) {
   REQUIRE_CUDA();
   std::mt19937 rng(12);
-  for (int64_t n : {int64_t(1), int64_t(1000), int64_t(96) * 96 * 96, int64_t(256) * 256 * 200 + 3}) {
+  for (int64_t n :
+       {int64_t(1), int64_t(1000), int64_t(96) * 96 * 96, int64_t(256) * 256 * 200 + 3}) {
     Tensor in = float_tensor({n}, rng, -1024.f, 3071.f);
     const float* h = in.f32();
     const auto mm = std::minmax_element(h, h + n);
@@ -559,7 +584,8 @@ TEST(Parity, LabelHistogram) {
     int64_t c0[3], c1[3];
     int bad0 = -1, bad1 = -1;
     ASSERT_TRUE(label_histogram_cpu(lab.data<uint8_t>(), n, 3, c0, &bad0));
-    ASSERT_TRUE(label_histogram_cuda(lab.to(Device::CUDA).data<uint8_t>(), n, 3, c1, &bad1, nullptr));
+    ASSERT_TRUE(
+        label_histogram_cuda(lab.to(Device::CUDA).data<uint8_t>(), n, 3, c1, &bad1, nullptr));
     for (int k = 0; k < 3; ++k) EXPECT_EQ(c0[k], c1[k]) << "class " << k << " n=" << n;
   }
 }

@@ -122,7 +122,8 @@ TEST(TrainStep, OneStepLossAndEveryGradient) {
     std::printf("grad %-24s rel err %.2e\n", pc[i]->name.c_str(), e);
   }
   // Logits too (forward parity).
-  EXPECT_LT(rel_err(cpu.net.forward(cpu.ctx, cpu.x), gpu.net.forward(gpu.ctx, gpu.x)), 1e-5) << "logits";
+  EXPECT_LT(rel_err(cpu.net.forward(cpu.ctx, cpu.x), gpu.net.forward(gpu.ctx, gpu.x)), 1e-5)
+      << "logits";
 }
 
 TEST(TrainStep, OneStepIsDeterministic) {
@@ -138,7 +139,8 @@ TEST(TrainStep, OneStepIsDeterministic) {
     for (Param* p : gpu.net.parameters()) grads[r].push_back(p->grad.to(Device::CPU));
   }
   EXPECT_EQ(loss[0], loss[1]);
-  for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_EQ(rel_err(grads[0][i], grads[1][i]), 0.0) << i;
+  for (size_t i = 0; i < grads[0].size(); ++i)
+    EXPECT_EQ(rel_err(grads[0][i], grads[1][i]), 0.0) << i;
 }
 
 TEST(TrainStep, TwentyStepLosses) {
@@ -174,11 +176,13 @@ TEST(TrainStep, TimedReferenceStep) {
   for (int i = 0; i < iters; ++i) loss = gpu.step();
   gpu.ctx.synchronize();
   const double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / iters;
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+      iters;
   const MemoryStats st = memory_pool(Device::CUDA).stats();
-  std::printf("cuseg-timing: reference UNet3D train step, batch 2, 96^3, fp32: %.2f ms/step, loss %.5f, "
-              "peak device pool %.1f MiB (reserved %.1f MiB, %zu cudaMalloc calls)\n",
-              ms, loss, to_mib(st.peak), to_mib(st.reserved), st.system_allocations);
+  std::printf(
+      "cuseg-timing: reference UNet3D train step, batch 2, 96^3, fp32: %.2f ms/step, loss %.5f, "
+      "peak device pool %.1f MiB (reserved %.1f MiB, %zu cudaMalloc calls)\n",
+      ms, loss, to_mib(st.peak), to_mib(st.reserved), st.system_allocations);
   EXPECT_TRUE(std::isfinite(loss));
 }
 

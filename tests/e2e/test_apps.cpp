@@ -3,6 +3,8 @@
 // output geometry), and on bad inputs (clear message naming the file, non-zero exit, no
 // partial output). Sized to run in about a minute on 2 CPU cores.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cmath>
@@ -13,8 +15,6 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "data/image.h"
 #include "model/report.h"
@@ -166,7 +166,8 @@ bool Apps::trained_ok_ = false;
 TEST_F(Apps, HelpListsEveryFlag) {
   const Result t = run(kBin + "engine_train --help");
   EXPECT_EQ(t.rc, 0);
-  for (const char* f : {"--config", "--data", "--output", "--device", "--resume", "--seed", "--set"})
+  for (const char* f :
+       {"--config", "--data", "--output", "--device", "--resume", "--seed", "--set"})
     EXPECT_NE(t.out.find(f), std::string::npos) << f;
   const Result i = run(kBin + "engine_infer --help");
   EXPECT_EQ(i.rc, 0);
@@ -212,8 +213,8 @@ TEST_F(Apps, ResumeContinuesTheSameLossCurve) {
   ASSERT_TRUE(trained_ok_);
   const fs::path b = kWork / "runB";
   // Interrupted mid-epoch 1 (as Ctrl-C would), then resumed to the end.
-  const Result r1 = run(kBin + "engine_train -c " + config_ + " -o " + b.string() +
-                        " --stop-after-steps 3");
+  const Result r1 =
+      run(kBin + "engine_train -c " + config_ + " -o " + b.string() + " --stop-after-steps 3");
   ASSERT_EQ(r1.rc, 130) << r1.out;
   EXPECT_NE(r1.out.find("interrupted"), std::string::npos);
   const Result r2 = run(kBin + "engine_train --resume -o " + b.string());
@@ -236,10 +237,10 @@ TEST_F(Apps, InferPhantomWithStatsPreviewAndRef) {
   const std::string in = (kWork / "phantom" / "imagesTr" / "liver_0.nii.gz").string();
   const std::string ref = (kWork / "phantom" / "labelsTr" / "liver_0.nii.gz").string();
   const fs::path o = kWork / "infer";
-  const Result r = run(kBin + "engine_infer -m " + (kWork / "runA").string() + " -i " + in +
-                       " -o " + (o / "mask.nii.gz").string() + " --preview " +
-                       (o / "mask.png").string() + " --stats " + (o / "stats.json").string() +
-                       " --ref " + ref + " --mode average --overlap 8 --batch 3");
+  const Result r =
+      run(kBin + "engine_infer -m " + (kWork / "runA").string() + " -i " + in + " -o " +
+          (o / "mask.nii.gz").string() + " --preview " + (o / "mask.png").string() + " --stats " +
+          (o / "stats.json").string() + " --ref " + ref + " --mode average --overlap 8 --batch 3");
   ASSERT_EQ(r.rc, 0) << r.out;
   for (const char* stage : {"read", "preprocess", "network", "aggregate", "write"})
     EXPECT_NE(r.out.find(stage), std::string::npos) << stage;
@@ -248,8 +249,8 @@ TEST_F(Apps, InferPhantomWithStatsPreviewAndRef) {
   EXPECT_TRUE(read_png_size((o / "mask.png").string(), &w, &h));
   EXPECT_GT(w, 0);
   const json s = json::parse(std::ifstream(o / "stats.json"));
-  for (const char* k : {"liver_ml", "tumour_ml", "tumour_count", "seconds", "device",
-                        "peak_device_pool_mib"})
+  for (const char* k :
+       {"liver_ml", "tumour_ml", "tumour_count", "seconds", "device", "peak_device_pool_mib"})
     EXPECT_TRUE(s.contains(k)) << k;
   const json sum = json::parse(std::ifstream(o / "mask_summary.json"));
   EXPECT_TRUE(sum["mean"]["liver"]["Dice"].is_number());
@@ -272,9 +273,8 @@ TEST_F(Apps, InferRealCTKeepsExactGeometry) {
   for (const auto& c : cases) {
     const std::string out =
         (o / (fs::path(c.image).stem().stem().string() + "_mask.nii.gz")).string();
-    const Result r = run(kBin + "engine_infer -m " + (kWork / "runA").string() + " -i " +
-                         c.image + " -o " + out + " --overlap 0" +
-                         (c.ref.empty() ? "" : " --ref " + c.ref));
+    const Result r = run(kBin + "engine_infer -m " + (kWork / "runA").string() + " -i " + c.image +
+                         " -o " + out + " --overlap 0" + (c.ref.empty() ? "" : " --ref " + c.ref));
     ASSERT_EQ(r.rc, 0) << r.out;
     expect_same_geometry(out, c.image);
   }
@@ -327,7 +327,8 @@ TEST_F(Apps, BadInputsFailClearlyWithoutPartialOutput) {
   };
   const std::vector<Bad> cases = {
       {"missing file", (bad / "nope.nii.gz").string(), "", "nope.nii.gz"},
-      {"not an image", write_file(bad / "text.nii.gz", "this is not an image\n"), "", "text.nii.gz"},
+      {"not an image", write_file(bad / "text.nii.gz", "this is not an image\n"), "",
+       "text.nii.gz"},
       {"2-D", write_raw_nifti(bad / "flat2d.nii", {16, 16}, std::vector<float>(256, 0.f)), "",
        "flat2d.nii"},
       {"4-D", write_raw_nifti(bad / "time4d.nii", {8, 8, 8, 2}, std::vector<float>(1024, 0.f)), "",
@@ -384,7 +385,8 @@ TEST_F(Apps, BadInputsFailClearlyWithoutPartialOutput) {
 
 TEST_F(Apps, DicomSeriesInput) {
   ASSERT_TRUE(trained_ok_);
-  const data::Image ct = data::read_image((kWork / "phantom" / "imagesTr" / "liver_4.nii.gz").string());
+  const data::Image ct =
+      data::read_image((kWork / "phantom" / "imagesTr" / "liver_4.nii.gz").string());
   const fs::path dir = kWork / "dicom_in";
   data::write_dicom_series(ct, dir.string());
   const std::string out = (kWork / "dicom_out" / "mask.nrrd").string();
@@ -405,9 +407,10 @@ TEST_F(Apps, FolderInputSkipsABadCase) {
   fs::copy_file(kWork / "phantom" / "imagesTr" / "liver_2.nii.gz", in / "case_a_0000.nii.gz");
   write_file(in / "case_b.nii.gz", "broken");
   const fs::path out = kWork / "folder_out";
-  const Result r = run(kBin + "engine_infer -m " + (kWork / "runA").string() + " -i " +
-                       in.string() + " -o " + out.string() + " --stats " +
-                       (out / "stats.json").string() + " --preview " + (kWork / "folder_prev").string());
+  const Result r =
+      run(kBin + "engine_infer -m " + (kWork / "runA").string() + " -i " + in.string() + " -o " +
+          out.string() + " --stats " + (out / "stats.json").string() + " --preview " +
+          (kWork / "folder_prev").string());
   EXPECT_EQ(r.rc, 3) << r.out;  // some cases failed
   EXPECT_NE(r.out.find("case_b.nii.gz"), std::string::npos) << r.out;
   expect_same_geometry((out / "case_a.nii.gz").string(), (in / "case_a_0000.nii.gz").string());
