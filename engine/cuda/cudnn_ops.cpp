@@ -381,18 +381,45 @@ void cudnn_maxpool3d_forward(CudaContext& ctx, const Tensor& x, const Tensor& y)
   if (sync_debug()) CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
 }
 
+namespace {
+// A packed copy of a batch-strided view (the tensor itself when already packed). The copy is
+// a synchronous-API device-to-device copy on the legacy default stream, which is ordered
+// with the context's blocking stream (engine/cuda/cuda_context.cpp).
+Tensor packed(const Tensor& t) {
+  if (t.is_contiguous()) return t;
+  Tensor p = Tensor::empty(t.shape(), t.dtype(), t.device());
+  p.copy_from(t);
+  return p;
+}
+}  // namespace
+
 void cudnn_maxpool3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& y, const Tensor& gy,
                               const Tensor& gx) {
   CudnnCache& c = ctx.cudnn_cache();
-  const Vol gxv = gx.vol();
+  // cudnnPoolingBackward answers CUDNN_STATUS_BAD_PARAM when xDesc and dxDesc (or yDesc and
+  // dyDesc) have different strides. The U-Net pools skip[l], a channel slice of the concat
+  // buffer (batch-strided), while its gradient g_skip[l] is a packed tensor: every training
+  // step would throw. A mismatched pair is therefore run on packed operands: x (and y / gy)
+  // copied packed, the result computed into a packed gx and copied into gx when gx is a view.
+  const bool x_ok = x.vol().sn == gx.vol().sn, y_ok = y.vol().sn == gy.vol().sn;
+  const Tensor xs = x_ok ? x : packed(x);
+  const Tensor ys = y_ok ? y : packed(y), gys = y_ok ? gy : packed(gy);
+  const bool gx_direct = x_ok || gx.is_contiguous();
+  const Tensor gxs = gx_direct ? gx : Tensor::empty(gx.shape(), DType::F32, Device::CUDA);
+  const Vol gxv = gxs.vol();
   // Zero gx first (on the stream): voxels outside every window of an odd extent get no
   // gradient from cuDNN, and must read 0 as on the CPU.
   CUDA_CHECK(cudaMemset2DAsync(gxv.p, size_t(gxv.sn) * sizeof(float), 0,
                                size_t(gxv.per_batch()) * sizeof(float), size_t(gxv.n),
                                ctx.stream()));
-  CUDNN_CHECK(cudnnPoolingBackward(ctx.cudnn(), c.maxpool2(), &kOne, c.tensor(y.vol()), y.raw(),
-                                   c.tensor(gy.vol()), gy.raw(), c.tensor(x.vol()), x.raw(), &kZero,
-                                   c.tensor(gxv), gx.raw()));
+  CUDNN_CHECK(cudnnPoolingBackward(ctx.cudnn(), c.maxpool2(), &kOne, c.tensor(ys.vol()), ys.raw(),
+                                   c.tensor(gys.vol()), gys.raw(), c.tensor(xs.vol()), xs.raw(),
+                                   &kZero, c.tensor(gxv), gxs.raw()));
+  // Ordered after the pooling kernel: the legacy default stream waits for the blocking stream.
+  if (!gx_direct) {
+    Tensor dst = gx;  // a view sharing gx's storage
+    dst.copy_from(gxs);
+  }
   if (sync_debug()) CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
 }
 

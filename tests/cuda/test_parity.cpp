@@ -293,8 +293,13 @@ TEST(Parity, MaxPool) {
   Devices dv;
   std::mt19937 rng(5);
   for (const Dims& s : kPoolShapes)
-    for (int strided = 0; strided < 2; ++strided) {
-      const std::string tag = dims_str(s) + (strided ? "_strided" : "");
+    for (int variant = 0; variant < 3; ++variant) {
+      // 0: all packed; 1: all strided; 2: the U-Net's layout, x and y strided (x a concat
+      // slice) but gy / gx packed (cudnnPoolingBackward needs equal x / dx strides).
+      const bool strided = variant != 0, grads_strided = variant == 1;
+      const std::string tag = dims_str(s) + (variant == 1   ? "_strided"
+                                             : variant == 2 ? "_mixed"
+                                                            : "");
       const Shape ys = {s.n, s.c, s.d / 2, s.h / 2, s.w / 2};
       Tensor x = distinct_tensor(shape_of(s), rng), gy = int_tensor(ys, rng);
       Tensor y = Tensor::empty(ys), gx = Tensor::empty(x.shape());
@@ -302,9 +307,9 @@ TEST(Parity, MaxPool) {
       maxpool3d_backward(dv.cpu, x, y, gy, gx);
       Tensor xg = place(x, Device::CUDA, strided),
              yg = place(Tensor::empty(ys), Device::CUDA, strided);
-      Tensor gyg = place(gy, Device::CUDA, strided);
+      Tensor gyg = place(gy, Device::CUDA, grads_strided);
       Tensor gxg =
-          place(int_tensor(x.shape(), rng), Device::CUDA, strided);  // garbage: overwritten
+          place(int_tensor(x.shape(), rng), Device::CUDA, grads_strided);  // garbage: overwritten
       maxpool3d_forward(dv.gpu, xg, yg);
       maxpool3d_backward(dv.gpu, xg, yg, gyg, gxg);
       EXPECT_TRUE(close("maxpool_fwd", tag, y, yg, 0, 0, {{"x", x}}));
