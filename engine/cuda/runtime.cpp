@@ -47,14 +47,39 @@ static cudaMemcpyKind kind_of(bool dst_dev, bool src_dev) {
   return cudaMemcpyHostToHost;
 }
 
+// cudaMemcpy2D / cudaMemset2D reject pitches above the device's cudaDevAttrMaxPitch (2^31 - 1
+// bytes on current GPUs), and a packed tensor is passed as one row whose pitch is its whole
+// size: any copy or zero() of a tensor of 2 GiB or more (e.g. a whole-volume activation)
+// would fail. Packed ranges therefore go through the 1-D calls, which have no such limit,
+// and rows whose pitch is too large are copied one by one. Same stream semantics: all of
+// these are synchronous-API calls on the legacy default stream.
+static bool pitch_ok(size_t pitch) {
+  return pitch <= size_t(0x7fffffff);
+}
+
 void cuda_copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
                   size_t rows, bool dst_on_device, bool src_on_device) {
-  CUDA_CHECK(cudaMemcpy2D(dst, dst_pitch, src, src_pitch, row_bytes, rows,
-                          kind_of(dst_on_device, src_on_device)));
+  const cudaMemcpyKind kind = kind_of(dst_on_device, src_on_device);
+  if (rows <= 1 || (dst_pitch == row_bytes && src_pitch == row_bytes)) {
+    CUDA_CHECK(cudaMemcpy(dst, src, row_bytes * rows, kind));
+  } else if (pitch_ok(dst_pitch) && pitch_ok(src_pitch)) {
+    CUDA_CHECK(cudaMemcpy2D(dst, dst_pitch, src, src_pitch, row_bytes, rows, kind));
+  } else {
+    for (size_t r = 0; r < rows; ++r)
+      CUDA_CHECK(cudaMemcpy(static_cast<char*>(dst) + r * dst_pitch,
+                            static_cast<const char*>(src) + r * src_pitch, row_bytes, kind));
+  }
 }
 
 void cuda_memset_2d(void* dst, size_t pitch, int value, size_t row_bytes, size_t rows) {
-  CUDA_CHECK(cudaMemset2D(dst, pitch, value, row_bytes, rows));
+  if (rows <= 1 || pitch == row_bytes) {
+    CUDA_CHECK(cudaMemset(dst, value, row_bytes * rows));
+  } else if (pitch_ok(pitch)) {
+    CUDA_CHECK(cudaMemset2D(dst, pitch, value, row_bytes, rows));
+  } else {
+    for (size_t r = 0; r < rows; ++r)
+      CUDA_CHECK(cudaMemset(static_cast<char*>(dst) + r * pitch, value, row_bytes));
+  }
 }
 
 void cuda_synchronize() {
