@@ -91,6 +91,7 @@ data::Image read_input(const std::string& path) {
 struct Options {
   std::string model, input, output, device = "auto", mode, preview, stats, ref, summary;
   int overlap = -1, batch = -1;
+  double max_memory_mib = 0;
 };
 
 struct CaseOut {
@@ -99,9 +100,9 @@ struct CaseOut {
   std::optional<data::CaseMetrics> metrics;
 };
 
-CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, const std::string& input,
-                 const std::string& output, const std::string& preview, const std::string& ref,
-                 const std::string& id) {
+CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, size_t max_memory_bytes,
+                 const std::string& input, const std::string& output, const std::string& preview,
+                 const std::string& ref, const std::string& id) {
   CaseOut out;
   out.id = id;
   out.input = input;
@@ -124,9 +125,28 @@ CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, const st
   t.add("read", now_s() - t0);
 
   t0 = now_s();
-  const Preprocessed pre = preprocess(m.cfg, img, nullptr, &gopt.patch);
+  GridOptions run_opt = gopt;
+  json plan;
+  if (max_memory_bytes > 0) {
+    // The whole-volume decision needs the preprocessed size (after resample / crop).
+    const data::Index3 size = preprocess(m.cfg, img, nullptr, nullptr).image.geo.size;
+    bool whole = false;
+    run_opt = fit_to_memory(ctx, m.cfg.model, size, gopt, max_memory_bytes, &whole);
+    std::printf(
+        "  --max-memory %.0f MiB: %s, estimated %.0f MiB\n", to_mib(max_memory_bytes),
+        whole ? ("whole volume in one pass (" + std::to_string(run_opt.patch[0]) + "x" +
+                 std::to_string(run_opt.patch[1]) + "x" + std::to_string(run_opt.patch[2]) + ")")
+                    .c_str()
+              : ("grid, batch " + std::to_string(run_opt.batch)).c_str(),
+        to_mib(inference_bytes(ctx, m.cfg.model, run_opt.patch, run_opt.batch)));
+    plan = {{"whole_volume", whole},
+            {"patch", {run_opt.patch[0], run_opt.patch[1], run_opt.patch[2]}},
+            {"batch", run_opt.batch},
+            {"max_memory_mib", to_mib(max_memory_bytes)}};
+  }
+  const Preprocessed pre = preprocess(m.cfg, img, nullptr, &run_opt.patch);
   t.add("preprocess", now_s() - t0);
-  const data::LabelMap model_mask = predict_volume(*m.net, ctx, pre.image, gopt, &t);
+  const data::LabelMap model_mask = predict_volume(*m.net, ctx, pre.image, run_opt, &t);
   t0 = now_s();
   const data::LabelMap mask = restore_geometry(pre, model_mask);
   t.add("restore", now_s() - t0);
@@ -182,6 +202,7 @@ CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, const st
       {"peak_rss_mib", double(ru.ru_maxrss) / 1024.0},
       {"checkpoint", m.checkpoint}};
   if (!preview.empty()) out.stats["preview"] = preview;
+  if (!plan.is_null()) out.stats["plan"] = plan;
   std::string line;
   for (const auto& s : t.stages) {
     char b[64];
@@ -268,6 +289,8 @@ int run(const Options& o) {
       gopt.patch[2], gopt.overlap, gopt.batch, o.mode.empty() ? m.cfg.mode.c_str() : o.mode.c_str(),
       device_name(dev), now_s() - t0);
 
+  CUSEG_CHECK(o.max_memory_mib >= 0, "--max-memory " << o.max_memory_mib << ": expected MiB >= 0");
+  const size_t mm = size_t(o.max_memory_mib * 1024.0 * 1024.0);
   const bool folder = fs::is_directory(o.input) && data::dicom_series_uids(o.input).empty();
   std::vector<CaseOut> done;
   int failed = 0;
@@ -289,7 +312,7 @@ int run(const Options& o) {
       fs::create_directories(fs::path(o.output).parent_path());
     std::string id =
         fs::is_directory(o.input) ? fs::path(o.input).filename().string() : case_id(o.input);
-    done.push_back(run_case(m, ctx, gopt, o.input, o.output, o.preview, o.ref, id));
+    done.push_back(run_case(m, ctx, gopt, mm, o.input, o.output, o.preview, o.ref, id));
     if (!o.ref.empty()) done.back().stats["reference"] = o.ref;
   } else {
     std::vector<fs::path> files;
@@ -312,7 +335,7 @@ int run(const Options& o) {
         }
       }
       try {
-        done.push_back(run_case(m, ctx, gopt, f.string(), out, prev, ref, id));
+        done.push_back(run_case(m, ctx, gopt, mm, f.string(), out, prev, ref, id));
         if (!ref.empty()) done.back().stats["reference"] = ref;
       } catch (const std::exception& e) {
         ++failed;
@@ -379,6 +402,10 @@ int main(int argc, char** argv) {
   app.add_option("--batch", o.batch,
                  "patches per network call (default: the model's "
                  "inference.batch, 4 in the reference)");
+  app.add_option("--max-memory", o.max_memory_mib,
+                 "memory budget in MiB for the network (0 = off): runs the whole volume in one "
+                 "pass when it fits, else the largest patch batch that fits (overrides --batch)")
+      ->capture_default_str();
   app.add_option("--mode", o.mode,
                  "aggregation of overlapping patches: crop | average | hann "
                  "(default: the model's inference.mode)")

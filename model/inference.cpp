@@ -8,6 +8,7 @@
 
 #include "data/transforms.h"
 #include "engine/check.h"
+#include "kernels/conv3d.h"
 
 namespace fs = std::filesystem;
 
@@ -162,6 +163,44 @@ LabelMap predict_volume(UNet3D& net, Context& ctx, const Image& image, const Gri
     times->add("aggregate", t_agg);
   }
   return m;
+}
+
+size_t inference_bytes(const Context& ctx, const UNetConfig& net, const data::Index3& patch,
+                       int batch) {
+  const size_t workspace_bytes =
+      ctx.device() == Device::CUDA ? ctx.options().workspace_budget_bytes : kConvColumnBudget;
+  const Shape in = {batch, net.in_channels, patch[2], patch[1], patch[0]};
+  const size_t input = size_t(shape_numel(in)) * sizeof(float);
+  return size_t(unet_parameter_count(net)) * sizeof(float) + unet_forward_bytes(net, in) + input +
+         workspace_bytes;
+}
+
+GridOptions fit_to_memory(const Context& ctx, const UNetConfig& net, const data::Index3& volume,
+                          GridOptions opt, size_t budget_bytes, bool* whole) {
+  *whole = false;
+  if (budget_bytes == 0) return opt;
+  const int div = 1 << (int(net.filters.size()) - 1);
+  data::Index3 all;
+  for (int a = 0; a < 3; ++a) {
+    const int v = std::max(volume[size_t(a)], opt.patch[size_t(a)]);
+    all[size_t(a)] = (v + div - 1) / div * div;
+  }
+  if (inference_bytes(ctx, net, all, 1) <= budget_bytes) {
+    *whole = true;
+    opt.patch = all;
+    opt.batch = 1;
+    opt.overlap = 0;
+    return opt;
+  }
+  int best = 0;
+  for (int n = 1; n <= 64; ++n)
+    if (inference_bytes(ctx, net, opt.patch, n) <= budget_bytes) best = n;
+  if (best == 0)
+    CUSEG_THROW("--max-memory " << to_mib(budget_bytes) << " MiB is below what one " << opt.patch[0]
+                                << "x" << opt.patch[1] << "x" << opt.patch[2] << " patch needs ("
+                                << to_mib(inference_bytes(ctx, net, opt.patch, 1)) << " MiB)");
+  opt.batch = best;
+  return opt;
 }
 
 LoadedModel load_model(const std::string& path, Device dev) {

@@ -54,6 +54,18 @@ struct GridOptions {
 };
 GridOptions grid_options(const RunConfig& cfg);
 
+// Inference under a memory budget (DESIGN.md, Memory): estimated device bytes of one network
+// call = weights + planned forward activations (unet_forward_bytes) + the input batch +
+// the convolution workspace (cuDNN budget of the context on CUDA, the column buffer on CPU).
+// When the
+// whole preprocessed volume, rounded up to a multiple of 2^(levels-1), fits, it runs in one
+// pass (patch = that size, batch 1, no overlap, *whole = true); otherwise the largest patch
+// batch (up to 64) that fits is used. Throws when not even one patch fits.
+size_t inference_bytes(const Context& ctx, const UNetConfig& net, const data::Index3& patch,
+                       int batch);
+GridOptions fit_to_memory(const Context& ctx, const UNetConfig& net, const data::Index3& volume,
+                          GridOptions opt, size_t budget_bytes, bool* whole);
+
 // GridSampler -> batches -> network -> GridAggregator -> argmax on a preprocessed image (at
 // least one patch in every axis). Adds "network" and "aggregate" stages to `times`.
 data::LabelMap predict_volume(UNet3D& net, Context& ctx, const data::Image& image,

@@ -60,13 +60,33 @@ struct UNet3D::Impl {
 
   size_t bytes() const {
     size_t s = 0;
-    for (auto* v : {&t1, &skip, &pooled, &cat, &dt1, &dout, &g_t1, &g_skip, &g_pooled, &g_cat,
-                    &g_dt1, &g_dout})
+    for (auto* v :
+         {&t1, &pooled, &cat, &dt1, &dout, &g_t1, &g_skip, &g_pooled, &g_cat, &g_dt1, &g_dout})
       for (auto& t : *v)
         if (t.defined()) s += t.nbytes();
+    // skip[l] is a view into cat[l] except at the deepest level, where it owns its memory.
+    if (!skip.empty() && skip.back().defined()) s += skip.back().nbytes();
     return s + (logits.defined() ? logits.nbytes() : 0);
   }
 };
+
+size_t unet_forward_bytes(const UNetConfig& cfg, const Shape& input) {
+  // Mirrors the plan in UNet3D::forward: per level t1 + (cat + pooled + dt1 + dout) or, at
+  // the deepest level, its own skip buffer; then the logits.
+  const auto& f = cfg.filters;
+  const int L = int(f.size());
+  const int64_t N = input[0];
+  int64_t floats = N * cfg.classes * input[2] * input[3] * input[4];
+  for (int l = 0; l < L; ++l) {
+    const int64_t s = int64_t(1) << l;
+    const int64_t vox = (input[2] / s) * (input[3] / s) * (input[4] / s);
+    if (l < L - 1)
+      floats += N * vox * (f[l] + (f[l + 1] + f[l]) + f[l] + f[l]) + N * (vox / 8) * f[l];
+    else
+      floats += N * vox * 2 * f[l];
+  }
+  return size_t(floats) * sizeof(float);
+}
 
 int64_t unet_parameter_count(const UNetConfig& cfg) {
   auto conv = [](int64_t cin, int64_t cout, int64_t k) { return cout * cin * k * k * k + cout; };

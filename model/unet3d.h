@@ -66,5 +66,9 @@ class UNet3D {
 
 // Parameter count of a configuration without building it.
 int64_t unet_parameter_count(const UNetConfig& cfg);
+// Bytes of the activation buffers forward() plans for an input shape [N, C, D, H, W]
+// (inference needs nothing more from the model; training adds about as much again for the
+// gradient buffers). Exact: equals activation_bytes() after a forward-only call.
+size_t unet_forward_bytes(const UNetConfig& cfg, const Shape& input);
 
 }  // namespace cuseg

@@ -153,3 +153,20 @@ TEST(ParameterCount, ReferenceNetwork) {
   EXPECT_EQ(n, 5836099);
   EXPECT_EQ(net.parameters().size(), 30u);
 }
+
+TEST(ParameterCount, ForwardBytesEstimateIsExact) {
+  // unet_forward_bytes mirrors the buffer plan: it must equal what a forward-only call
+  // planned (no gradient buffers until backward).
+  const UNetConfig cfg{1, 3, {4, 8, 16}};
+  UNet3D net(cfg, Device::CPU, 1);
+  Context ctx(Device::CPU);
+  const Shape in = {2, 1, 8, 12, 16};
+  net.forward(ctx, Tensor::zeros(in));
+  EXPECT_EQ(net.activation_bytes(), unet_forward_bytes(cfg, in));
+  // Reference network, one 96^3 patch: 1 logits x 3 + level buffers, by hand:
+  // l0 (96^3): 32 + 96 + 32 + 32 + pooled 32/8; l1 (48^3): 64 + 192 + 64 + 64 + 64/8;
+  // l2 (24^3): 128 + 384 + 128 + 128 + 128/8; l3 (12^3): 2 * 256.
+  const double v0 = 96.0 * 96 * 96, v1 = v0 / 8, v2 = v1 / 8, v3 = v2 / 8;
+  const double floats = 3 * v0 + (192 + 4) * v0 + (384 + 8) * v1 + (768 + 16) * v2 + 512 * v3;
+  EXPECT_EQ(double(unet_forward_bytes(UNetConfig{}, {1, 1, 96, 96, 96})), floats * 4);
+}

@@ -422,3 +422,27 @@ TEST_F(Apps, FolderInputSkipsABadCase) {
 }
 
 }  // namespace
+
+TEST_F(Apps, MaxMemoryPicksWholeVolumeOrBatchOrRefuses) {
+  ASSERT_TRUE(trained_ok_);
+  const std::string in = (kWork / "phantom" / "imagesTr" / "liver_0.nii.gz").string();
+  const fs::path o = kWork / "maxmem";
+  // A generous budget: the whole volume in one pass, same geometry as the input.
+  Result r = run(kBin + "engine_infer -m " + (kWork / "runA").string() + " -i " + in + " -o " +
+                 (o / "whole.nii.gz").string() + " --max-memory 4096 --stats " +
+                 (o / "whole.json").string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("whole volume in one pass"), std::string::npos) << r.out;
+  expect_same_geometry((o / "whole.nii.gz").string(), in);
+  const json s = json::parse(std::ifstream(o / "whole.json"));
+  EXPECT_TRUE(s["plan"]["whole_volume"].get<bool>());
+  // The estimate is an upper bound of what the pool really held (CPU: conv column buffer at
+  // its 64 MiB cap), so the measured peak must not exceed it.
+  EXPECT_LE(s["peak_device_pool_mib"].get<double>(), 4096.0);
+  // A budget below one patch: a clear error, non-zero exit, no mask file.
+  r = run(kBin + "engine_infer -m " + (kWork / "runA").string() + " -i " + in + " -o " +
+          (o / "tiny.nii.gz").string() + " --max-memory 1");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("--max-memory"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(o / "tiny.nii.gz"));
+}
