@@ -10,10 +10,14 @@ namespace cuseg {
 namespace {
 void* cuda_raw_alloc(size_t bytes) {
   void* p = nullptr;
-  if (cudaMalloc(&p, bytes) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky-free error so the pool can retry
+  const cudaError_t st = cudaMalloc(&p, bytes);
+  if (st == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // clear the (non-sticky) error so the pool can free its cache and retry
     return nullptr;
   }
+  // Anything else (a sticky error left by an earlier faulting kernel, no device, ...) is not
+  // an out-of-memory condition: report it as it is instead of the pool's "out of memory".
+  CUDA_CHECK(st);
   return p;
 }
 void cuda_raw_free(void* p) {
