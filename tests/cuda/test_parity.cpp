@@ -207,7 +207,10 @@ TEST(Parity, Conv3dForward) {
       Tensor y = Tensor::empty({s.n, cc.cout, s.d, s.h, s.w});
       conv3d_forward(dv.cpu, x, w, b, y, relu);
       Tensor xg = place(x, Device::CUDA, strided), wg = w.to(Device::CUDA), bg = b.to(Device::CUDA);
+      // y starts as NaN: with beta = 0 (and alpha2 = 0 for the fused z = y) cuDNN must not
+      // read the output, as fresh pool memory may hold anything.
       Tensor yg = place(Tensor::empty(y.shape()), Device::CUDA, strided);
+      yg.fill(std::nanf(""));
       conv3d_forward(dv.gpu, xg, wg, bg, yg, relu);
       EXPECT_TRUE(close("conv3d_fwd", tag, y, yg, 0, 0, {{"x", x}, {"w", w}, {"b", b}}));
     }
@@ -232,6 +235,7 @@ TEST(Parity, Conv3dBackward) {
       Tensor xg = place(x, Device::CUDA, strided), gyg = place(gy, Device::CUDA, strided);
       Tensor gxg =
           place(int_tensor(x.shape(), rng), Device::CUDA, strided);  // garbage: must be overwritten
+      gxg.fill(std::nanf(""));  // beta = 0: cuDNN must not read it
       Tensor gwg = gw0.to(Device::CUDA), gbg = gb0.to(Device::CUDA);
       conv3d_backward(dv.gpu, xg, w.to(Device::CUDA), gyg, gxg, gwg, gbg);
       const std::vector<std::pair<std::string, Tensor>> in = {{"x", x}, {"w", w}, {"gy", gy}};
