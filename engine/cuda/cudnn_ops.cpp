@@ -321,7 +321,11 @@ void cudnn_conv3d_forward(CudaContext& ctx, const Tensor& x, const Tensor& w, co
         h, &kOne, xd, x.raw(), wd, w.raw(), cd, cudnnConvolutionFwdAlgo_t(ch.algos[at]),
         c.workspace(ch.bytes[at]), ch.bytes[at], &kZero, yd, y.raw(), c.bias(yv.c), b.raw(),
         c.relu(), yd, y.raw());
-    if (st == CUDNN_STATUS_SUCCESS) return;
+    if (st == CUDNN_STATUS_SUCCESS) {
+      // CUSEG_SYNC_DEBUG=1 must localise a fault to this op, as every other op does.
+      if (sync_debug()) CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+      return;
+    }
     CUSEG_CHECK(refused(st), "cudnnConvolutionBiasActivationForward: " << cudnnGetErrorString(st));
     ch.fused_ok = false;  // unfused from now on for this problem
   }
@@ -331,6 +335,7 @@ void cudnn_conv3d_forward(CudaContext& ctx, const Tensor& x, const Tensor& w, co
   });
   if (b.defined() || relu)
     bias_relu_forward_cuda(yv, b.defined() ? b.f32() : nullptr, relu, ctx.stream());
+  if (sync_debug()) CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
 }
 
 void cudnn_conv3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor& gy,
