@@ -72,15 +72,7 @@ __global__ void argmax_kernel(Vol logits, uint8_t* __restrict__ labels, int64_t 
   const int64_t dhw = logits.spatial();
   CUSEG_GRID_STRIDE(i, total) {
     const int64_t n = i / dhw, v = i % dhw;
-    const float* xn = logits.p + n * logits.sn;
-    int best = 0;
-    float bv = xn[v];
-    for (int k = 1; k < logits.c; ++k)
-      if (xn[k * dhw + v] > bv) {
-        bv = xn[k * dhw + v];
-        best = k;
-      }
-    labels[i] = uint8_t(best);
+    labels[i] = uint8_t(argmax_voxel(logits.p + n * logits.sn + v, dhw, logits.c));
   }
 }
 

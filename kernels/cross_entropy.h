@@ -36,6 +36,18 @@ CUSEG_HD float ce_voxel(const float* x, int64_t cs, int K, int y, float wy, floa
   return wy * (ls - (x[y * cs] - mx));
 }
 
+// Index of the largest of x[k * cs], k < K; the first maximum wins ties (torch.argmax).
+CUSEG_HD int argmax_voxel(const float* x, int64_t cs, int K) {
+  int best = 0;
+  float bv = x[0];
+  for (int k = 1; k < K; ++k)
+    if (x[k * cs] > bv) {
+      bv = x[k * cs];
+      best = k;
+    }
+  return best;
+}
+
 struct CeArgs {
   Vol logits;             // N x K x D x H x W
   const uint8_t* labels;  // N x D x H x W packed

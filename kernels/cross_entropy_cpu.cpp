@@ -46,16 +46,8 @@ void argmax_channels_cpu(const Vol& logits, uint8_t* labels) {
   for (int n = 0; n < logits.n; ++n) {
     const float* xn = logits.p + n * logits.sn;
 #pragma omp parallel for schedule(static) if (dhw * logits.c >= kOmpMinWork)
-    for (int64_t v = 0; v < dhw; ++v) {
-      int best = 0;
-      float bv = xn[v];
-      for (int k = 1; k < logits.c; ++k)
-        if (xn[k * dhw + v] > bv) {
-          bv = xn[k * dhw + v];
-          best = k;
-        }
-      labels[n * dhw + v] = uint8_t(best);
-    }
+    for (int64_t v = 0; v < dhw; ++v)
+      labels[n * dhw + v] = uint8_t(argmax_voxel(xn + v, dhw, logits.c));
   }
 }
 

@@ -19,37 +19,9 @@ __global__ void rescale_kernel(const float* __restrict__ in, float* out, int64_t
   }
 }
 
-// in: n values; out: 2 * gridDim.x partials (min, max). NaN is ignored (fminf/fmaxf).
-__global__ void minmax_kernel(const float* __restrict__ in, int64_t n, float* __restrict__ out) {
-  float mn = FLT_MAX, mx = -FLT_MAX;
-  CUSEG_GRID_STRIDE(i, n) {
-    mn = fminf(mn, in[i]);
-    mx = fmaxf(mx, in[i]);
-  }
-  __shared__ float smn[kThreads], smx[kThreads];
-  smn[threadIdx.x] = mn;
-  smx[threadIdx.x] = mx;
-  __syncthreads();
-  for (int off = kThreads / 2; off > 0; off >>= 1) {
-    if (int(threadIdx.x) < off) {
-      smn[threadIdx.x] = fminf(smn[threadIdx.x], smn[threadIdx.x + off]);
-      smx[threadIdx.x] = fmaxf(smx[threadIdx.x], smx[threadIdx.x + off]);
-    }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) {
-    out[2 * blockIdx.x] = smn[0];
-    out[2 * blockIdx.x + 1] = smx[0];
-  }
-}
-
-__global__ void minmax_final_kernel(const float* __restrict__ part, int blocks,
-                                    float* __restrict__ out) {
-  float mn = FLT_MAX, mx = -FLT_MAX;
-  for (int i = threadIdx.x; i < blocks; i += blockDim.x) {
-    mn = fminf(mn, part[2 * i]);
-    mx = fmaxf(mx, part[2 * i + 1]);
-  }
+// Tree reduction of each thread's (mn, mx) over the block (kThreads threads); thread 0
+// writes out[0] = min, out[1] = max.
+__device__ void block_minmax(float mn, float mx, float* out) {
   __shared__ float smn[kThreads], smx[kThreads];
   smn[threadIdx.x] = mn;
   smx[threadIdx.x] = mx;
@@ -65,6 +37,26 @@ __global__ void minmax_final_kernel(const float* __restrict__ part, int blocks,
     out[0] = smn[0];
     out[1] = smx[0];
   }
+}
+
+// in: n values; out: 2 * gridDim.x partials (min, max). NaN is ignored (fminf/fmaxf).
+__global__ void minmax_kernel(const float* __restrict__ in, int64_t n, float* __restrict__ out) {
+  float mn = FLT_MAX, mx = -FLT_MAX;
+  CUSEG_GRID_STRIDE(i, n) {
+    mn = fminf(mn, in[i]);
+    mx = fmaxf(mx, in[i]);
+  }
+  block_minmax(mn, mx, out + 2 * blockIdx.x);
+}
+
+__global__ void minmax_final_kernel(const float* __restrict__ part, int blocks,
+                                    float* __restrict__ out) {
+  float mn = FLT_MAX, mx = -FLT_MAX;
+  for (int i = threadIdx.x; i < blocks; i += blockDim.x) {
+    mn = fminf(mn, part[2 * i]);
+    mx = fmaxf(mx, part[2 * i + 1]);
+  }
+  block_minmax(mn, mx, out);
 }
 
 }  // namespace
