@@ -126,6 +126,14 @@ Geometry reoriented_geometry(const Reorientation& r) {
   return g;
 }
 
+// Voxel (i, j, k) of the reoriented grid (extents ns) is voxel old[] of the original one.
+static void original_index(const Reorientation& r, const std::array<int, 3>& ns, int i, int j,
+                           int k, int old[3]) {
+  const int nidx[3] = {i, j, k};
+  for (int a = 0; a < 3; ++a)
+    old[r.perm[size_t(a)]] = r.flip[size_t(a)] ? ns[size_t(a)] - 1 - nidx[a] : nidx[a];
+}
+
 template <class T>
 Volume<T> reorient(const Volume<T>& in, const Reorientation& r) {
   CUSEG_CHECK(in.geo.size == r.original.size, "reorient: image size does not match the plan");
@@ -137,10 +145,8 @@ Volume<T> reorient(const Volume<T>& in, const Reorientation& r) {
   for (int k = 0; k < ns[2]; ++k)
     for (int j = 0; j < ns[1]; ++j)
       for (int i = 0; i < ns[0]; ++i, ++n) {
-        const int nidx[3] = {i, j, k};
         int old[3];
-        for (int a = 0; a < 3; ++a)
-          old[r.perm[size_t(a)]] = r.flip[size_t(a)] ? ns[size_t(a)] - 1 - nidx[a] : nidx[a];
+        original_index(r, ns, i, j, k, old);
         out.v[size_t(n)] = in.at(old[0], old[1], old[2]);
       }
   return out;
@@ -160,10 +166,8 @@ Volume<T> reorient_back(const Volume<T>& in, const Reorientation& r) {
   for (int k = 0; k < ns[2]; ++k)
     for (int j = 0; j < ns[1]; ++j)
       for (int i = 0; i < ns[0]; ++i, ++n) {
-        const int nidx[3] = {i, j, k};
         int old[3];
-        for (int a = 0; a < 3; ++a)
-          old[r.perm[size_t(a)]] = r.flip[size_t(a)] ? ns[size_t(a)] - 1 - nidx[a] : nidx[a];
+        original_index(r, ns, i, j, k, old);
         out.at(old[0], old[1], old[2]) = in.v[size_t(n)];
       }
   return out;
