@@ -60,12 +60,13 @@ struct UNet3D::Impl {
 
   size_t bytes() const {
     size_t s = 0;
-    for (auto* v :
-         {&t1, &pooled, &cat, &dt1, &dout, &g_t1, &g_skip, &g_pooled, &g_cat, &g_dt1, &g_dout})
+    for (auto* v : {&t1, &pooled, &cat, &dt1, &dout, &g_pooled, &g_cat, &g_dt1, &g_dout})
       for (auto& t : *v)
         if (t.defined()) s += t.nbytes();
-    // skip[l] is a view into cat[l] except at the deepest level, where it owns its memory.
-    if (!skip.empty() && skip.back().defined()) s += skip.back().nbytes();
+    // skip[l] is a view into cat[l] and g_skip[l] / g_t1[l] alias g_dout[l] / g_dt1[l], except
+    // at the deepest level, where they own their memory.
+    for (auto* v : {&skip, &g_skip, &g_t1})
+      if (!v->empty() && v->back().defined()) s += v->back().nbytes();
     return s + (logits.defined() ? logits.nbytes() : 0);
   }
 };
@@ -254,14 +255,20 @@ void UNet3D::backward(Context& ctx, const Tensor& grad_logits) {
   const int L = int(cfg_.filters.size());
   const auto& f = cfg_.filters;
   if (!m.grads_planned) {
+    // Decoder level l's gradients (g_dout, g_dt1) are dead before encoder level l's
+    // (g_skip, g_t1) are first written, and they have the same shape [N, f_l, ...]: one
+    // buffer serves both (saves 2 f_l channels per level).
     for (int l = 0; l < L; ++l) {
-      m.g_t1[l] = Tensor::empty(m.t1[l].shape(), DType::F32, dev_);
-      m.g_skip[l] = Tensor::empty(m.t1[l].shape(), DType::F32, dev_);
       if (l < L - 1) {
         m.g_cat[l] = Tensor::empty(m.cat[l].shape(), DType::F32, dev_);
         m.g_pooled[l] = Tensor::empty(m.pooled[l].shape(), DType::F32, dev_);
         m.g_dt1[l] = Tensor::empty(m.dt1[l].shape(), DType::F32, dev_);
         m.g_dout[l] = Tensor::empty(m.dout[l].shape(), DType::F32, dev_);
+        m.g_t1[l] = m.g_dt1[l];
+        m.g_skip[l] = m.g_dout[l];
+      } else {
+        m.g_t1[l] = Tensor::empty(m.t1[l].shape(), DType::F32, dev_);
+        m.g_skip[l] = Tensor::empty(m.t1[l].shape(), DType::F32, dev_);
       }
     }
     m.grads_planned = true;
