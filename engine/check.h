@@ -28,6 +28,14 @@ class Error : public std::runtime_error {
     }                                                                      \
   } while (0)
 
+// CUSEG_REQUIRE(cond, msg): for bad input (a file, a flag, a config value) rather than a
+// broken invariant: throws cuseg::Error with the message alone, which must name the file or
+// key and what was expected; the user gets no source location they cannot act on.
+#define CUSEG_REQUIRE(cond, msg)   \
+  do {                             \
+    if (!(cond)) CUSEG_THROW(msg); \
+  } while (0)
+
 // Throws with a message alone (input errors: names the file and what was expected).
 #define CUSEG_THROW(msg)                   \
   do {                                     \

@@ -99,7 +99,7 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    CUSEG_CHECK(out.good(), "cannot open " << tmp << " for writing");
+    CUSEG_REQUIRE(out.good(), "cannot open " << tmp << " for writing");
     unsigned char lenbuf[8];
     for (int i = 0; i < 8; ++i) lenbuf[i] = static_cast<unsigned char>(hlen >> (8 * i));
     out.write(reinterpret_cast<const char*>(lenbuf), 8);
@@ -120,18 +120,18 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
 
 std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* meta) {
   std::ifstream in(path, std::ios::binary);
-  CUSEG_CHECK(in.good(), "cannot open checkpoint " << path);
+  CUSEG_REQUIRE(in.good(), "cannot open checkpoint " << path);
   in.seekg(0, std::ios::end);
   const uint64_t fsize = uint64_t(in.tellg());
   in.seekg(0);
-  CUSEG_CHECK(fsize >= 8, path << ": not a safetensors file (only " << fsize << " bytes)");
+  CUSEG_REQUIRE(fsize >= 8, path << ": not a safetensors file (only " << fsize << " bytes)");
   unsigned char lenbuf[8];
   in.read(reinterpret_cast<char*>(lenbuf), 8);
   uint64_t hlen = 0;
   for (int i = 0; i < 8; ++i) hlen |= uint64_t(lenbuf[i]) << (8 * i);
-  CUSEG_CHECK(hlen <= fsize - 8 && hlen < (uint64_t(100) << 20),
-              path << ": safetensors header length " << hlen << " exceeds the file (" << fsize
-                   << " bytes): truncated or not a safetensors file");
+  CUSEG_REQUIRE(hlen <= fsize - 8 && hlen < (uint64_t(100) << 20),
+                path << ": safetensors header length " << hlen << " exceeds the file (" << fsize
+                     << " bytes): truncated or not a safetensors file");
   std::string h(hlen, '\0');
   in.read(&h[0], std::streamsize(hlen));
   json header;
@@ -140,7 +140,7 @@ std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* met
   } catch (const std::exception& e) {
     CUSEG_THROW(path << ": safetensors header is not valid JSON (" << e.what() << ")");
   }
-  CUSEG_CHECK(header.is_object(), path << ": safetensors header is not a JSON object");
+  CUSEG_REQUIRE(header.is_object(), path << ": safetensors header is not a JSON object");
   const uint64_t data_bytes = fsize - 8 - hlen;
   std::vector<NamedTensor> out;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
@@ -153,28 +153,28 @@ std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* met
     }
     const json& e = it.value();
     DType dt;
-    CUSEG_CHECK(e.is_object() && e.contains("dtype") && e["dtype"].is_string() &&
-                    parse_dtype(e["dtype"].get<std::string>(), &dt) && e.contains("shape") &&
-                    e["shape"].is_array() && e.contains("data_offsets") &&
-                    e["data_offsets"].is_array() && e["data_offsets"].size() == 2,
-                path << ": bad safetensors entry for '" << it.key() << "'");
+    CUSEG_REQUIRE(e.is_object() && e.contains("dtype") && e["dtype"].is_string() &&
+                      parse_dtype(e["dtype"].get<std::string>(), &dt) && e.contains("shape") &&
+                      e["shape"].is_array() && e.contains("data_offsets") &&
+                      e["data_offsets"].is_array() && e["data_offsets"].size() == 2,
+                  path << ": bad safetensors entry for '" << it.key() << "'");
     Shape shape;
     for (const auto& d : e["shape"]) {
-      CUSEG_CHECK(d.is_number_integer() && d.get<int64_t>() >= 0,
-                  path << ": bad shape for '" << it.key() << "'");
+      CUSEG_REQUIRE(d.is_number_integer() && d.get<int64_t>() >= 0,
+                    path << ": bad shape for '" << it.key() << "'");
       shape.push_back(d.get<int64_t>());
     }
     const uint64_t b = e["data_offsets"][0].get<uint64_t>(),
                    en = e["data_offsets"][1].get<uint64_t>();
     const uint64_t want = uint64_t(shape_numel(shape)) * dtype_size(dt);
-    CUSEG_CHECK(b <= en && en <= data_bytes && en - b == want,
-                path << ": tensor '" << it.key() << "' has data_offsets [" << b << ", " << en
-                     << ") but needs " << want << " bytes within " << data_bytes
-                     << " data bytes: truncated or corrupted file");
+    CUSEG_REQUIRE(b <= en && en <= data_bytes && en - b == want,
+                  path << ": tensor '" << it.key() << "' has data_offsets [" << b << ", " << en
+                       << ") but needs " << want << " bytes within " << data_bytes
+                       << " data bytes: truncated or corrupted file");
     Tensor t = Tensor::empty(shape, dt, Device::CPU);
     in.seekg(std::streamoff(8 + hlen + b));
     in.read(static_cast<char*>(t.raw()), std::streamsize(want));
-    CUSEG_CHECK(in.good(), path << ": read failed for tensor '" << it.key() << "'");
+    CUSEG_REQUIRE(in.good(), path << ": read failed for tensor '" << it.key() << "'");
     ranges.emplace_back(b, en);
     out.push_back({it.key(), t});
   }
@@ -182,12 +182,12 @@ std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* met
   std::sort(ranges.begin(), ranges.end());
   uint64_t pos = 0;
   for (auto& r : ranges) {
-    CUSEG_CHECK(r.first == pos, path << ": safetensors data has a hole or overlap at byte " << pos
-                                     << ": corrupted file");
+    CUSEG_REQUIRE(r.first == pos, path << ": safetensors data has a hole or overlap at byte " << pos
+                                       << ": corrupted file");
     pos = r.second;
   }
-  CUSEG_CHECK(pos == data_bytes, path << ": " << data_bytes - pos
-                                      << " trailing bytes after the last tensor: corrupted file");
+  CUSEG_REQUIRE(pos == data_bytes, path << ": " << data_bytes - pos
+                                        << " trailing bytes after the last tensor: corrupted file");
   return out;
 }
 
@@ -226,17 +226,17 @@ Metadata load_checkpoint(const std::string& path, const std::vector<Param*>& par
   for (auto& nt : ts) by_name[nt.name] = nt.tensor;
   for (Param* p : params) {
     auto it = by_name.find(p->name);
-    CUSEG_CHECK(it != by_name.end(), path << ": missing parameter '" << p->name << "'");
+    CUSEG_REQUIRE(it != by_name.end(), path << ": missing parameter '" << p->name << "'");
     Tensor t = reverse_spatial(it->second);
-    CUSEG_CHECK(t.shape() == p->value.shape() && t.dtype() == DType::F32,
-                path << ": parameter '" << p->name << "' has shape "
-                     << shape_str(it->second.shape()) << ", model expects (stored order) "
-                     << shape_str(reverse_spatial(Tensor::empty(p->value.shape())).shape()));
+    CUSEG_REQUIRE(t.shape() == p->value.shape() && t.dtype() == DType::F32,
+                  path << ": parameter '" << p->name << "' has shape "
+                       << shape_str(it->second.shape()) << ", model expects (stored order) "
+                       << shape_str(reverse_spatial(Tensor::empty(p->value.shape())).shape()));
     p->value.copy_from(t);
   }
-  CUSEG_CHECK(by_name.size() == params.size(),
-              path << ": holds " << by_name.size() << " tensors, the model has " << params.size()
-                   << " parameters (a different network configuration?)");
+  CUSEG_REQUIRE(by_name.size() == params.size(),
+                path << ": holds " << by_name.size() << " tensors, the model has " << params.size()
+                     << " parameters (a different network configuration?)");
   if (opt) {
     const std::string op = optimizer_state_path(path);
     std::ifstream probe(op);
@@ -249,12 +249,12 @@ Metadata load_checkpoint(const std::string& path, const std::vector<Param*>& par
         for (int which = 0; which < 2; ++which) {
           const std::string n = (which ? "exp_avg_sq." : "exp_avg.") + params[i]->name;
           auto it = ob.find(n);
-          CUSEG_CHECK(it != ob.end() && it->second.shape() == params[i]->value.shape(),
-                      op << ": missing or mis-shaped optimiser tensor '" << n << "'");
+          CUSEG_REQUIRE(it != ob.end() && it->second.shape() == params[i]->value.shape(),
+                        op << ": missing or mis-shaped optimiser tensor '" << n << "'");
           (which ? opt->exp_avg_sq()[i] : opt->exp_avg()[i]).copy_from(it->second);
         }
       }
-      CUSEG_CHECK(om.count("step"), op << ": no 'step' in metadata");
+      CUSEG_REQUIRE(om.count("step"), op << ": no 'step' in metadata");
       opt->set_steps(std::stoll(om["step"]));
     }
   }
