@@ -156,13 +156,13 @@ CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, size_t m
   const std::string tmp = temp_sibling(output);
   try {
     data::write_label(mask, tmp);
-    CUSEG_CHECK(fs::exists(tmp), output << ": the image writer did not create " << tmp);
+    CUSEG_REQUIRE(fs::exists(tmp), output << ": the image writer did not create " << tmp);
     const data::FileInfo info = data::read_info(tmp);
     std::string why;
-    CUSEG_CHECK(info.geo.size == img.geo.size && data::same_grid(info.geo, img.geo, &why),
-                output << ": written mask does not match the input grid: " << why);
-    CUSEG_CHECK(info.component_type == "unsigned_char",
-                output << ": written mask is " << info.component_type << ", expected uint8");
+    CUSEG_REQUIRE(info.geo.size == img.geo.size && data::same_grid(info.geo, img.geo, &why),
+                  output << ": written mask does not match the input grid: " << why);
+    CUSEG_REQUIRE(info.component_type == "unsigned_char",
+                  output << ": written mask is " << info.component_type << ", expected uint8");
     fs::rename(tmp, output);
   } catch (...) {
     std::error_code ec;
@@ -280,8 +280,8 @@ int run(const Options& o) {
   if (o.batch > 0) gopt.batch = o.batch;
   if (!o.mode.empty()) gopt.mode = parse_mode(o.mode);
   for (int a = 0; a < 3; ++a)
-    CUSEG_CHECK(gopt.overlap % 2 == 0 && gopt.overlap < gopt.patch[size_t(a)],
-                "--overlap " << gopt.overlap << ": must be even and smaller than the patch");
+    CUSEG_REQUIRE(gopt.overlap % 2 == 0 && gopt.overlap < gopt.patch[size_t(a)],
+                  "--overlap " << gopt.overlap << ": must be even and smaller than the patch");
   std::printf(
       "model %s (%lld parameters, patch %dx%dx%d, overlap %d, batch %d, mode %s) on %s, "
       "loaded in %.2f s\n",
@@ -289,7 +289,8 @@ int run(const Options& o) {
       gopt.patch[2], gopt.overlap, gopt.batch, o.mode.empty() ? m.cfg.mode.c_str() : o.mode.c_str(),
       device_name(dev), now_s() - t0);
 
-  CUSEG_CHECK(o.max_memory_mib >= 0, "--max-memory " << o.max_memory_mib << ": expected MiB >= 0");
+  CUSEG_REQUIRE(o.max_memory_mib >= 0,
+                "--max-memory " << o.max_memory_mib << ": expected MiB >= 0");
   const size_t mm = size_t(o.max_memory_mib * 1024.0 * 1024.0);
   const bool folder = fs::is_directory(o.input) && data::dicom_series_uids(o.input).empty();
   std::vector<CaseOut> done;
@@ -305,9 +306,9 @@ int run(const Options& o) {
         CUSEG_THROW(o.output << ": output must be a mask file name ending in .nii.gz, .nii, "
                                 ".nrrd, .mha or .mhd (with no other '.nii' in the name)");
     }
-    CUSEG_CHECK(!fs::is_directory(o.output),
-                o.output << ": is a folder; for a single input give the mask file name "
-                            "(e.g. mask.nii.gz)");
+    CUSEG_REQUIRE(!fs::is_directory(o.output),
+                  o.output << ": is a folder; for a single input give the mask file name "
+                              "(e.g. mask.nii.gz)");
     if (fs::path(o.output).has_parent_path())
       fs::create_directories(fs::path(o.output).parent_path());
     std::string id =
@@ -319,7 +320,7 @@ int run(const Options& o) {
     for (const auto& e : fs::directory_iterator(o.input))
       if (e.is_regular_file() && is_image_file(e.path())) files.push_back(e.path());
     std::sort(files.begin(), files.end());
-    CUSEG_CHECK(!files.empty(), o.input << ": no image files (.nii, .nii.gz, .nrrd, .mha, .mhd)");
+    CUSEG_REQUIRE(!files.empty(), o.input << ": no image files (.nii, .nii.gz, .nrrd, .mha, .mhd)");
     fs::create_directories(o.output);
     if (!o.preview.empty()) fs::create_directories(o.preview);
     for (const auto& f : files) {

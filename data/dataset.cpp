@@ -93,7 +93,7 @@ void scan_nifti(const std::string& path, const std::string& expected, Add& add) 
 
 // ---------------------------------------------------------------- discovery
 Dataset discover_decathlon(const std::string& dir) {
-  CUSEG_CHECK(fs::is_directory(dir), dir << ": not a folder (expected a Decathlon dataset)");
+  CUSEG_REQUIRE(fs::is_directory(dir), dir << ": not a folder (expected a Decathlon dataset)");
   Dataset d;
   d.root = dir;
   d.labels = default_labels();
@@ -125,8 +125,8 @@ Dataset discover_decathlon(const std::string& dir) {
     if (j.contains("training") && j["training"].is_array() && !j["training"].empty()) {
       d.source = "dataset.json";
       for (const auto& t : j["training"]) {
-        CUSEG_CHECK(t.contains("image") && t.contains("label"),
-                    js.string() << ": every training entry needs \"image\" and \"label\"");
+        CUSEG_REQUIRE(t.contains("image") && t.contains("label"),
+                      js.string() << ": every training entry needs \"image\" and \"label\"");
         CaseFiles c;
         c.image = (root / t["image"].get<std::string>()).lexically_normal().string();
         c.label = (root / t["label"].get<std::string>()).lexically_normal().string();
@@ -146,8 +146,8 @@ Dataset discover_decathlon(const std::string& dir) {
   d.source = "imagesTr/labelsTr pairs";
   const auto labels = list_images(root / "labelsTr", &d.notes);
   const auto images = list_images(root / "imagesTr", &d.notes);
-  CUSEG_CHECK(fs::is_directory(root / "imagesTr"),
-              dir << ": no dataset.json training list and no imagesTr/ folder");
+  CUSEG_REQUIRE(fs::is_directory(root / "imagesTr"),
+                dir << ": no dataset.json training list and no imagesTr/ folder");
   std::set<std::string> used;
   for (const auto& ln : labels) {
     const std::string ext = image_ext(ln);
@@ -187,7 +187,7 @@ Dataset discover_decathlon(const std::string& dir) {
 }
 
 Dataset discover_loose(const std::string& dir) {
-  CUSEG_CHECK(fs::is_directory(dir), dir << ": not a folder");
+  CUSEG_REQUIRE(fs::is_directory(dir), dir << ": not a folder");
   Dataset d;
   d.root = dir;
   d.source = "loose files";
@@ -240,10 +240,11 @@ Dataset discover(const std::string& dir) {
 
 // ---------------------------------------------------------------- splits
 Split make_split(std::vector<std::string> ids, double val_fraction, uint64_t seed) {
-  CUSEG_CHECK(val_fraction >= 0 && val_fraction < 1,
-              "split: validation fraction must be in [0, 1), got " << val_fraction);
+  CUSEG_REQUIRE(val_fraction >= 0 && val_fraction < 1,
+                "split: validation fraction must be in [0, 1), got " << val_fraction);
   std::sort(ids.begin(), ids.end());
-  CUSEG_CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end(), "split: duplicate case ids");
+  CUSEG_REQUIRE(std::adjacent_find(ids.begin(), ids.end()) == ids.end(),
+                "split: duplicate case ids");
   portable_shuffle(ids, seed);
   size_t nval = size_t(std::lround(double(ids.size()) * val_fraction));
   if (val_fraction > 0 && ids.size() >= 2) nval = std::max<size_t>(nval, 1);
@@ -262,7 +263,7 @@ void write_split(const Split& s, const std::string& path) {
   j["train"] = s.train;
   j["val"] = s.val;
   std::ofstream f(path);
-  CUSEG_CHECK(f.good(), path << ": cannot write the split file");
+  CUSEG_REQUIRE(f.good(), path << ": cannot write the split file");
   f << j.dump(2) << "\n";
 }
 
@@ -270,7 +271,7 @@ Split read_split(const std::string& path) {
   json j;
   try {
     std::ifstream f(path);
-    CUSEG_CHECK(f.good(), path << ": cannot read the split file");
+    CUSEG_REQUIRE(f.good(), path << ": cannot read the split file");
     f >> j;
     Split s;
     s.seed = j.value("seed", uint64_t(0));
@@ -290,14 +291,14 @@ Split load_or_create_split(const std::string& path, const std::vector<std::strin
     std::set<std::string> have(ids.begin(), ids.end()), in_split;
     for (const auto& v : {s.train, s.val})
       for (const auto& id : v) {
-        CUSEG_CHECK(have.count(id),
-                    path << ": case '" << id << "' is in the split but not in the dataset");
+        CUSEG_REQUIRE(have.count(id),
+                      path << ": case '" << id << "' is in the split but not in the dataset");
         in_split.insert(id);
       }
     for (const auto& id : ids)
-      CUSEG_CHECK(in_split.count(id), path << ": dataset case '" << id
-                                           << "' is missing from the split (delete the file to "
-                                              "make a new split)");
+      CUSEG_REQUIRE(in_split.count(id), path << ": dataset case '" << id
+                                             << "' is missing from the split (delete the file to "
+                                                "make a new split)");
     return s;
   }
   Split s = make_split(ids, val_fraction, seed);
@@ -419,7 +420,7 @@ std::shared_ptr<const VolumeCache::Entry> VolumeCache::get(const CaseFiles& c) {
   });
   std::lock_guard<std::mutex> lk(mu_);
   auto it = entries_.find(key);
-  CUSEG_CHECK(it != entries_.end(), c.image << ": failed to load into the cache");
+  CUSEG_REQUIRE(it != entries_.end(), c.image << ": failed to load into the cache");
   return it->second;
 }
 

@@ -85,11 +85,11 @@ typename TImage::Pointer make_itk(const Geometry& g) {
 // Header checks shared by the readers: exists, readable by some ImageIO, 3-D scalar.
 FileInfo checked_info(const std::string& path) {
   FileInfo info = read_info(path);
-  CUSEG_CHECK(info.components == 1, path << ": expected a scalar image, found " << info.components
-                                         << " components per voxel");
+  CUSEG_REQUIRE(info.components == 1, path << ": expected a scalar image, found " << info.components
+                                           << " components per voxel");
   bool extra_ok = true;
   for (int d = 3; d < info.dimensions; ++d) extra_ok = extra_ok && info.extent[d] == 1;
-  CUSEG_CHECK(
+  CUSEG_REQUIRE(
       info.dimensions >= 3 && extra_ok,
       path << ": expected a 3-D image, found " << info.dimensions << "-D with extent " << [&] {
         std::ostringstream os;
@@ -137,9 +137,9 @@ void write_itk(const TImg& vol, const std::string& path,
   // "a.nii.nii.gz" as "a.nii.gz": a writer that "succeeds" without the requested file is an
   // error here, never a lost output.
   std::error_code ec;
-  CUSEG_CHECK(fs::is_regular_file(path, ec),
-              path << ": the image writer reported success but did not create this file "
-                      "(NIfTI names must end in a single .nii or .nii.gz)");
+  CUSEG_REQUIRE(fs::is_regular_file(path, ec),
+                path << ": the image writer reported success but did not create this file "
+                        "(NIfTI names must end in a single .nii or .nii.gz)");
 }
 
 }  // namespace
@@ -147,10 +147,10 @@ void write_itk(const TImg& vol, const std::string& path,
 // ---------------------------------------------------------------- reading
 FileInfo read_info(const std::string& path) {
   register_factories();
-  CUSEG_CHECK(fs::exists(path), path << ": no such file");
+  CUSEG_REQUIRE(fs::exists(path), path << ": no such file");
   auto io = itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::ImageIOFactory::ReadMode);
-  CUSEG_CHECK(io, path << ": not a readable image (expected NIfTI .nii/.nii.gz, NRRD, "
-                          "MetaImage .mha/.mhd or DICOM)");
+  CUSEG_REQUIRE(io, path << ": not a readable image (expected NIfTI .nii/.nii.gz, NRRD, "
+                            "MetaImage .mha/.mhd or DICOM)");
   FileInfo info;
   info.path = path;
   try {
@@ -211,7 +211,7 @@ LabelMap read_label(const std::string& path) {
 
 std::vector<std::string> dicom_series_uids(const std::string& dir) {
   register_factories();
-  CUSEG_CHECK(fs::is_directory(dir), dir << ": not a folder (expected a DICOM series folder)");
+  CUSEG_REQUIRE(fs::is_directory(dir), dir << ": not a folder (expected a DICOM series folder)");
   auto names = itk::GDCMSeriesFileNames::New();
   names->SetUseSeriesDetails(true);
   names->SetDirectory(dir);
@@ -221,10 +221,10 @@ std::vector<std::string> dicom_series_uids(const std::string& dir) {
 Image read_dicom_series(const std::string& dir, const std::string& series_uid) {
   register_factories();
   auto uids = dicom_series_uids(dir);
-  CUSEG_CHECK(!uids.empty(), dir << ": no DICOM series found in this folder");
+  CUSEG_REQUIRE(!uids.empty(), dir << ": no DICOM series found in this folder");
   std::string uid = series_uid.empty() ? uids.front() : series_uid;
-  CUSEG_CHECK(std::find(uids.begin(), uids.end(), uid) != uids.end(),
-              dir << ": no DICOM series with UID " << uid);
+  CUSEG_REQUIRE(std::find(uids.begin(), uids.end(), uid) != uids.end(),
+                dir << ": no DICOM series with UID " << uid);
   auto names = itk::GDCMSeriesFileNames::New();
   names->SetUseSeriesDetails(true);
   names->SetDirectory(dir);
@@ -260,14 +260,14 @@ Image read_dicom_series(const std::string& dir, const std::string& series_uid) {
 NonFiniteScan scan_nifti_nonfinite(const std::string& path) {
   NonFiniteScan r;
   gzFile f = gzopen(path.c_str(), "rb");
-  CUSEG_CHECK(f != nullptr, path << ": cannot open for the NaN/Inf scan");
+  CUSEG_REQUIRE(f != nullptr, path << ": cannot open for the NaN/Inf scan");
   struct Closer {
     gzFile f;
     ~Closer() { gzclose(f); }
   } closer{f};
   std::array<unsigned char, 540> h{};
   const int got = gzread(f, h.data(), unsigned(h.size()));
-  CUSEG_CHECK(got >= 348, path << ": too short for a NIfTI header (" << got << " bytes)");
+  CUSEG_REQUIRE(got >= 348, path << ": too short for a NIfTI header (" << got << " bytes)");
   auto rd = [&](size_t off, void* dst, size_t n, bool swap) {
     std::memcpy(dst, h.data() + off, n);
     if (swap) std::reverse(static_cast<unsigned char*>(dst), static_cast<unsigned char*>(dst) + n);
@@ -279,14 +279,14 @@ NonFiniteScan scan_nifti_nonfinite(const std::string& path) {
     rd(0, &sz, 4, true);
     swap = true;
   }
-  CUSEG_CHECK(sz == 348 || sz == 540,
-              path << ": not a NIfTI file (sizeof_hdr is neither 348 nor 540)");
+  CUSEG_REQUIRE(sz == 348 || sz == 540,
+                path << ": not a NIfTI file (sizeof_hdr is neither 348 nor 540)");
   int16_t datatype = 0;
   int64_t dim[8] = {};
   int64_t vox_offset = 0;
   if (sz == 348) {
-    CUSEG_CHECK(std::memcmp(h.data() + 344, "n+1", 4) == 0,
-                path << ": only single-file NIfTI-1 (magic n+1) is scanned");
+    CUSEG_REQUIRE(std::memcmp(h.data() + 344, "n+1", 4) == 0,
+                  path << ": only single-file NIfTI-1 (magic n+1) is scanned");
     rd(70, &datatype, 2, swap);
     for (int d = 0; d < 8; ++d) {
       int16_t v = 0;
@@ -297,8 +297,8 @@ NonFiniteScan scan_nifti_nonfinite(const std::string& path) {
     rd(108, &off, 4, swap);
     vox_offset = int64_t(off);
   } else {
-    CUSEG_CHECK(got == 540 && std::memcmp(h.data() + 4, "n+2", 4) == 0,
-                path << ": only single-file NIfTI-2 (magic n+2) is scanned");
+    CUSEG_REQUIRE(got == 540 && std::memcmp(h.data() + 4, "n+2", 4) == 0,
+                  path << ": only single-file NIfTI-2 (magic n+2) is scanned");
     rd(12, &datatype, 2, swap);
     for (int d = 0; d < 8; ++d) rd(16 + 8 * size_t(d), &dim[d], 8, swap);
     rd(168, &vox_offset, 8, swap);
@@ -306,21 +306,21 @@ NonFiniteScan scan_nifti_nonfinite(const std::string& path) {
   // NIFTI_TYPE_FLOAT32 = 16, NIFTI_TYPE_FLOAT64 = 64 (nifti1.h). Integer types cannot hold NaN.
   if (datatype != 16 && datatype != 64) return r;
   r.checked = true;
-  CUSEG_CHECK(dim[0] >= 1 && dim[0] <= 7, path << ": bad dim[0] " << dim[0]);
+  CUSEG_REQUIRE(dim[0] >= 1 && dim[0] <= 7, path << ": bad dim[0] " << dim[0]);
   int64_t nvox = 1;
   for (int d = 1; d <= dim[0]; ++d) nvox *= std::max<int64_t>(dim[d], 1);
   r.size = {int(dim[1]), dim[0] >= 2 ? int(dim[2]) : 1, dim[0] >= 3 ? int(dim[3]) : 1};
-  CUSEG_CHECK(gzseek(f, z_off_t(vox_offset), SEEK_SET) == z_off_t(vox_offset),
-              path << ": cannot seek to the voxel data at byte " << vox_offset);
+  CUSEG_REQUIRE(gzseek(f, z_off_t(vox_offset), SEEK_SET) == z_off_t(vox_offset),
+                path << ": cannot seek to the voxel data at byte " << vox_offset);
   const size_t bytes = datatype == 16 ? 4 : 8;
   std::vector<unsigned char> buf(size_t(1) << 20);
   int64_t n = 0;
   while (n < nvox) {
     const size_t want = size_t(std::min<int64_t>(nvox - n, int64_t(buf.size() / bytes))) * bytes;
     const int k = gzread(f, buf.data(), unsigned(want));
-    CUSEG_CHECK(k == int(want), path << ": voxel data ends after "
-                                     << n + std::max(k, 0) / int(bytes) << " of " << nvox
-                                     << " voxels");
+    CUSEG_REQUIRE(k == int(want), path << ": voxel data ends after "
+                                       << n + std::max(k, 0) / int(bytes) << " of " << nvox
+                                       << " voxels");
     for (size_t q = 0; q < want; q += bytes, ++n) {
       bool finite;
       if (swap) std::reverse(buf.data() + q, buf.data() + q + bytes);
@@ -346,9 +346,9 @@ NonFiniteScan scan_nifti_nonfinite(const std::string& path) {
 
 // ---------------------------------------------------------------- writing
 void write_image(const Image& img, const std::string& path, PixelType type) {
-  CUSEG_CHECK(int64_t(img.v.size()) == img.geo.numel(),
-              path << ": image buffer has " << img.v.size() << " values, geometry needs "
-                   << img.geo.numel());
+  CUSEG_REQUIRE(int64_t(img.v.size()) == img.geo.numel(),
+                path << ": image buffer has " << img.v.size() << " values, geometry needs "
+                     << img.geo.numel());
   switch (type) {
     case PixelType::Float32:
       write_itk<float>(img, path, [&](size_t n) { return img.v[n]; });
@@ -356,16 +356,16 @@ void write_image(const Image& img, const std::string& path, PixelType type) {
     case PixelType::Int16:
       write_itk<int16_t>(img, path, [&](size_t n) {
         const float r = std::nearbyint(img.v[n]);
-        CUSEG_CHECK(r >= -32768.f && r <= 32767.f,
-                    path << ": value " << img.v[n] << " does not fit int16");
+        CUSEG_REQUIRE(r >= -32768.f && r <= 32767.f,
+                      path << ": value " << img.v[n] << " does not fit int16");
         return int16_t(r);
       });
       break;
     case PixelType::UInt8:
       write_itk<uint8_t>(img, path, [&](size_t n) {
         const float r = std::nearbyint(img.v[n]);
-        CUSEG_CHECK(r >= 0.f && r <= 255.f,
-                    path << ": value " << img.v[n] << " does not fit uint8");
+        CUSEG_REQUIRE(r >= 0.f && r <= 255.f,
+                      path << ": value " << img.v[n] << " does not fit uint8");
         return uint8_t(r);
       });
       break;
@@ -373,9 +373,9 @@ void write_image(const Image& img, const std::string& path, PixelType type) {
 }
 
 void write_label(const LabelMap& lab, const std::string& path) {
-  CUSEG_CHECK(int64_t(lab.v.size()) == lab.geo.numel(),
-              path << ": label buffer has " << lab.v.size() << " values, geometry needs "
-                   << lab.geo.numel());
+  CUSEG_REQUIRE(int64_t(lab.v.size()) == lab.geo.numel(),
+                path << ": label buffer has " << lab.v.size() << " values, geometry needs "
+                     << lab.geo.numel());
   write_itk<uint8_t>(lab, path, [&](size_t n) { return lab.v[n]; });
 }
 
@@ -385,10 +385,10 @@ void write_dicom_series(const Image& img, const std::string& dir) {
   const double* d = g.direction.data();
   const double det = d[0] * (d[4] * d[8] - d[5] * d[7]) - d[1] * (d[3] * d[8] - d[5] * d[6]) +
                      d[2] * (d[3] * d[7] - d[4] * d[6]);
-  CUSEG_CHECK(det > 0, dir << ": a DICOM slice stack needs a right-handed direction "
-                              "(determinant +1); this image is "
-                           << orientation_code(g) << " with determinant " << det
-                           << " (reorient it first)");
+  CUSEG_REQUIRE(det > 0, dir << ": a DICOM slice stack needs a right-handed direction "
+                                "(determinant +1); this image is "
+                             << orientation_code(g) << " with determinant " << det
+                             << " (reorient it first)");
   fs::create_directories(dir);
   using Image3 = itk::Image<int16_t, 3>;
   using Image2 = itk::Image<int16_t, 2>;
@@ -396,8 +396,8 @@ void write_dicom_series(const Image& img, const std::string& dir) {
   int16_t* buf = im->GetBufferPointer();
   for (size_t n = 0; n < img.v.size(); ++n) {
     const float r = std::nearbyint(img.v[n]);
-    CUSEG_CHECK(r >= -32768.f && r <= 32767.f,
-                dir << ": value " << img.v[n] << " does not fit int16 (DICOM CT)");
+    CUSEG_REQUIRE(r >= -32768.f && r <= 32767.f,
+                  dir << ": value " << img.v[n] << " does not fit int16 (DICOM CT)");
     buf[n] = int16_t(r);
   }
   // Deterministic-format UIDs under the UUID-derived root 2.25 (DICOM PS3.5 B.2).

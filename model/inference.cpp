@@ -47,8 +47,8 @@ Preprocessed preprocess(const RunConfig& cfg, const Image& image, const LabelMap
   Preprocessed p;
   if (label) {
     std::string why;
-    CUSEG_CHECK(data::same_grid(image.geo, label->geo, &why),
-                "image and label grids differ: " << why);
+    CUSEG_REQUIRE(data::same_grid(image.geo, label->geo, &why),
+                  "image and label grids differ: " << why);
   }
   // 1. Orientation: a pure permutation/flip, exactly invertible.
   p.reorientation = data::plan_reorientation(image.geo, cfg.orientation);
