@@ -217,6 +217,9 @@ def main():
     os.makedirs(args.out_dir, exist_ok=True)
     out = {"meta": meta, "profile_args": {b: PROFILES[profile][b]["args"] for b in benches},
            "summary": summary, "runs": log}
+    # Results are committed: record paths relative to the repository, not the machine's.
+    out = json.loads(json.dumps(out).replace(ROOT + os.sep, ""))
+    meta = out["meta"]
     with open(os.path.join(args.out_dir, stem + ".json"), "w") as f:
         json.dump(out, f, indent=2)
     with open(os.path.join(args.out_dir, stem + ".md"), "w") as f:
