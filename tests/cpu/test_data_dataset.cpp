@@ -13,24 +13,15 @@
 #include "data/metrics.h"
 #include "data/phantom.h"
 #include "engine/check.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace cuseg::data;
 
-// Builds configured with CUSEG_WITH_ITK=OFF (the GPU check kit) have no image file I/O: the
-// tests that read or write files are skipped there (data/image_io_noitk.cpp says why).
-#define CUSEG_REQUIRE_FILE_IO()                                                              \
-  do {                                                                                       \
-    if (!CUSEG_HAVE_ITK) GTEST_SKIP() << "built with CUSEG_WITH_ITK=OFF: no image file I/O"; \
-  } while (0)
-
 namespace {
 
 fs::path tmp_dir(const std::string& name) {
-  fs::path p = fs::path(CUSEG_BINARY_DIR) / "test_tmp" / "data_dataset" / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
+  return scratch_dir("data_dataset", name);
 }
 
 Geometry small_geo() {

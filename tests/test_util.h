@@ -1,0 +1,22 @@
+// Helpers shared by the test files (tests/ is on every test's include path).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+// Builds configured with CUSEG_WITH_ITK=OFF (the GPU check kit) have no image file I/O: the
+// tests that read or write files are skipped there (data/image_io_noitk.cpp says why).
+#define CUSEG_REQUIRE_FILE_IO()                                                              \
+  do {                                                                                       \
+    if (!CUSEG_HAVE_ITK) GTEST_SKIP() << "built with CUSEG_WITH_ITK=OFF: no image file I/O"; \
+  } while (0)
+
+// A fresh, empty scratch folder <build>/test_tmp/<suite>/<name>.
+inline std::filesystem::path scratch_dir(const std::string& suite, const std::string& name) {
+  namespace fs = std::filesystem;
+  fs::path p = fs::path(CUSEG_BINARY_DIR) / "test_tmp" / suite / name;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
