@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "kernels/conv3d.h"
+#include "kernels/elementwise.h"
 
 namespace cuseg {
 
@@ -74,6 +75,20 @@ void col2im_add(const float* gcol, int cin, int d, int h, int w, int k, int z0, 
   }
 }
 
+// The column matrix [Cin*k^3][dz*H*W] of output planes [z0, z0 + dz) of one batch element
+// xn, and its leading dimension: a 1x1 conv reads the input itself (ld = D*H*W).
+const float* slab_columns(const float* xn, const Vol& x, int k, int z0, int dz, float* col,
+                          int64_t* ld) {
+  const int64_t hw = int64_t(x.h) * x.w;
+  if (k == 1) {
+    *ld = x.spatial();
+    return xn + z0 * hw;
+  }
+  im2col(xn, x.c, x.d, x.h, x.w, k, z0, dz, col);
+  *ld = dz * hw;
+  return col;
+}
+
 }  // namespace
 
 size_t conv3d_cpu_workspace_floats(const Vol& x, int k, bool backward_gx) {
@@ -94,26 +109,13 @@ void conv3d_forward_cpu(const Vol& x, const float* w, const float* b, int k, con
     float* yn = y.p + n * y.sn;
     for (int z0 = 0; z0 < x.d; z0 += dz_max) {
       const int dz = std::min(dz_max, x.d - z0);
-      const float* B = xn + z0 * hw;
-      int64_t ldb = dhw;
-      if (k != 1) {
-        im2col(xn, x.c, x.d, x.h, x.w, k, z0, dz, col);
-        B = col;
-        ldb = dz * hw;
-      }
+      int64_t ldb;
+      const float* B = slab_columns(xn, x, k, z0, dz, col, &ldb);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, y.c, int(dz * hw), rows, 1.f, w, rows,
                   B, int(ldb), 0.f, yn + z0 * hw, int(dhw));
     }
-#pragma omp parallel for schedule(static) if (y.per_batch() >= kOmpMinWork)
-    for (int co = 0; co < y.c; ++co) {
-      float* yc = yn + co * dhw;
-      const float bias = b ? b[co] : 0.f;
-      for (int64_t i = 0; i < dhw; ++i) {
-        const float v = yc[i] + bias;
-        yc[i] = (relu && v < 0.f) ? 0.f : v;
-      }
-    }
   }
+  bias_relu_forward_cpu(y, b, relu);
 }
 
 void conv3d_backward_cpu(const Vol& x, const float* w, int k, const Vol& gy, const Vol& gx,
@@ -140,13 +142,8 @@ void conv3d_backward_cpu(const Vol& x, const float* w, int k, const Vol& gy, con
     for (int z0 = 0; z0 < x.d; z0 += dz_max) {
       const int dz = std::min(dz_max, x.d - z0);
       const float* A = gyn + z0 * hw;  // [Cout][dz*hw], ld dhw
-      const float* C = xn + z0 * hw;
-      int64_t ldc = dhw;
-      if (k != 1) {
-        im2col(xn, x.c, x.d, x.h, x.w, k, z0, dz, col);
-        C = col;
-        ldc = dz * hw;
-      }
+      int64_t ldc;
+      const float* C = slab_columns(xn, x, k, z0, dz, col, &ldc);
       if (gw)  // gw[Cout][rows] += gy[Cout][dz*hw] * col[rows][dz*hw]^T
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, gy.c, rows, int(dz * hw), 1.f, A,
                     int(dhw), C, int(ldc), 1.f, gw, rows);
