@@ -38,9 +38,7 @@ __global__ void bias_relu_kernel(Vol y, const float* __restrict__ b, bool relu, 
   CUSEG_GRID_STRIDE(i, total) {
     const int64_t r = i % per;
     float* p = y.p + (i / per) * y.sn + r;
-    float v = *p;
-    if (b) v += b[r / dhw];
-    *p = relu ? relu_fwd(v) : v;
+    *p = bias_relu(*p, b, int(r / dhw), relu);
   }
 }
 

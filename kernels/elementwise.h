@@ -13,7 +13,15 @@ CUSEG_HD float relu_bwd(float y, float g) {
   return y > 0.f ? g : 0.f;
 }
 
+// Conv epilogue: y + b (b may be null) then ReLU when asked.
+CUSEG_HD float bias_relu(float y, const float* b, int c, bool relu) {
+  const float v = b ? y + b[c] : y;
+  return relu ? relu_fwd(v) : v;
+}
+
 void relu_forward_cpu(const Vol& y);
+// y = relu?(y + b[c]) for every channel c, in place (the CPU conv's epilogue).
+void bias_relu_forward_cpu(const Vol& y, const float* b, bool relu);
 void relu_backward_cpu(const Vol& y, const Vol& g);
 void add_inplace_cpu(const Vol& dst, const Vol& src);
 

@@ -11,6 +11,17 @@ void relu_forward_cpu(const Vol& y) {
   }
 }
 
+void bias_relu_forward_cpu(const Vol& y, const float* b, bool relu) {
+  const int64_t dhw = y.spatial();
+  for (int n = 0; n < y.n; ++n) {
+#pragma omp parallel for schedule(static) if (y.per_batch() >= kOmpMinWork)
+    for (int c = 0; c < y.c; ++c) {
+      float* yc = y.at(n, c);
+      for (int64_t i = 0; i < dhw; ++i) yc[i] = bias_relu(yc[i], b, c, relu);
+    }
+  }
+}
+
 void relu_backward_cpu(const Vol& y, const Vol& g) {
   const int64_t per = y.per_batch();
   for (int n = 0; n < y.n; ++n) {

@@ -290,6 +290,24 @@ TEST(Parity, ReluAdd) {
     }
 }
 
+TEST(Parity, BiasRelu) {
+  // The conv epilogue the CUDA path uses when cuDNN refuses the fused conv + bias + ReLU.
+  REQUIRE_CUDA();
+  Devices dv;
+  std::mt19937 rng(14);
+  for (const Dims& s : kCheapShapes)
+    for (int variant = 0; variant < 3; ++variant) {  // bias + ReLU, bias only, ReLU only
+      const bool relu = variant != 1, with_bias = variant != 2;
+      const std::string tag = dims_str(s) + "_v" + std::to_string(variant);
+      Tensor y = int_tensor(shape_of(s), rng), b = int_tensor({s.c}, rng);
+      Tensor yg = place(y, Device::CUDA, true), bg = b.to(Device::CUDA);
+      Tensor yc = y.clone();
+      bias_relu_forward_cpu(yc.vol(), with_bias ? b.f32() : nullptr, relu);
+      bias_relu_forward_cuda(yg.vol(), with_bias ? bg.f32() : nullptr, relu, nullptr);
+      EXPECT_TRUE(close("bias_relu", tag, yc, yg, 0, 0, {{"y", y}, {"b", b}}));
+    }
+}
+
 // --------------------------------------------------------------------------- max pooling
 
 TEST(Parity, MaxPool) {
