@@ -139,10 +139,12 @@ CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, size_t m
                     .c_str()
               : ("grid, batch " + std::to_string(run_opt.batch)).c_str(),
         to_mib(inference_bytes(ctx, m.cfg.model, run_opt.patch, run_opt.batch)));
-    plan = {{"whole_volume", whole},
-            {"patch", {run_opt.patch[0], run_opt.patch[1], run_opt.patch[2]}},
-            {"batch", run_opt.batch},
-            {"max_memory_mib", to_mib(max_memory_bytes)}};
+    plan = {
+        {"whole_volume", whole},
+        {"patch", {run_opt.patch[0], run_opt.patch[1], run_opt.patch[2]}},
+        {"batch", run_opt.batch},
+        {"max_memory_mib", to_mib(max_memory_bytes)},
+        {"estimated_mib", to_mib(inference_bytes(ctx, m.cfg.model, run_opt.patch, run_opt.batch))}};
   }
   const Preprocessed pre = preprocess(m.cfg, img, nullptr, &run_opt.patch);
   t.add("preprocess", now_s() - t0);
