@@ -4,9 +4,9 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
-#include "engine/context.h"
-#include "engine/tensor.h"
-#include "model/unet3d.h"
+#include "cuseg/engine/context.h"
+#include "cuseg/engine/tensor.h"
+#include "cuseg/model/unet3d.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"cuseg build and model information"};

@@ -15,12 +15,12 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "data/image.h"
-#include "data/metrics.h"
-#include "engine/check.h"
-#include "engine/context.h"
-#include "model/inference.h"
-#include "model/report.h"
+#include "cuseg/data/image.h"
+#include "cuseg/data/metrics.h"
+#include "cuseg/core/check.h"
+#include "cuseg/engine/context.h"
+#include "cuseg/pipeline/inference.h"
+#include "cuseg/pipeline/report.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;

@@ -5,8 +5,8 @@
 #include <csignal>
 #include <cstdio>
 
-#include "model/config.h"
-#include "model/trainer.h"
+#include "cuseg/pipeline/config.h"
+#include "cuseg/pipeline/trainer.h"
 
 namespace {
 std::atomic<bool> g_stop{false};

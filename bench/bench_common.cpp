@@ -8,12 +8,12 @@
 #include <sstream>
 #include <thread>
 
-#include "engine/check.h"
+#include "cuseg/core/check.h"
 #if CUSEG_HAVE_CUDA
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
-#include "engine/cuda/cuda_check.h"
+#include "cuseg/engine/cuda/cuda_check.h"
 #endif
 
 namespace cuseg {

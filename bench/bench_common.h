@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "engine/tensor.h"
+#include "cuseg/engine/tensor.h"
 
 namespace cuseg {
 namespace bench {

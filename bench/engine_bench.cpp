@@ -32,22 +32,22 @@
 #include <vector>
 
 #include "bench_common.h"
-#include "data/phantom.h"
-#include "data/samplers.h"
-#include "data/transforms.h"
-#include "engine/check.h"
-#include "engine/context.h"
-#include "engine/memory.h"
-#include "engine/ops.h"
-#include "engine/optim.h"
-#include "kernels/crop_or_pad.h"
-#include "kernels/grid_aggregate.h"
-#include "model/unet3d.h"
+#include "cuseg/data/phantom.h"
+#include "cuseg/data/samplers.h"
+#include "cuseg/data/transforms.h"
+#include "cuseg/core/check.h"
+#include "cuseg/engine/context.h"
+#include "cuseg/engine/memory.h"
+#include "cuseg/engine/ops.h"
+#include "cuseg/engine/optim.h"
+#include "cuseg/kernels/crop_or_pad.h"
+#include "cuseg/kernels/grid_aggregate.h"
+#include "cuseg/model/unet3d.h"
 #if CUSEG_HAVE_CUDA
 #include <cuda_runtime.h>
 
-#include "engine/cuda/cuda_check.h"
-#include "engine/cuda/cuda_context.h"
+#include "cuseg/engine/cuda/cuda_check.h"
+#include "cuseg/engine/cuda/cuda_context.h"
 #endif
 
 using namespace cuseg;

@@ -1,5 +1,5 @@
 // Dataset discovery, splits, integrity check and volume cache (see data/dataset.h).
-#include "data/dataset.h"
+#include "cuseg/data/dataset.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +10,7 @@
 #include <set>
 #include <sstream>
 
-#include "engine/check.h"
+#include "cuseg/core/check.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "data/image.h"
+#include "cuseg/data/image.h"
 
 namespace cuseg {
 namespace data {

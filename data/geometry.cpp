@@ -5,8 +5,8 @@
 #include <sstream>
 #include <string>
 
-#include "data/image.h"
-#include "engine/check.h"
+#include "cuseg/data/image.h"
+#include "cuseg/core/check.h"
 
 namespace cuseg {
 namespace data {

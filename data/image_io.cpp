@@ -27,8 +27,8 @@
 #include <random>
 #include <sstream>
 
-#include "data/image.h"
-#include "engine/check.h"
+#include "cuseg/data/image.h"
+#include "cuseg/core/check.h"
 
 namespace fs = std::filesystem;
 

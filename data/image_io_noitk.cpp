@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "data/image.h"
-#include "engine/check.h"
+#include "cuseg/data/image.h"
+#include "cuseg/core/check.h"
 
 namespace cuseg {
 namespace data {

@@ -1,12 +1,12 @@
 // Segmentation metrics (see data/metrics.h for the definitions and the empty-mask policy).
-#include "data/metrics.h"
+#include "cuseg/data/metrics.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
 
-#include "engine/check.h"
+#include "cuseg/core/check.h"
 
 namespace cuseg {
 namespace data {

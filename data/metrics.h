@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "data/image.h"
+#include "cuseg/data/image.h"
 
 namespace cuseg {
 namespace data {

@@ -1,7 +1,7 @@
 // Synthetic abdominal CT phantom (see data/phantom.h for the anatomy and conventions).
 // Shapes are defined in mm in a patient frame: x toward the patient's Right, y Anterior,
 // z Superior (RAS), centred on the volume centre.
-#include "data/phantom.h"
+#include "cuseg/data/phantom.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "engine/check.h"
+#include "cuseg/core/check.h"
 
 namespace fs = std::filesystem;
 

@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <string>
 
-#include "data/image.h"
+#include "cuseg/data/image.h"
 
 namespace cuseg {
 namespace data {

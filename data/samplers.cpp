@@ -1,13 +1,13 @@
 // Samplers, grid aggregation and the patch queue (see data/samplers.h).
-#include "data/samplers.h"
+#include "cuseg/data/samplers.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <sstream>
 
-#include "data/transforms.h"
-#include "engine/check.h"
+#include "cuseg/data/transforms.h"
+#include "cuseg/core/check.h"
 
 namespace cuseg {
 namespace data {

@@ -17,8 +17,8 @@
 #include <thread>
 #include <vector>
 
-#include "data/image.h"
-#include "kernels/grid_aggregate.h"
+#include "cuseg/data/image.h"
+#include "cuseg/kernels/grid_aggregate.h"
 
 namespace cuseg {
 namespace data {

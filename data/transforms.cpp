@@ -1,13 +1,13 @@
 // CPU transforms (see data/transforms.h for the semantics).
-#include "data/transforms.h"
+#include "cuseg/data/transforms.h"
 
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
 
-#include "engine/check.h"
-#include "kernels/crop_or_pad.h"
-#include "kernels/rescale_intensity.h"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/crop_or_pad.h"
+#include "cuseg/kernels/rescale_intensity.h"
 
 namespace cuseg {
 namespace data {

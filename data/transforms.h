@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <random>
 
-#include "data/image.h"
+#include "cuseg/data/image.h"
 
 namespace cuseg {
 namespace data {

@@ -1,4 +1,4 @@
-#include "engine/checkpoint.h"
+#include "cuseg/engine/checkpoint.h"
 
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "engine/check.h"
+#include "cuseg/core/check.h"
 
 namespace cuseg {
 

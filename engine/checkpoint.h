@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/optim.h"
-#include "engine/param.h"
-#include "engine/tensor.h"
+#include "cuseg/engine/optim.h"
+#include "cuseg/engine/param.h"
+#include "cuseg/engine/tensor.h"
 
 namespace cuseg {
 

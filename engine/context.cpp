@@ -1,9 +1,9 @@
-#include "engine/context.h"
+#include "cuseg/engine/context.h"
 
-#include "engine/check.h"
-#include "engine/tensor.h"
+#include "cuseg/core/check.h"
+#include "cuseg/engine/tensor.h"
 #if CUSEG_HAVE_CUDA
-#include "engine/cuda/cuda_context.h"
+#include "cuseg/engine/cuda/cuda_context.h"
 #endif
 
 namespace cuseg {

@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/memory.h"
+#include "cuseg/engine/memory.h"
 
 namespace cuseg {
 

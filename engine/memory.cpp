@@ -1,8 +1,8 @@
-#include "engine/memory.h"
+#include "cuseg/engine/memory.h"
 
 #include <cstdlib>
 
-#include "engine/check.h"
+#include "cuseg/core/check.h"
 
 namespace cuseg {
 

@@ -1,18 +1,18 @@
 // Layer ops: shape checks, then dispatch to the CPU reference kernels or the CUDA backend.
-#include "engine/ops.h"
+#include "cuseg/engine/ops.h"
 
 #include <cmath>
 
-#include "engine/check.h"
-#include "kernels/adam.h"
-#include "kernels/conv3d.h"
-#include "kernels/cross_entropy.h"
-#include "kernels/elementwise.h"
-#include "kernels/maxpool3d.h"
-#include "kernels/upsample.h"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/adam.h"
+#include "cuseg/kernels/conv3d.h"
+#include "cuseg/kernels/cross_entropy.h"
+#include "cuseg/kernels/elementwise.h"
+#include "cuseg/kernels/maxpool3d.h"
+#include "cuseg/kernels/upsample.h"
 #if CUSEG_HAVE_CUDA
-#include "engine/cuda/cuda_context.h"
-#include "engine/cuda/cudnn_ops.h"
+#include "cuseg/engine/cuda/cuda_context.h"
+#include "cuseg/engine/cuda/cudnn_ops.h"
 #endif
 
 namespace cuseg {
@@ -36,6 +36,11 @@ void same_shape(const Tensor& a, const Tensor& b, const char* what) {
 // first step these come from the pool's cache (no page faults, counted in peak memory).
 Tensor cpu_workspace(size_t floats) {
   return floats ? Tensor::empty({int64_t(floats)}, DType::F32, Device::CPU) : Tensor();
+}
+
+// Device scratch bytes for a kernel launcher (kernels take their workspace from the caller).
+Tensor scratch_bytes(size_t bytes, Device dev) {
+  return Tensor::empty({int64_t(bytes)}, DType::U8, dev);
 }
 
 #if CUSEG_HAVE_CUDA
@@ -180,7 +185,9 @@ double weighted_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& 
     ok = label_histogram_cpu(lab, labels.numel(), K, counts, &bad);
   } else {
 #if CUSEG_HAVE_CUDA
-    ok = label_histogram_cuda(lab, labels.numel(), K, counts, &bad, stream_of(ctx));
+    Tensor ws = scratch_bytes(kLabelHistogramWorkspaceBytes, Device::CUDA);
+    ok = label_histogram_cuda(lab, labels.numel(), K, counts, &bad, ws.raw(), ws.nbytes(),
+                              stream_of(ctx));
 #else
     ok = false;
 #endif
@@ -204,7 +211,8 @@ double weighted_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& 
     for (int k = 0; k < K; ++k) w.f32()[k] = class_weights[k];
     Tensor wd = w.to(Device::CUDA);
     a.weights = wd.f32();
-    sum = cross_entropy_cuda(a, stream_of(ctx));
+    Tensor ws = scratch_bytes(cross_entropy_workspace_bytes(a.logits), Device::CUDA);
+    sum = cross_entropy_cuda(a, ws.raw(), ws.nbytes(), stream_of(ctx));
 #endif
   }
   return sum / wsum;

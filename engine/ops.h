@@ -7,8 +7,8 @@
 #pragma once
 #include <vector>
 
-#include "engine/context.h"
-#include "engine/tensor.h"
+#include "cuseg/engine/context.h"
+#include "cuseg/engine/tensor.h"
 
 namespace cuseg {
 

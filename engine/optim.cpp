@@ -1,11 +1,11 @@
-#include "engine/optim.h"
+#include "cuseg/engine/optim.h"
 
 #include <cmath>
 
-#include "engine/check.h"
-#include "kernels/adam.h"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/adam.h"
 #if CUSEG_HAVE_CUDA
-#include "engine/cuda/cuda_context.h"
+#include "cuseg/engine/cuda/cuda_context.h"
 #endif
 
 namespace cuseg {

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/context.h"
-#include "engine/param.h"
+#include "cuseg/engine/context.h"
+#include "cuseg/engine/param.h"
 
 namespace cuseg {
 

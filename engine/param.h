@@ -3,7 +3,7 @@
 #pragma once
 #include <string>
 
-#include "engine/tensor.h"
+#include "cuseg/engine/tensor.h"
 
 namespace cuseg {
 

@@ -1,11 +1,11 @@
-#include "engine/tensor.h"
+#include "cuseg/engine/tensor.h"
 
 #include <cstring>
 #include <sstream>
 
-#include "engine/check.h"
+#include "cuseg/core/check.h"
 #if CUSEG_HAVE_CUDA
-#include "engine/cuda/runtime.h"
+#include "cuseg/engine/cuda/runtime.h"
 #endif
 
 namespace cuseg {

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/memory.h"
-#include "kernels/common.h"
+#include "cuseg/engine/memory.h"
+#include "cuseg/kernels/common.h"
 
 namespace cuseg {
 

@@ -6,8 +6,8 @@
 // offsets prefix-summed on the host); a block finds its tensor by a short search. Per
 // element the maths is the shared adam_update() of adam.h; nvcc contracts a*b + c into FMAs
 // where the CPU rounds twice, so parameters agree with the CPU to a few ulp per step.
-#include "kernels/adam.h"
-#include "kernels/cuda_launch.cuh"
+#include "cuseg/kernels/adam.h"
+#include "cuseg/kernels/cuda_launch.cuh"
 
 namespace cuseg {
 

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/common.h"
+#include "cuseg/kernels/common.h"
 
 namespace cuseg {
 

@@ -1,4 +1,4 @@
-#include "kernels/adam.h"
+#include "cuseg/kernels/adam.h"
 
 namespace cuseg {
 

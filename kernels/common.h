@@ -9,6 +9,7 @@
 //   CUSEG_HD inline functions in the op's header so the two cannot drift.
 // - CUDA launchers take a `Stream` (cudaStream_t without including CUDA headers).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #if defined(__CUDACC__)

@@ -6,7 +6,7 @@
 #pragma once
 #include <cstddef>
 
-#include "kernels/common.h"
+#include "cuseg/kernels/common.h"
 
 namespace cuseg {
 

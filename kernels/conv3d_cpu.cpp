@@ -4,8 +4,8 @@
 
 #include <algorithm>
 
-#include "kernels/conv3d.h"
-#include "kernels/elementwise.h"
+#include "cuseg/kernels/conv3d.h"
+#include "cuseg/kernels/elementwise.h"
 
 namespace cuseg {
 

@@ -1,9 +1,9 @@
 // CUDA twin of kernels/crop_or_pad_cpu.cpp: crop and pad in one kernel, one thread per
 // output voxel, source index from the shared crop_or_pad_src() (pad_value outside). A pure
 // copy: bit-identical to the CPU.
-#include "engine/check.h"
-#include "kernels/crop_or_pad.h"
-#include "kernels/cuda_launch.cuh"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/crop_or_pad.h"
+#include "cuseg/kernels/cuda_launch.cuh"
 
 namespace cuseg {
 

@@ -5,7 +5,7 @@
 // The inverse (restoring the original extent) is crop_or_pad back to the original size: the
 // same centre rule puts every kept voxel back where it came from (see crop_or_pad_offset).
 #pragma once
-#include "kernels/common.h"
+#include "cuseg/kernels/common.h"
 
 namespace cuseg {
 

@@ -1,6 +1,6 @@
 // CPU reference of crop_or_pad (see crop_or_pad.h). Plain loops; one OpenMP loop over slices.
-#include "engine/check.h"
-#include "kernels/crop_or_pad.h"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/crop_or_pad.h"
 
 namespace cuseg {
 

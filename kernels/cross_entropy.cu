@@ -10,9 +10,9 @@
 // (the class counts, the loss sum) and so synchronise the stream; nothing else here does.
 #include <cuda_runtime.h>
 
-#include "engine/tensor.h"
-#include "kernels/cross_entropy.h"
-#include "kernels/cuda_launch.cuh"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/cross_entropy.h"
+#include "cuseg/kernels/cuda_launch.cuh"
 
 namespace cuseg {
 
@@ -79,9 +79,11 @@ __global__ void argmax_kernel(Vol logits, uint8_t* __restrict__ labels, int64_t 
 }  // namespace
 
 bool label_histogram_cuda(const uint8_t* labels, int64_t n, int K, int64_t* counts, int* bad,
-                          Stream s) {
-  Tensor hist = Tensor::empty({512}, DType::I32, Device::CUDA);  // 256 x uint64
-  auto* h = static_cast<unsigned long long*>(hist.raw());
+                          void* workspace, size_t workspace_bytes, Stream s) {
+  CUSEG_CHECK(workspace_bytes >= kLabelHistogramWorkspaceBytes,
+              "label histogram: workspace " << workspace_bytes << " bytes, needs "
+                                            << kLabelHistogramWorkspaceBytes);
+  auto* h = static_cast<unsigned long long*>(workspace);
   CUDA_CHECK(cudaMemsetAsync(h, 0, 256 * sizeof(unsigned long long), cu(s)));
   if (n > 0) {
     label_histogram_kernel<<<grid_for(n, 1024), kThreads, 0, cu(s)>>>(labels, n, h);
@@ -99,15 +101,17 @@ bool label_histogram_cuda(const uint8_t* labels, int64_t n, int K, int64_t* coun
   return true;
 }
 
-double cross_entropy_cuda(const CeArgs& a, Stream s) {
+double cross_entropy_cuda(const CeArgs& a, void* workspace, size_t workspace_bytes, Stream s) {
   const Vol& x = a.logits;
   const int64_t dhw = x.spatial();
   const int64_t chunks_per_n = (dhw + kCeChunk - 1) / kCeChunk;
   const int64_t chunks = int64_t(x.n) * chunks_per_n;
   if (chunks == 0) return 0.0;
-  // partials + 1 slot for the total, from the device pool.
-  Tensor buf = Tensor::empty({2 * (chunks + 1)}, DType::I32, Device::CUDA);
-  double* partial = static_cast<double*>(buf.raw());
+  CUSEG_CHECK(workspace_bytes >= cross_entropy_workspace_bytes(x),
+              "cross-entropy: workspace " << workspace_bytes << " bytes, needs "
+                                          << cross_entropy_workspace_bytes(x));
+  // partials, then 1 slot for the total.
+  double* partial = static_cast<double*>(workspace);
   double* total = partial + chunks;
   cross_entropy_kernel<<<unsigned(chunks), kCeThreads, 0, cu(s)>>>(a, chunks_per_n, partial);
   CUSEG_LAUNCH_CHECK();

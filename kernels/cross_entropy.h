@@ -10,7 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/common.h"
+#include "cuseg/kernels/common.h"
 
 namespace cuseg {
 
@@ -65,12 +65,23 @@ double cross_entropy_cpu(const CeArgs& a);
 // Per-voxel argmax over channels (first maximum wins, as torch.argmax).
 void argmax_channels_cpu(const Vol& logits, uint8_t* labels);
 
+// Device scratch (caller-provided, any alignment the allocator gives >= 8 bytes) of the CUDA
+// launchers below: 256 64-bit counters for the histogram; one double per chunk plus the total
+// for the loss.
+constexpr size_t kLabelHistogramWorkspaceBytes = 256 * sizeof(unsigned long long);
+inline size_t cross_entropy_workspace_bytes(const Vol& logits) {
+  const int64_t chunks = int64_t(logits.n) * ((logits.spatial() + kCeChunk - 1) / kCeChunk);
+  return size_t(chunks + 1) * sizeof(double);
+}
+
 #if CUSEG_HAVE_CUDA
 // Histogram on the device; counts is a host array of K entries. Synchronises the stream.
+// workspace: kLabelHistogramWorkspaceBytes of device memory.
 bool label_histogram_cuda(const uint8_t* labels, int64_t n, int K, int64_t* counts, int* bad,
-                          Stream s);
+                          void* workspace, size_t workspace_bytes, Stream s);
 // Loss sum (synchronises to read the scalar back; the gradient stays on the device).
-double cross_entropy_cuda(const CeArgs& a, Stream s);
+// workspace: cross_entropy_workspace_bytes(a.logits) of device memory.
+double cross_entropy_cuda(const CeArgs& a, void* workspace, size_t workspace_bytes, Stream s);
 void argmax_channels_cuda(const Vol& logits, uint8_t* labels, Stream s);
 #endif
 

@@ -1,7 +1,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "kernels/cross_entropy.h"
+#include "cuseg/kernels/cross_entropy.h"
 
 namespace cuseg {
 

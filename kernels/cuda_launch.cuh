@@ -7,8 +7,8 @@
 
 #include <cstdint>
 
-#include "engine/cuda/cuda_check.h"
-#include "kernels/common.h"
+#include "cuseg/core/cuda_check.h"
+#include "cuseg/kernels/common.h"
 
 namespace cuseg {
 

@@ -2,8 +2,8 @@
 // and bias + ReLU (the unfused tail of a cuDNN convolution). Every kernel walks the
 // n * C*D*H*W elements of a batch-strided volume with a grid-stride loop; the per-element
 // maths is the shared relu_fwd / relu_bwd of elementwise.h.
-#include "kernels/cuda_launch.cuh"
-#include "kernels/elementwise.h"
+#include "cuseg/kernels/cuda_launch.cuh"
+#include "cuseg/kernels/elementwise.h"
 
 namespace cuseg {
 

@@ -1,7 +1,7 @@
 // Element-wise ops on (possibly batch-strided) volumes: ReLU forward/backward in place,
 // dst += src. Forward and backward side by side; the CUDA twins live in elementwise.cu.
 #pragma once
-#include "kernels/common.h"
+#include "cuseg/kernels/common.h"
 
 namespace cuseg {
 

@@ -1,4 +1,4 @@
-#include "kernels/elementwise.h"
+#include "cuseg/kernels/elementwise.h"
 
 namespace cuseg {
 

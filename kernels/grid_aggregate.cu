@@ -10,9 +10,9 @@
 // and average are then bit-identical to the CPU; hann weights come from a double cos()
 // rounded to float on both sides (CUDA's cos is within 2 ulp in double, so the floats agree
 // except in rare rounding ties).
-#include "engine/check.h"
-#include "kernels/cuda_launch.cuh"
-#include "kernels/grid_aggregate.h"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/cuda_launch.cuh"
+#include "cuseg/kernels/grid_aggregate.h"
 
 namespace cuseg {
 

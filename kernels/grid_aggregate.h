@@ -13,7 +13,7 @@
 #pragma once
 #include <cmath>
 
-#include "kernels/common.h"
+#include "cuseg/kernels/common.h"
 
 namespace cuseg {
 

@@ -1,6 +1,6 @@
 // CPU reference of grid_aggregate (see grid_aggregate.h). Patches in order; planes in parallel.
-#include "engine/check.h"
-#include "kernels/grid_aggregate.h"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/grid_aggregate.h"
 
 namespace cuseg {
 

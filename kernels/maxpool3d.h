@@ -2,7 +2,7 @@
 // column of an odd extent belongs to no window). The CUDA path is cuDNN (engine/cuda);
 // its tie rule must match this one in the parity test.
 #pragma once
-#include "kernels/common.h"
+#include "cuseg/kernels/common.h"
 
 namespace cuseg {
 

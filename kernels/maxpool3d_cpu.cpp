@@ -1,6 +1,6 @@
 #include <algorithm>
 
-#include "kernels/maxpool3d.h"
+#include "cuseg/kernels/maxpool3d.h"
 
 namespace cuseg {
 

@@ -3,10 +3,9 @@
 // reduction (block partials, then one block) is exact and deterministic.
 #include <cfloat>
 
-#include "engine/check.h"
-#include "engine/tensor.h"
-#include "kernels/cuda_launch.cuh"
-#include "kernels/rescale_intensity.h"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/cuda_launch.cuh"
+#include "cuseg/kernels/rescale_intensity.h"
 
 namespace cuseg {
 
@@ -70,11 +69,13 @@ void rescale_intensity_cuda(const float* in, float* out, int64_t n, const Rescal
   CUSEG_LAUNCH_CHECK();
 }
 
-void minmax_cuda(const float* in, int64_t n, float* mn, float* mx, Stream s) {
+void minmax_cuda(const float* in, int64_t n, float* mn, float* mx, void* workspace,
+                 size_t workspace_bytes, Stream s) {
   CUSEG_CHECK(n > 0, "minmax of an empty array");
-  const unsigned blocks = grid_for(n, 1024);
-  Tensor buf = Tensor::empty({int64_t(2 * blocks + 2)}, DType::F32, Device::CUDA);
-  float* part = buf.f32();
+  CUSEG_CHECK(workspace_bytes >= minmax_workspace_bytes(),
+              "minmax: workspace " << workspace_bytes << " bytes, needs " << minmax_workspace_bytes());
+  const unsigned blocks = grid_for(n, kMinmaxMaxBlocks);
+  float* part = static_cast<float*>(workspace);
   minmax_kernel<<<blocks, kThreads, 0, cu(s)>>>(in, n, part);
   CUSEG_LAUNCH_CHECK();
   minmax_final_kernel<<<1, kThreads, 0, cu(s)>>>(part, int(blocks), part + 2 * blocks);

@@ -6,7 +6,7 @@
 #pragma once
 #include <cstdint>
 
-#include "kernels/common.h"
+#include "cuseg/kernels/common.h"
 
 namespace cuseg {
 
@@ -24,12 +24,21 @@ CUSEG_HD float rescale_value(float v, const RescaleParams& p) {
 
 // out[i] = rescale_value(in[i]); in == out allowed. in_max > in_min is required (checked).
 void rescale_intensity_cpu(const float* in, float* out, int64_t n, const RescaleParams& p);
+// Device scratch of minmax_cuda for n values: two floats per block of the first pass plus
+// the result (kMinmaxMaxBlocks bounds the first pass's grid).
+constexpr int kMinmaxMaxBlocks = 1024;
+inline size_t minmax_workspace_bytes() {
+  return size_t(2 * kMinmaxMaxBlocks + 2) * sizeof(float);
+}
+
 #if CUSEG_HAVE_CUDA
 void rescale_intensity_cuda(const float* in, float* out, int64_t n, const RescaleParams& p,
                             Stream s);
 // Minimum and maximum of n device values (NaN ignored), read back to the host (synchronises).
 // Gives RescaleParams::in_min / in_max for percentiles (0, 100).
-void minmax_cuda(const float* in, int64_t n, float* mn, float* mx, Stream s);
+// workspace: minmax_workspace_bytes() of device memory.
+void minmax_cuda(const float* in, int64_t n, float* mn, float* mx, void* workspace,
+                 size_t workspace_bytes, Stream s);
 #endif
 
 }  // namespace cuseg

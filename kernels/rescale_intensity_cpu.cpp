@@ -1,6 +1,6 @@
 // CPU reference of rescale_intensity (see rescale_intensity.h).
-#include "engine/check.h"
-#include "kernels/rescale_intensity.h"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/rescale_intensity.h"
 
 namespace cuseg {
 

@@ -5,8 +5,8 @@
 // gradient is one fixed sum (deterministic, no atomics). nvcc may contract a*b + c into an
 // FMA where the CPU rounds twice: results agree to a few ulp, exactly for small integers
 // (weights are multiples of 1/4).
-#include "kernels/cuda_launch.cuh"
-#include "kernels/upsample.h"
+#include "cuseg/kernels/cuda_launch.cuh"
+#include "cuseg/kernels/upsample.h"
 
 namespace cuseg {
 

@@ -6,7 +6,7 @@
 // voxels that read it (deterministic, no atomics). Along one axis, input i is read only by
 // outputs o in [2i - 2, 2i + 2], so upsample_taps() enumerates at most 5 candidates.
 #pragma once
-#include "kernels/common.h"
+#include "cuseg/kernels/common.h"
 
 namespace cuseg {
 

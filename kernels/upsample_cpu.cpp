@@ -1,6 +1,6 @@
 #include <vector>
 
-#include "kernels/upsample.h"
+#include "cuseg/kernels/upsample.h"
 
 namespace cuseg {
 

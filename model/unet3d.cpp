@@ -8,13 +8,13 @@
 // Decoder level l (L-2 .. 0): cat[l] = [up(below), skip[l]], dt1[l], dout[l].
 // Gradient buffers mirror them (g_*); backward overwrites input gradients and accumulates
 // parameter gradients.
-#include "model/unet3d.h"
+#include "cuseg/model/unet3d.h"
 
 #include <cmath>
 #include <random>
 
-#include "engine/check.h"
-#include "engine/ops.h"
+#include "cuseg/core/check.h"
+#include "cuseg/engine/ops.h"
 
 namespace cuseg {
 

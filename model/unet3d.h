@@ -17,9 +17,9 @@
 #include <memory>
 #include <vector>
 
-#include "engine/context.h"
-#include "engine/param.h"
-#include "engine/tensor.h"
+#include "cuseg/engine/context.h"
+#include "cuseg/engine/param.h"
+#include "cuseg/engine/tensor.h"
 
 namespace cuseg {
 

@@ -1,47 +1,10 @@
-// CUDA_CHECK / CUDNN_CHECK / CUBLAS_CHECK: one generic check (cuseg::fail) reporting the
-// statement, function, file and line, and throwing. The *_PRINT forms only print: for
-// destructors. CUSEG_LAUNCH_CHECK() after every kernel launch reads cudaGetLastError and,
-// when the environment sets CUSEG_SYNC_DEBUG=1, synchronises so errors surface at their op.
+// CUDNN_CHECK / CUBLAS_CHECK on the generic check of core/cuda_check.h (which also gives
+// CUDA_CHECK, CUDA_CHECK_PRINT and CUSEG_LAUNCH_CHECK).
 #pragma once
 #include <cublas_v2.h>
-#include <cuda_runtime.h>
 #include <cudnn.h>
 
-#include <cstdio>
-#include <cstdlib>
+#include "cuseg/core/cuda_check.h"
 
-#include "engine/check.h"
-
-namespace cuseg {
-inline bool sync_debug() {
-  static const bool on = [] {
-    const char* e = std::getenv("CUSEG_SYNC_DEBUG");
-    return e && e[0] == '1';
-  }();
-  return on;
-}
-}  // namespace cuseg
-
-#define CUSEG_GPU_CHECK_(expr, ok, errstr)                                                        \
-  do {                                                                                            \
-    auto cuseg_st_ = (expr);                                                                      \
-    if (cuseg_st_ != (ok)) ::cuseg::fail(errstr(cuseg_st_), #expr, __func__, __FILE__, __LINE__); \
-  } while (0)
-
-#define CUDA_CHECK(expr) CUSEG_GPU_CHECK_(expr, cudaSuccess, cudaGetErrorString)
 #define CUDNN_CHECK(expr) CUSEG_GPU_CHECK_(expr, CUDNN_STATUS_SUCCESS, cudnnGetErrorString)
 #define CUBLAS_CHECK(expr) CUSEG_GPU_CHECK_(expr, CUBLAS_STATUS_SUCCESS, cublasGetStatusString)
-
-#define CUDA_CHECK_PRINT(expr)                                                                     \
-  do {                                                                                             \
-    cudaError_t cuseg_st_ = (expr);                                                                \
-    if (cuseg_st_ != cudaSuccess)                                                                  \
-      std::fprintf(stderr, "cuseg: %s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(cuseg_st_), \
-                   __FILE__, __LINE__);                                                            \
-  } while (0)
-
-#define CUSEG_LAUNCH_CHECK()                                        \
-  do {                                                              \
-    CUDA_CHECK(cudaGetLastError());                                 \
-    if (::cuseg::sync_debug()) CUDA_CHECK(cudaDeviceSynchronize()); \
-  } while (0)

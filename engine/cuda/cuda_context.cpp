@@ -4,12 +4,12 @@
 // purpose: Tensor::copy_from / zero() use the synchronous runtime calls on the legacy
 // default stream (engine/cuda/runtime.cpp), and a blocking stream is implicitly ordered
 // with those, so a zero() of a gradient followed by a kernel on this stream cannot race.
-#include "engine/cuda/cuda_context.h"
+#include "cuseg/engine/cuda/cuda_context.h"
 
 #include <cstdlib>
 
-#include "engine/cuda/cuda_check.h"
-#include "engine/cuda/cudnn_cache.h"
+#include "cuseg/engine/cuda/cuda_check.h"
+#include "cuseg/engine/cuda/cudnn_cache.h"
 
 namespace cuseg {
 

@@ -7,7 +7,7 @@
 
 #include <memory>
 
-#include "engine/context.h"
+#include "cuseg/engine/context.h"
 
 namespace cuseg {
 

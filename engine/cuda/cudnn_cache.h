@@ -20,7 +20,7 @@
 #include <map>
 #include <vector>
 
-#include "engine/tensor.h"
+#include "cuseg/engine/tensor.h"
 
 namespace cuseg {
 

@@ -25,16 +25,16 @@
 // PyTorch) route it to the first in scan order. tests/cuda/test_parity.cpp checks ties
 // explicitly (MaxPoolTies) so the device run records what cuDNN does. gx is zeroed before
 // the backward so voxels outside every window (odd extents) are 0, as on the CPU.
-#include "engine/cuda/cudnn_ops.h"
+#include "cuseg/engine/cuda/cudnn_ops.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
-#include "engine/check.h"
-#include "engine/cuda/cuda_check.h"
-#include "engine/cuda/cudnn_cache.h"
-#include "kernels/elementwise.h"
+#include "cuseg/core/check.h"
+#include "cuseg/engine/cuda/cuda_check.h"
+#include "cuseg/engine/cuda/cudnn_cache.h"
+#include "cuseg/kernels/elementwise.h"
 
 namespace cuseg {
 

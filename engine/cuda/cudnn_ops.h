@@ -3,8 +3,8 @@
 // described to cuDNN through strides. Algorithms/plans are chosen once per shape and
 // cached in the context's CudnnCache; workspace is bounded by the context's budget.
 #pragma once
-#include "engine/cuda/cuda_context.h"
-#include "engine/tensor.h"
+#include "cuseg/engine/cuda/cuda_context.h"
+#include "cuseg/engine/tensor.h"
 
 namespace cuseg {
 

@@ -1,9 +1,9 @@
-#include "engine/cuda/runtime.h"
+#include "cuseg/engine/cuda/runtime.h"
 
 #include <cuda_runtime.h>
 
-#include "engine/cuda/cuda_check.h"
-#include "engine/memory.h"
+#include "cuseg/engine/cuda/cuda_check.h"
+#include "cuseg/engine/memory.h"
 
 namespace cuseg {
 

@@ -8,10 +8,10 @@
 #include <fstream>
 #include <random>
 
-#include "engine/check.h"
-#include "engine/checkpoint.h"
-#include "engine/ops.h"
-#include "model/unet3d.h"
+#include "cuseg/core/check.h"
+#include "cuseg/engine/checkpoint.h"
+#include "cuseg/engine/ops.h"
+#include "cuseg/model/unet3d.h"
 
 using namespace cuseg;
 

@@ -1,4 +1,4 @@
-// Image I/O, geometry and orientation against the real CT files in shared/data (SOURCE.md).
+// Image I/O, geometry and orientation against the real CT files in tests/data (SOURCE.md).
 // Expected values are those documented in SOURCE.md plus, where SOURCE.md is silent, values
 // read from the raw NIfTI bytes by an independent pure-Python header/voxel parser (gzip +
 // struct, no ITK): label counts of the realct masks, HU ranges, the sform origin.
@@ -14,8 +14,8 @@
 #include <map>
 #include <set>
 
-#include "data/image.h"
-#include "engine/check.h"
+#include "cuseg/data/image.h"
+#include "cuseg/core/check.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -23,7 +23,7 @@ using namespace cuseg::data;
 
 namespace {
 
-const std::string kData = CUSEG_SHARED_DATA_DIR;
+const std::string kData = CUSEG_TEST_DATA_DIR;
 std::string realct(const std::string& f) {
   return kData + "/realct/" + f;
 }

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "data/metrics.h"
+#include "cuseg/data/metrics.h"
 
 using namespace cuseg::data;
 

@@ -6,8 +6,8 @@
 #include <set>
 #include <thread>
 
-#include "data/samplers.h"
-#include "engine/check.h"
+#include "cuseg/data/samplers.h"
+#include "cuseg/core/check.h"
 
 using namespace cuseg::data;
 

@@ -5,11 +5,11 @@
 #include <cmath>
 #include <numeric>
 
-#include "data/transforms.h"
-#include "engine/check.h"
-#include "kernels/crop_or_pad.h"
-#include "kernels/grid_aggregate.h"
-#include "kernels/rescale_intensity.h"
+#include "cuseg/data/transforms.h"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/crop_or_pad.h"
+#include "cuseg/kernels/grid_aggregate.h"
+#include "cuseg/kernels/rescale_intensity.h"
 
 using namespace cuseg::data;
 

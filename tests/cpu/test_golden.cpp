@@ -21,12 +21,12 @@
 #include <string>
 #include <vector>
 
-#include "engine/context.h"
-#include "engine/ops.h"
-#include "engine/optim.h"
-#include "engine/param.h"
-#include "engine/tensor.h"
-#include "model/unet3d.h"
+#include "cuseg/engine/context.h"
+#include "cuseg/engine/ops.h"
+#include "cuseg/engine/optim.h"
+#include "cuseg/engine/param.h"
+#include "cuseg/engine/tensor.h"
+#include "cuseg/model/unet3d.h"
 #include "reference/golden.h"
 
 using namespace cuseg;

@@ -16,8 +16,8 @@
 #include <functional>
 #include <random>
 
-#include "engine/ops.h"
-#include "model/unet3d.h"
+#include "cuseg/engine/ops.h"
+#include "cuseg/model/unet3d.h"
 
 using namespace cuseg;
 

@@ -9,13 +9,13 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/adam.h"
-#include "kernels/common.h"
-#include "kernels/crop_or_pad.h"
-#include "kernels/cross_entropy.h"
-#include "kernels/grid_aggregate.h"
-#include "kernels/rescale_intensity.h"
-#include "kernels/upsample.h"
+#include "cuseg/kernels/adam.h"
+#include "cuseg/kernels/common.h"
+#include "cuseg/kernels/crop_or_pad.h"
+#include "cuseg/kernels/cross_entropy.h"
+#include "cuseg/kernels/grid_aggregate.h"
+#include "cuseg/kernels/rescale_intensity.h"
+#include "cuseg/kernels/upsample.h"
 
 using namespace cuseg;
 

@@ -5,9 +5,9 @@
 #include <cmath>
 #include <random>
 
-#include "engine/ops.h"
-#include "engine/optim.h"
-#include "model/unet3d.h"
+#include "cuseg/engine/ops.h"
+#include "cuseg/engine/optim.h"
+#include "cuseg/model/unet3d.h"
 
 using namespace cuseg;
 

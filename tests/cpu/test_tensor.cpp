@@ -1,9 +1,9 @@
 // Tensor views and the caching memory pool's accounting.
 #include <gtest/gtest.h>
 
-#include "engine/check.h"
-#include "engine/context.h"
-#include "engine/tensor.h"
+#include "cuseg/core/check.h"
+#include "cuseg/engine/context.h"
+#include "cuseg/engine/tensor.h"
 
 using namespace cuseg;
 

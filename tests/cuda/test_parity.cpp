@@ -31,17 +31,17 @@
 #include <string>
 #include <vector>
 
-#include "engine/check.h"
-#include "engine/context.h"
-#include "engine/ops.h"
-#include "engine/optim.h"
-#include "engine/tensor.h"
-#include "kernels/adam.h"
-#include "kernels/crop_or_pad.h"
-#include "kernels/cross_entropy.h"
-#include "kernels/elementwise.h"
-#include "kernels/grid_aggregate.h"
-#include "kernels/rescale_intensity.h"
+#include "cuseg/core/check.h"
+#include "cuseg/engine/context.h"
+#include "cuseg/engine/ops.h"
+#include "cuseg/engine/optim.h"
+#include "cuseg/engine/tensor.h"
+#include "cuseg/kernels/adam.h"
+#include "cuseg/kernels/crop_or_pad.h"
+#include "cuseg/kernels/cross_entropy.h"
+#include "cuseg/kernels/elementwise.h"
+#include "cuseg/kernels/grid_aggregate.h"
+#include "cuseg/kernels/rescale_intensity.h"
 
 using namespace cuseg;
 
@@ -588,7 +588,8 @@ TEST(Parity, RescaleIntensity) {
     const auto mm = std::minmax_element(h, h + n);
     Tensor ing = in.to(Device::CUDA);
     float mn = 0, mx = 0;
-    minmax_cuda(ing.f32(), n, &mn, &mx, nullptr);
+    Tensor ws = Tensor::empty({int64_t(minmax_workspace_bytes())}, DType::U8, Device::CUDA);
+    minmax_cuda(ing.f32(), n, &mn, &mx, ws.raw(), ws.nbytes(), nullptr);
     EXPECT_EQ(mn, *mm.first) << "min n=" << n;
     EXPECT_EQ(mx, *mm.second) << "max n=" << n;
     RescaleParams p;
@@ -611,8 +612,9 @@ TEST(Parity, LabelHistogram) {
     int64_t c0[3], c1[3];
     int bad0 = -1, bad1 = -1;
     ASSERT_TRUE(label_histogram_cpu(lab.data<uint8_t>(), n, 3, c0, &bad0));
-    ASSERT_TRUE(
-        label_histogram_cuda(lab.to(Device::CUDA).data<uint8_t>(), n, 3, c1, &bad1, nullptr));
+    Tensor ws = Tensor::empty({int64_t(kLabelHistogramWorkspaceBytes)}, DType::U8, Device::CUDA);
+    ASSERT_TRUE(label_histogram_cuda(lab.to(Device::CUDA).data<uint8_t>(), n, 3, c1, &bad1,
+                                     ws.raw(), ws.nbytes(), nullptr));
     for (int k = 0; k < 3; ++k) EXPECT_EQ(c0[k], c1[k]) << "class " << k << " n=" << n;
   }
 }

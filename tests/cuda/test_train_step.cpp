@@ -20,11 +20,11 @@
 #include <cstdio>
 #include <random>
 
-#include "engine/context.h"
-#include "engine/memory.h"
-#include "engine/ops.h"
-#include "engine/optim.h"
-#include "model/unet3d.h"
+#include "cuseg/engine/context.h"
+#include "cuseg/engine/memory.h"
+#include "cuseg/engine/ops.h"
+#include "cuseg/engine/optim.h"
+#include "cuseg/model/unet3d.h"
 
 using namespace cuseg;
 

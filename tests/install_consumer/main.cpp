@@ -2,8 +2,8 @@
 // the CPU and prints the reference network's parameter count.
 #include <cstdio>
 
-#include "engine/ops.h"
-#include "model/unet3d.h"
+#include "cuseg/engine/ops.h"
+#include "cuseg/model/unet3d.h"
 
 int main() {
   cuseg::Context ctx(cuseg::Device::CPU);

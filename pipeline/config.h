@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "data/samplers.h"
-#include "data/transforms.h"
-#include "model/unet3d.h"
+#include "cuseg/data/samplers.h"
+#include "cuseg/data/transforms.h"
+#include "cuseg/model/unet3d.h"
 
 namespace cuseg {
 

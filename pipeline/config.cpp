@@ -1,6 +1,6 @@
 // Run configuration: schema = the default YAML below; files and --set overrides are merged onto
 // it with strict key and type checks (see config.h).
-#include "model/config.h"
+#include "cuseg/pipeline/config.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -8,7 +8,7 @@
 #include <set>
 #include <sstream>
 
-#include "engine/check.h"
+#include "cuseg/core/check.h"
 
 namespace cuseg {
 

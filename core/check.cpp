@@ -1,4 +1,4 @@
-#include "engine/check.h"
+#include "cuseg/core/check.h"
 
 namespace cuseg {
 

@@ -1,5 +1,5 @@
 // PNG previews, training-curve SVG and atomic writes (see report.h).
-#include "model/report.h"
+#include "cuseg/pipeline/report.h"
 
 #include <png.h>
 
@@ -10,7 +10,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "engine/check.h"
+#include "cuseg/core/check.h"
 
 namespace fs = std::filesystem;
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "data/image.h"
+#include "cuseg/data/image.h"
 
 namespace cuseg {
 

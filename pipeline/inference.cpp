@@ -1,14 +1,14 @@
 // Preprocessing + inverse, grid inference and model loading (see inference.h).
-#include "model/inference.h"
+#include "cuseg/pipeline/inference.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
 
-#include "data/transforms.h"
-#include "engine/check.h"
-#include "kernels/conv3d.h"
+#include "cuseg/data/transforms.h"
+#include "cuseg/core/check.h"
+#include "cuseg/kernels/conv3d.h"
 
 namespace fs = std::filesystem;
 

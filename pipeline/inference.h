@@ -10,12 +10,12 @@
 #include <memory>
 #include <string>
 
-#include "data/image.h"
-#include "data/samplers.h"
-#include "engine/checkpoint.h"
-#include "engine/context.h"
-#include "model/config.h"
-#include "model/unet3d.h"
+#include "cuseg/data/image.h"
+#include "cuseg/data/samplers.h"
+#include "cuseg/engine/checkpoint.h"
+#include "cuseg/engine/context.h"
+#include "cuseg/pipeline/config.h"
+#include "cuseg/model/unet3d.h"
 
 namespace cuseg {
 

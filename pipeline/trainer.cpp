@@ -1,5 +1,5 @@
 // Training loop and run folder (see trainer.h).
-#include "model/trainer.h"
+#include "cuseg/pipeline/trainer.h"
 
 #include <omp.h>
 
@@ -15,19 +15,19 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "data/dataset.h"
-#include "data/metrics.h"
-#include "data/phantom.h"
-#include "data/samplers.h"
-#include "data/transforms.h"
-#include "engine/check.h"
-#include "engine/checkpoint.h"
-#include "engine/ops.h"
-#include "engine/optim.h"
-#include "model/config.h"
-#include "model/inference.h"
-#include "model/report.h"
-#include "model/unet3d.h"
+#include "cuseg/data/dataset.h"
+#include "cuseg/data/metrics.h"
+#include "cuseg/data/phantom.h"
+#include "cuseg/data/samplers.h"
+#include "cuseg/data/transforms.h"
+#include "cuseg/core/check.h"
+#include "cuseg/engine/checkpoint.h"
+#include "cuseg/engine/ops.h"
+#include "cuseg/engine/optim.h"
+#include "cuseg/pipeline/config.h"
+#include "cuseg/pipeline/inference.h"
+#include "cuseg/pipeline/report.h"
+#include "cuseg/model/unet3d.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
