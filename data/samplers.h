@@ -1,4 +1,4 @@
-// Patch samplers (torchio semantics, shared/DESIGN.md), grid aggregation and the patch queue.
+// Patch samplers (torchio semantics, docs/ARCHITECTURE.md), grid aggregation and the patch queue.
 // Coordinates are voxel indices (i, j, k) = (W, H, D); a patch is the box
 // [ini, ini + size) and its buffers are i fastest, i.e. one C=1 NCDHW channel of size
 // (size[2], size[1], size[0]).

@@ -1,5 +1,5 @@
 // CPU transforms on data::Volume (i fastest, geometry kept up to date; see data/image.h).
-// Semantics follow torchio as stated in shared/DESIGN.md; each function says what it keeps.
+// Semantics follow torchio as stated in docs/ARCHITECTURE.md; each function says what it keeps.
 #pragma once
 #include <array>
 #include <cstdint>

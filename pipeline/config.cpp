@@ -14,7 +14,7 @@ namespace cuseg {
 
 namespace {
 
-// The reference recipe (shared/DESIGN.md) is the default, so configs/liver.yaml and this
+// The reference recipe (docs/ARCHITECTURE.md) is the default, so configs/liver.yaml and this
 // schema agree key for key. Keys whose default is null are optional settings that are off.
 const char* kSchema = R"(# cuseg run configuration (every key, with its default)
 data:

@@ -54,7 +54,7 @@ struct GridOptions {
 };
 GridOptions grid_options(const RunConfig& cfg);
 
-// Inference under a memory budget (DESIGN.md, Memory): estimated device bytes of one network
+// Inference under a memory budget (docs/ARCHITECTURE.md, Memory): estimated device bytes of one network
 // call = weights + planned forward activations (unet_forward_bytes) + the input batch +
 // the convolution workspace (cuDNN budget of the context on CUDA, the column buffer on CPU).
 // When the

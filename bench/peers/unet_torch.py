@@ -8,7 +8,7 @@ module), timed with the same rules as engine_bench:
   volume   torchio-style grid inference of a synthetic volume: GridSampler(patch, overlap)
            -> batches -> forward -> GridAggregator -> argmax; plus the whole volume in one
            pass when it fits. torchio itself when importable, else `tio_grid` below, a
-           re-implementation of its GridSampler/GridAggregator semantics (shared/DESIGN.md).
+           re-implementation of its GridSampler/GridAggregator semantics (docs/ARCHITECTURE.md).
 
 Modes: eager (fp32), amp (autocast bf16 + channels_last_3d + cudnn.benchmark), compile
 (torch.compile of the eager fp32 model, default mode). Timing: `--warmup` untimed iterations

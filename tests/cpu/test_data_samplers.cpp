@@ -1,4 +1,4 @@
-// Samplers, grid sampler/aggregator and the patch queue against torchio's rules (DESIGN.md).
+// Samplers, grid sampler/aggregator and the patch queue against torchio's rules (docs/ARCHITECTURE.md).
 #include <gtest/gtest.h>
 
 #include <chrono>

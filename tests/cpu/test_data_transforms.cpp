@@ -1,4 +1,4 @@
-// Transforms against hand-computed small cases and the torchio rules in shared/DESIGN.md.
+// Transforms against hand-computed small cases and the torchio rules in docs/ARCHITECTURE.md.
 #include <gtest/gtest.h>
 
 #include <algorithm>
