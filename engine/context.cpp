@@ -39,12 +39,14 @@ void Context::synchronize() {
 Device resolve_device(const std::string& name) {
   if (name == "cpu") return Device::CPU;
   if (name == "cuda") {
-    CUSEG_CHECK(cuda_available(),
-                "--device cuda: no CUDA device answers"
-#if !CUSEG_HAVE_CUDA
-                " (this build has no CUDA backend)"
+    // A preprocessor directive inside a macro's arguments is undefined behaviour: pick the
+    // message first.
+#if CUSEG_HAVE_CUDA
+    constexpr const char* why = "--device cuda: no CUDA device answers";
+#else
+    constexpr const char* why = "--device cuda: no CUDA device answers (this build has no CUDA backend)";
 #endif
-    );
+    CUSEG_REQUIRE(cuda_available(), why);
     return Device::CUDA;
   }
   if (name == "auto") return cuda_available() ? Device::CUDA : Device::CPU;
