@@ -6,9 +6,9 @@
 #include <iostream>
 #include <map>
 
+#include "cuseg/core/check.h"
 #include "cuseg/data/dataset.h"
 #include "cuseg/data/phantom.h"
-#include "cuseg/core/check.h"
 
 using namespace cuseg::data;
 

@@ -15,9 +15,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "cuseg/core/check.h"
 #include "cuseg/data/image.h"
 #include "cuseg/data/metrics.h"
-#include "cuseg/core/check.h"
 #include "cuseg/engine/context.h"
 #include "cuseg/pipeline/inference.h"
 #include "cuseg/pipeline/report.h"

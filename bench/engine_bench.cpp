@@ -32,10 +32,10 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "cuseg/core/check.h"
 #include "cuseg/data/phantom.h"
 #include "cuseg/data/samplers.h"
 #include "cuseg/data/transforms.h"
-#include "cuseg/core/check.h"
 #include "cuseg/engine/context.h"
 #include "cuseg/engine/memory.h"
 #include "cuseg/engine/ops.h"

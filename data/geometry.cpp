@@ -5,8 +5,8 @@
 #include <sstream>
 #include <string>
 
-#include "cuseg/data/image.h"
 #include "cuseg/core/check.h"
+#include "cuseg/data/image.h"
 
 namespace cuseg {
 namespace data {

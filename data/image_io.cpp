@@ -27,8 +27,8 @@
 #include <random>
 #include <sstream>
 
-#include "cuseg/data/image.h"
 #include "cuseg/core/check.h"
+#include "cuseg/data/image.h"
 
 namespace fs = std::filesystem;
 

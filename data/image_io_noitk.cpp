@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "cuseg/data/image.h"
 #include "cuseg/core/check.h"
+#include "cuseg/data/image.h"
 
 namespace cuseg {
 namespace data {

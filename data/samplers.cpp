@@ -6,8 +6,8 @@
 #include <cmath>
 #include <sstream>
 
-#include "cuseg/data/transforms.h"
 #include "cuseg/core/check.h"
+#include "cuseg/data/transforms.h"
 
 namespace cuseg {
 namespace data {

@@ -44,7 +44,8 @@ Device resolve_device(const std::string& name) {
 #if CUSEG_HAVE_CUDA
     constexpr const char* why = "--device cuda: no CUDA device answers";
 #else
-    constexpr const char* why = "--device cuda: no CUDA device answers (this build has no CUDA backend)";
+    constexpr const char* why =
+        "--device cuda: no CUDA device answers (this build has no CUDA backend)";
 #endif
     CUSEG_REQUIRE(cuda_available(), why);
     return Device::CUDA;

@@ -72,8 +72,9 @@ void rescale_intensity_cuda(const float* in, float* out, int64_t n, const Rescal
 void minmax_cuda(const float* in, int64_t n, float* mn, float* mx, void* workspace,
                  size_t workspace_bytes, Stream s) {
   CUSEG_CHECK(n > 0, "minmax of an empty array");
-  CUSEG_CHECK(workspace_bytes >= minmax_workspace_bytes(),
-              "minmax: workspace " << workspace_bytes << " bytes, needs " << minmax_workspace_bytes());
+  CUSEG_CHECK(
+      workspace_bytes >= minmax_workspace_bytes(),
+      "minmax: workspace " << workspace_bytes << " bytes, needs " << minmax_workspace_bytes());
   const unsigned blocks = grid_for(n, kMinmaxMaxBlocks);
   float* part = static_cast<float*>(workspace);
   minmax_kernel<<<blocks, kThreads, 0, cu(s)>>>(in, n, part);

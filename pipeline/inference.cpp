@@ -6,8 +6,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "cuseg/data/transforms.h"
 #include "cuseg/core/check.h"
+#include "cuseg/data/transforms.h"
 #include "cuseg/kernels/conv3d.h"
 
 namespace fs = std::filesystem;

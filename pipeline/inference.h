@@ -14,8 +14,8 @@
 #include "cuseg/data/samplers.h"
 #include "cuseg/engine/checkpoint.h"
 #include "cuseg/engine/context.h"
-#include "cuseg/pipeline/config.h"
 #include "cuseg/model/unet3d.h"
+#include "cuseg/pipeline/config.h"
 
 namespace cuseg {
 
@@ -54,10 +54,9 @@ struct GridOptions {
 };
 GridOptions grid_options(const RunConfig& cfg);
 
-// Inference under a memory budget (docs/ARCHITECTURE.md, Memory): estimated device bytes of one network
-// call = weights + planned forward activations (unet_forward_bytes) + the input batch +
-// the convolution workspace (cuDNN budget of the context on CUDA, the column buffer on CPU).
-// When the
+// Inference under a memory budget (docs/ARCHITECTURE.md, Memory): estimated device bytes of one
+// network call = weights + planned forward activations (unet_forward_bytes) + the input batch + the
+// convolution workspace (cuDNN budget of the context on CUDA, the column buffer on CPU). When the
 // whole preprocessed volume, rounded up to a multiple of 2^(levels-1), fits, it runs in one
 // pass (patch = that size, batch 1, no overlap, *whole = true); otherwise the largest patch
 // batch (up to 64) that fits is used. Throws when not even one patch fits.

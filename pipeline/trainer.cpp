@@ -15,19 +15,19 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cuseg/core/check.h"
 #include "cuseg/data/dataset.h"
 #include "cuseg/data/metrics.h"
 #include "cuseg/data/phantom.h"
 #include "cuseg/data/samplers.h"
 #include "cuseg/data/transforms.h"
-#include "cuseg/core/check.h"
 #include "cuseg/engine/checkpoint.h"
 #include "cuseg/engine/ops.h"
 #include "cuseg/engine/optim.h"
+#include "cuseg/model/unet3d.h"
 #include "cuseg/pipeline/config.h"
 #include "cuseg/pipeline/inference.h"
 #include "cuseg/pipeline/report.h"
-#include "cuseg/model/unet3d.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;

@@ -9,10 +9,10 @@
 #include <fstream>
 #include <limits>
 
+#include "cuseg/core/check.h"
 #include "cuseg/data/dataset.h"
 #include "cuseg/data/metrics.h"
 #include "cuseg/data/phantom.h"
-#include "cuseg/core/check.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

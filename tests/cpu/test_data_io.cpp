@@ -14,8 +14,8 @@
 #include <map>
 #include <set>
 
-#include "cuseg/data/image.h"
 #include "cuseg/core/check.h"
+#include "cuseg/data/image.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

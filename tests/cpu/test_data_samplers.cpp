@@ -1,4 +1,5 @@
-// Samplers, grid sampler/aggregator and the patch queue against torchio's rules (docs/ARCHITECTURE.md).
+// Samplers, grid sampler/aggregator and the patch queue against torchio's rules
+// (docs/ARCHITECTURE.md).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -6,8 +7,8 @@
 #include <set>
 #include <thread>
 
-#include "cuseg/data/samplers.h"
 #include "cuseg/core/check.h"
+#include "cuseg/data/samplers.h"
 
 using namespace cuseg::data;
 

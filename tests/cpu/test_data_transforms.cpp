@@ -5,8 +5,8 @@
 #include <cmath>
 #include <numeric>
 
-#include "cuseg/data/transforms.h"
 #include "cuseg/core/check.h"
+#include "cuseg/data/transforms.h"
 #include "cuseg/kernels/crop_or_pad.h"
 #include "cuseg/kernels/grid_aggregate.h"
 #include "cuseg/kernels/rescale_intensity.h"
