@@ -4,6 +4,7 @@
 #include "cuseg/engine/tensor.h"
 #if CUSEG_HAVE_CUDA
 #include "cuseg/engine/cuda/cuda_context.h"
+#include "cuseg/engine/cuda/runtime.h"
 #endif
 
 namespace cuseg {
@@ -52,6 +53,14 @@ Device resolve_device(const std::string& name) {
   }
   if (name == "auto") return cuda_available() ? Device::CUDA : Device::CPU;
   CUSEG_THROW("unknown device '" << name << "' (expected auto, cuda or cpu)");
+}
+
+void select_cuda_device(int index) {
+#if CUSEG_HAVE_CUDA
+  cuda_select_device(index);
+#else
+  CUSEG_THROW("CUDA device " << index << " requested, but this build has no CUDA backend");
+#endif
 }
 
 }  // namespace cuseg

@@ -40,5 +40,8 @@ class Context {
 
 // "auto" -> CUDA when a device answers, else CPU; "cuda" throws when none answers.
 Device resolve_device(const std::string& name);
+// Makes CUDA device `index` this process's device (one process per GPU: the local rank).
+// Call before the first Context or tensor on the device. Throws in a CPU-only build.
+void select_cuda_device(int index);
 
 }  // namespace cuseg

@@ -164,19 +164,14 @@ void add_inplace(Context& ctx, const Tensor& dst, const Tensor& src) {
 #endif
 }
 
-double weighted_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& labels,
-                              const std::vector<float>& class_weights, const Tensor& grad) {
-  same_device(ctx, {&logits, &labels, &grad});
-  const int K = int(logits.dim(1));
-  CUSEG_CHECK(K <= kCeMaxClasses && int(class_weights.size()) == K,
-              "cross-entropy: " << K << " classes, " << class_weights.size() << " weights");
-  CUSEG_CHECK(labels.dtype() == DType::U8 && labels.is_contiguous() && labels.ndim() == 4 &&
-                  labels.dim(0) == logits.dim(0) && labels.dim(1) == logits.dim(2) &&
-                  labels.dim(2) == logits.dim(3) && labels.dim(3) == logits.dim(4),
+double class_weight_sum(Context& ctx, const Tensor& labels,
+                        const std::vector<float>& class_weights) {
+  same_device(ctx, {&labels});
+  const int K = int(class_weights.size());
+  CUSEG_CHECK(K >= 1 && K <= kCeMaxClasses, "cross-entropy: " << K << " class weights");
+  CUSEG_CHECK(labels.dtype() == DType::U8 && labels.is_contiguous(),
               "cross-entropy labels " << shape_str(labels.shape()) << " ("
-                                      << dtype_name(labels.dtype()) << ") for logits "
-                                      << shape_str(logits.shape()));
-  if (grad.defined()) same_shape(grad, logits, "cross-entropy grad");
+                                      << dtype_name(labels.dtype()) << ")");
   int64_t counts[kCeMaxClasses] = {0};
   int bad = -1;
   const uint8_t* lab = labels.data<uint8_t>();
@@ -195,7 +190,28 @@ double weighted_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& 
   CUSEG_CHECK(ok, "cross-entropy: label value " << bad << " >= number of classes " << K);
   double wsum = 0;
   for (int k = 0; k < K; ++k) wsum += double(class_weights[k]) * double(counts[k]);
+  return wsum;
+}
+
+double weighted_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& labels,
+                              const std::vector<float>& class_weights, const Tensor& grad,
+                              double normaliser) {
+  same_device(ctx, {&logits, &labels, &grad});
+  const int K = int(logits.dim(1));
+  CUSEG_CHECK(K <= kCeMaxClasses && int(class_weights.size()) == K,
+              "cross-entropy: " << K << " classes, " << class_weights.size() << " weights");
+  CUSEG_CHECK(labels.dtype() == DType::U8 && labels.is_contiguous() && labels.ndim() == 4 &&
+                  labels.dim(0) == logits.dim(0) && labels.dim(1) == logits.dim(2) &&
+                  labels.dim(2) == logits.dim(3) && labels.dim(3) == logits.dim(4),
+              "cross-entropy labels " << shape_str(labels.shape()) << " ("
+                                      << dtype_name(labels.dtype()) << ") for logits "
+                                      << shape_str(logits.shape()));
+  if (grad.defined()) same_shape(grad, logits, "cross-entropy grad");
+  // The histogram also validates the labels; a caller-given normaliser was computed by
+  // class_weight_sum on these labels (which validated them).
+  const double wsum = normaliser > 0 ? normaliser : class_weight_sum(ctx, labels, class_weights);
   CUSEG_CHECK(wsum > 0, "cross-entropy: total class weight of the batch is zero");
+  const uint8_t* lab = labels.data<uint8_t>();
   CeArgs a;
   a.logits = logits.vol();
   a.labels = lab;

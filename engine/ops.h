@@ -45,8 +45,17 @@ void add_inplace(Context& ctx, const Tensor& dst, const Tensor& src);
 // over every voxel of the batch. logits [N, K, D, H, W] float32, labels [N, D, H, W] uint8.
 // When grad is defined it receives d loss / d logits in the same pass (overwritten).
 // Returns the loss (accumulated in double on the CPU; deterministic on every backend).
+// `normaliser` > 0 replaces this batch's own sum_n w[y_n] (data-parallel training passes the
+// sum over every rank's batch, so that N ranks with batch b compute the same loss and
+// gradient as one rank with batch N*b; see class_weight_sum).
 double weighted_cross_entropy(Context& ctx, const Tensor& logits, const Tensor& labels,
-                              const std::vector<float>& class_weights, const Tensor& grad);
+                              const std::vector<float>& class_weights, const Tensor& grad,
+                              double normaliser = 0);
+// sum_n class_weights[labels_n] over every voxel of labels [N, D, H, W] uint8: the
+// normaliser of weighted_cross_entropy (from a class histogram; throws on a label value >=
+// class_weights.size()).
+double class_weight_sum(Context& ctx, const Tensor& labels,
+                        const std::vector<float>& class_weights);
 
 // Per-voxel argmax over channels: logits [N, K, D, H, W] -> labels [N, D, H, W] uint8.
 void argmax_channels(Context& ctx, const Tensor& logits, const Tensor& labels);

@@ -57,6 +57,7 @@ struct UNet3D::Impl {
   Tensor logits;
   // Gradients.
   std::vector<Tensor> g_t1, g_skip, g_pooled, g_cat, g_dt1, g_dout;
+  GradReadyHook grad_ready;
 
   size_t bytes() const {
     size_t s = 0;
@@ -183,6 +184,10 @@ void UNet3D::zero_grad() {
   for (Param* p : parameters()) p->grad.zero();
 }
 
+void UNet3D::set_grad_ready_hook(GradReadyHook hook) {
+  impl_->grad_ready = std::move(hook);
+}
+
 size_t UNet3D::activation_bytes() const {
   return impl_->bytes();
 }
@@ -275,6 +280,10 @@ void UNet3D::backward(Context& ctx, const Tensor& grad_logits) {
   }
   auto conv_bwd = [&](const Tensor& in, ConvParams& c, const Tensor& gy, const Tensor& gx) {
     conv3d_backward(ctx, in, c.w.value, gy, gx, c.w.grad, c.b.grad);
+    if (m.grad_ready) {
+      m.grad_ready(ctx, c.w);
+      m.grad_ready(ctx, c.b);
+    }
   };
   // Final 1x1 conv.
   const Tensor& top = L == 1 ? m.skip[0] : m.dout[0];

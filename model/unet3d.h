@@ -14,6 +14,7 @@
 // 2^(L-1).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -53,6 +54,12 @@ class UNet3D {
   // grad_logits: d loss / d logits. Accumulates every parameter's grad. Needs the
   // activations of the last forward (same x).
   void backward(Context& ctx, const Tensor& grad_logits);
+  // Called during backward() as soon as a parameter's gradient is final for this step (each
+  // convolution's weight, then its bias), in the order backward produces them (about the
+  // reverse of parameters()). Data-parallel training starts averaging a bucket of gradients
+  // across ranks from here while backward goes on. Empty function: no hook.
+  using GradReadyHook = std::function<void(Context&, const Param&)>;
+  void set_grad_ready_hook(GradReadyHook hook);
 
   // Bytes held by planned activation buffers (for reports).
   size_t activation_bytes() const;

@@ -11,6 +11,7 @@ PKGS=(
   libcli11-dev             # command-line parsing
   libopenblas-openmp-dev   # CPU GEMM for conv3d (im2col), OpenMP build (shares our thread pool)
   libpng-dev               # preview pictures
+  libopenmpi-dev openmpi-bin  # distributed training: MPI between CPU ranks, NCCL bootstrap
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
 )

@@ -90,4 +90,17 @@ void cuda_synchronize() {
   CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+void cuda_copy_async(void* dst, const void* src, size_t bytes, void* stream) {
+  if (bytes == 0) return;
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
+                             static_cast<cudaStream_t>(stream)));
+}
+
+void cuda_select_device(int index) {
+  const int n = cuda_device_count();
+  CUSEG_REQUIRE(index >= 0 && index < n, "CUDA device " << index << " requested (local rank), but "
+                                                        << n << " device(s) answer");
+  CUDA_CHECK(cudaSetDevice(index));
+}
+
 }  // namespace cuseg

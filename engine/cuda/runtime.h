@@ -12,5 +12,11 @@ void cuda_copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch
                   size_t rows, bool dst_on_device, bool src_on_device);
 void cuda_memset_2d(void* dst, size_t pitch, int value, size_t row_bytes, size_t rows);
 void cuda_synchronize();
+// Device-to-device copy of `bytes`, queued on stream `s` (a cudaStream_t; asynchronous).
+void cuda_copy_async(void* dst, const void* src, size_t bytes, void* stream);
+// Makes device `index` current for this thread (one process per GPU: index = local rank).
+// Must run before the first allocation or context on that device. Throws naming the index
+// and the device count when there is no such device.
+void cuda_select_device(int index);
 
 }  // namespace cuseg
