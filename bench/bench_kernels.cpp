@@ -73,12 +73,6 @@ std::string dims(const Shape& s) {
   return r;
 }
 
-#if CUSEG_HAVE_CUDA
-Stream stream_of(Context& ctx) {
-  return ctx.cuda().stream();
-}
-#endif
-
 // ---------------------------------------------------------------- layers
 void conv_cases(const std::string& tag, int n, int cin, int cout, int s, int k, bool heavy) {
   const Shape xs = {n, cin, s, s, s}, ys = {n, cout, s, s, s}, ws = {cout, cin, k, k, k};
@@ -206,12 +200,7 @@ void crop_or_pad_cases(const std::string& tag, const Shape& in, const Shape& out
                        Tensor x = rnd(in, ctx.device()),
                               y = Tensor::empty(out, DType::F32, ctx.device());
                        const CropOrPadParams p = crop_or_pad_params(x.vol(), y.vol(), -1.f);
-                       return [=](Context& c) {
-                         if (c.device() == Device::CPU) return crop_or_pad_cpu(x.vol(), y.vol(), p);
-#if CUSEG_HAVE_CUDA
-                         crop_or_pad_cuda(x.vol(), y.vol(), p, stream_of(c));
-#endif
-                       };
+                       return [=](Context& c) { crop_or_pad(c, x, y, p); };
                      }});
 }
 
@@ -221,13 +210,7 @@ void rescale_cases(const std::string& tag, const Shape& s) {
          Tensor x = rnd(s, ctx.device(), -1024.f, 3000.f);
          Tensor y = Tensor::empty(s, DType::F32, ctx.device());
          const RescaleParams p{-1024.f, 3000.f, -1.f, 1.f};
-         return [=](Context& c) {
-           const int64_t n = x.numel();
-           if (c.device() == Device::CPU) return rescale_intensity_cpu(x.f32(), y.f32(), n, p);
-#if CUSEG_HAVE_CUDA
-           rescale_intensity_cuda(x.f32(), y.f32(), n, p, stream_of(c));
-#endif
-         };
+         return [=](Context& c) { rescale_intensity(c, x, y, p); };
        }});
 }
 
@@ -237,42 +220,30 @@ void grid_aggregate_cases(const std::string& tag, AggregateMode mode, const char
   const Shape ps = {np, ch, patch, patch, patch}, ss = {1, ch, d, h, w}, ws = {1, 1, d, h, w};
   // Per patch voxel: read C patch values, read+write C sums and the weight.
   const double bytes = 4 * n_of({np, 1, patch, patch, patch}) * (3.0 * ch + 2);
-  cases().push_back(
-      {std::string("grid_aggregate_") + mode_name + "/" + tag + "_" + dims(ps) + "_into_" +
-           dims(ss),
-       0, bytes, false, [=](Context& ctx) -> Op {
-         const Device dv = ctx.device();
-         Tensor p = rnd(ps, dv), sum = Tensor::zeros(ss, DType::F32, dv),
-                wt = Tensor::zeros(ws, DType::F32, dv);
-         Tensor st = Tensor::empty({np, 3}, DType::I32, Device::CPU);
-         const int step = patch - overlap;  // a row of patches along W, inner sides overlapping
-         for (int q = 0; q < np; ++q) {
-           st.data<int>()[3 * q] = 0;
-           st.data<int>()[3 * q + 1] = 0;
-           st.data<int>()[3 * q + 2] = std::min(q * step, w - patch);
-         }
-         Tensor sd = st.to(dv);
-         const GridAggregateParams gp{mode, overlap, overlap, overlap};
-         return [=](Context& c) {
-           if (c.device() == Device::CPU)
-             return grid_aggregate_cpu(p.vol(), sd.data<int>(), sum.vol(), wt.vol(), gp);
-#if CUSEG_HAVE_CUDA
-           grid_aggregate_cuda(p.vol(), sd.data<int>(), sum.vol(), wt.vol(), gp, stream_of(c));
-#endif
-         };
-       }});
+  cases().push_back({std::string("grid_aggregate_") + mode_name + "/" + tag + "_" + dims(ps) +
+                         "_into_" + dims(ss),
+                     0, bytes, false, [=](Context& ctx) -> Op {
+                       const Device dv = ctx.device();
+                       Tensor p = rnd(ps, dv), sum = Tensor::zeros(ss, DType::F32, dv),
+                              wt = Tensor::zeros(ws, DType::F32, dv);
+                       Tensor st = Tensor::empty({np, 3}, DType::I32, Device::CPU);
+                       const int step =
+                           patch - overlap;  // a row of patches along W, inner sides overlapping
+                       for (int q = 0; q < np; ++q) {
+                         st.data<int>()[3 * q] = 0;
+                         st.data<int>()[3 * q + 1] = 0;
+                         st.data<int>()[3 * q + 2] = std::min(q * step, w - patch);
+                       }
+                       Tensor sd = st.to(dv);
+                       const GridAggregateParams gp{mode, overlap, overlap, overlap};
+                       return [=](Context& c) { grid_aggregate(c, p, sd, sum, wt, gp); };
+                     }});
   if (mode != AggregateMode::Crop) return;
   cases().push_back({"grid_aggregate_finalize/" + tag + "_" + dims(ss), 0,
                      4 * (2 * n_of(ss) + n_of(ws)), false, [=](Context& ctx) -> Op {
                        Tensor sum = rnd(ss, ctx.device()), wt = rnd(ws, ctx.device(), 1.f, 4.f);
                        Tensor out = Tensor::empty(ss, DType::F32, ctx.device());
-                       return [=](Context& c) {
-                         if (c.device() == Device::CPU)
-                           return grid_aggregate_finalize_cpu(sum.vol(), wt.vol(), out.vol());
-#if CUSEG_HAVE_CUDA
-                         grid_aggregate_finalize_cuda(sum.vol(), wt.vol(), out.vol(), stream_of(c));
-#endif
-                       };
+                       return [=](Context& c) { grid_aggregate_finalize(c, sum, wt, out); };
                      }});
 }
 

@@ -40,14 +40,12 @@
 #include "cuseg/engine/memory.h"
 #include "cuseg/engine/ops.h"
 #include "cuseg/engine/optim.h"
-#include "cuseg/kernels/crop_or_pad.h"
-#include "cuseg/kernels/grid_aggregate.h"
 #include "cuseg/model/unet3d.h"
+#include "cuseg/pipeline/config.h"
 #if CUSEG_HAVE_CUDA
 #include <cuda_runtime.h>
 
 #include "cuseg/engine/cuda/cuda_check.h"
-#include "cuseg/engine/cuda/cuda_context.h"
 #endif
 
 using namespace cuseg;
@@ -260,44 +258,6 @@ struct VolumeOpts {
   double max_memory_mib = 0;  // 0: CUDA free memory x 0.9; CPU: whole pass off unless given
 };
 
-AggregateMode parse_mode(const std::string& m) {
-  if (m == "crop") return AggregateMode::Crop;
-  if (m == "average") return AggregateMode::Average;
-  if (m == "hann") return AggregateMode::Hann;
-  CUSEG_THROW("unknown --mode '" << m << "' (expected crop, average or hann)");
-}
-
-void crop_patch(Context& ctx, const Vol& in, const Vol& out, const CropOrPadParams& p) {
-  if (ctx.device() == Device::CPU) {
-    crop_or_pad_cpu(in, out, p);
-    return;
-  }
-#if CUSEG_HAVE_CUDA
-  crop_or_pad_cuda(in, out, p, ctx.cuda().stream());
-#endif
-}
-
-void aggregate(Context& ctx, const Vol& patches, const int* starts, const Vol& sum,
-               const Vol& weight, const GridAggregateParams& p) {
-  if (ctx.device() == Device::CPU) {
-    grid_aggregate_cpu(patches, starts, sum, weight, p);
-    return;
-  }
-#if CUSEG_HAVE_CUDA
-  grid_aggregate_cuda(patches, starts, sum, weight, p, ctx.cuda().stream());
-#endif
-}
-
-void finalize(Context& ctx, const Vol& sum, const Vol& weight, const Vol& out) {
-  if (ctx.device() == Device::CPU) {
-    grid_aggregate_finalize_cpu(sum, weight, out);
-    return;
-  }
-#if CUSEG_HAVE_CUDA
-  grid_aggregate_finalize_cuda(sum, weight, out, ctx.cuda().stream());
-#endif
-}
-
 double device_free_mib(Device dev) {
 #if CUSEG_HAVE_CUDA
   if (dev == Device::CUDA) {
@@ -365,19 +325,16 @@ int run_volume(const Common& c, const VolumeOpts& o) {
       const int n = std::min(o.batch, n_patches - b0);
       Tensor& xb = batch_input(n);
       for (int q = 0; q < n; ++q) {
-        Vol out = xb.vol();
-        out.p += int64_t(q) * out.sn;
-        out.n = 1;
         const data::Index3& l = locs[size_t(b0 + q)];
-        crop_patch(ctx, vol.vol(), out, CropOrPadParams{l[2], l[1], l[0], 0.f});
+        crop_or_pad(ctx, vol, xb.batch_slice(q, q + 1), CropOrPadParams{l[2], l[1], l[0], 0.f});
       }
       lap("sample");
       const Tensor& logits = model.forward(ctx, xb);
       lap("forward");
-      aggregate(ctx, logits.vol(), starts.data<int>() + 3 * b0, sum.vol(), weight.vol(), gp);
+      grid_aggregate(ctx, logits, starts.batch_slice(b0, b0 + n), sum, weight, gp);
       lap("aggregate");
     }
-    finalize(ctx, sum.vol(), weight.vol(), sum.vol());
+    grid_aggregate_finalize(ctx, sum, weight, sum);
     argmax_channels(ctx, sum, mask);
     lap("argmax");
     mask_h.copy_from(mask);

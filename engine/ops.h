@@ -1,4 +1,6 @@
-// Stateless layer operations with forward and backward, dispatched on the tensors' device.
+// Stateless layer operations with forward and backward, run on the context's backend
+// (engine/backend.h: one table of op functions per device; each function here checks its
+// arguments once and runs the op of that table).
 //
 // Conventions (as llm.c): backward functions that produce an input gradient OVERWRITE it;
 // parameter gradients ACCUMULATE (+=) so a caller can sum over micro-batches; zero them
@@ -9,6 +11,9 @@
 
 #include "cuseg/engine/context.h"
 #include "cuseg/engine/tensor.h"
+#include "cuseg/kernels/crop_or_pad.h"
+#include "cuseg/kernels/grid_aggregate.h"
+#include "cuseg/kernels/rescale_intensity.h"
 
 namespace cuseg {
 
@@ -20,6 +25,9 @@ void conv3d_forward(Context& ctx, const Tensor& x, const Tensor& w, const Tensor
 // Accumulates into gw, gb; overwrites gx when gx is defined.
 void conv3d_backward(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& gy,
                      const Tensor& gx, const Tensor& gw, const Tensor& gb);
+
+// The conv epilogue in place: y = relu?(y + b[c]); b [C] or undefined (no bias).
+void bias_relu_forward(Context& ctx, const Tensor& y, const Tensor& b, bool relu);
 
 // In-place ReLU on y, and g *= (y > 0) in place.
 void relu_forward(Context& ctx, const Tensor& y);
@@ -59,5 +67,21 @@ double class_weight_sum(Context& ctx, const Tensor& labels,
 
 // Per-voxel argmax over channels: logits [N, K, D, H, W] -> labels [N, D, H, W] uint8.
 void argmax_channels(Context& ctx, const Tensor& logits, const Tensor& labels);
+
+// Volume ops of the inference path (semantics in the kernel headers named).
+// out = CropOrPad of in (kernels/crop_or_pad.h; crop_or_pad_params gives the centred offsets,
+// other offsets cut any window). in and out are 5-D and agree in N and C.
+void crop_or_pad(Context& ctx, const Tensor& in, const Tensor& out, const CropOrPadParams& p);
+// Accumulates patches [n, C, pd, ph, pw] whose origins (z, y, x) are the rows of starts
+// ([n, 3] int32, on the context's device) into sum [1, C, D, H, W] and weight [1, 1, D, H, W]
+// (kernels/grid_aggregate.h); zero both before the first batch.
+void grid_aggregate(Context& ctx, const Tensor& patches, const Tensor& starts, const Tensor& sum,
+                    const Tensor& weight, const GridAggregateParams& p);
+// out = sum / weight (0 where no patch covered a voxel); out may be sum.
+void grid_aggregate_finalize(Context& ctx, const Tensor& sum, const Tensor& weight,
+                             const Tensor& out);
+// out = clip(in, in_min, in_max) mapped linearly to [out_min, out_max] (kernels/
+// rescale_intensity.h); contiguous float32 tensors of equal size, out may be in.
+void rescale_intensity(Context& ctx, const Tensor& in, const Tensor& out, const RescaleParams& p);
 
 }  // namespace cuseg

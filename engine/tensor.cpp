@@ -116,6 +116,15 @@ Tensor Tensor::channel_slice(int64_t c0, int64_t c1) const {
   return t;
 }
 
+Tensor Tensor::batch_slice(int64_t n0, int64_t n1) const {
+  CUSEG_CHECK(ndim() >= 1 && n0 >= 0 && n1 <= shape_[0] && n0 < n1,
+              "bad batch slice [" << n0 << ", " << n1 << ") of " << shape_str(shape_));
+  Tensor t = *this;
+  t.offset_ = offset_ + n0 * strides_[0];
+  t.shape_[0] = n1 - n0;
+  return t;
+}
+
 Tensor Tensor::reshape(const Shape& shape) const {
   CUSEG_CHECK(is_contiguous(), "reshape of a non-contiguous tensor");
   CUSEG_CHECK(shape_numel(shape) == numel(),

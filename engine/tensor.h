@@ -59,6 +59,8 @@ class Tensor {
 
   // View of channels [c0, c1) of an N x C x ... tensor (shares storage).
   Tensor channel_slice(int64_t c0, int64_t c1) const;
+  // View of rows [n0, n1) of the first dimension (e.g. batch elements; shares storage).
+  Tensor batch_slice(int64_t n0, int64_t n1) const;
   // Same storage, new shape (contiguous tensors only).
   Tensor reshape(const Shape& shape) const;
 

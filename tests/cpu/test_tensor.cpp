@@ -57,3 +57,14 @@ TEST(Device, ResolveDevice) {
   EXPECT_THROW(resolve_device("tpu"), Error);
   if (!cuda_available()) EXPECT_THROW(resolve_device("cuda"), Error);
 }
+
+TEST(Tensor, BatchSliceIsAView) {
+  Tensor t = Tensor::zeros({4, 3});
+  Tensor s = t.batch_slice(1, 3);
+  EXPECT_EQ(s.shape(), (Shape{2, 3}));
+  EXPECT_TRUE(s.is_contiguous());
+  s.data<float>()[0] = 7.f;
+  EXPECT_EQ(t.f32()[3], 7.f);
+  EXPECT_THROW(t.batch_slice(2, 5), Error);
+  EXPECT_THROW(t.batch_slice(2, 2), Error);
+}
