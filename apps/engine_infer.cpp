@@ -9,13 +9,13 @@
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cuseg/core/check.h"
+#include "cuseg/core/clock.h"
 #include "cuseg/data/image.h"
 #include "cuseg/data/metrics.h"
 #include "cuseg/engine/context.h"
@@ -27,10 +27,6 @@ using json = nlohmann::json;
 using namespace cuseg;
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 bool is_image_file(const fs::path& p) {
   const std::string n = p.filename().string();

@@ -6,11 +6,11 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
 #include <sstream>
 
 #include "cuseg/core/check.h"
+#include "cuseg/core/random.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -51,15 +51,6 @@ std::vector<std::string> list_images(const fs::path& dir, std::vector<std::strin
 
 std::map<int, std::string> default_labels() {
   return {{0, "background"}, {1, "liver"}, {2, "tumour"}};
-}
-
-// Portable Fisher-Yates on a 64-bit Mersenne Twister (std::shuffle differs between libraries).
-void portable_shuffle(std::vector<std::string>& v, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  for (size_t i = v.size(); i > 1; --i) {
-    const double u = double(rng() >> 11) * (1.0 / 9007199254740992.0);
-    std::swap(v[i - 1], v[std::min(i - 1, size_t(u * double(i)))]);
-  }
 }
 
 bool is_nifti(const std::string& path) {
@@ -245,7 +236,8 @@ Split make_split(std::vector<std::string> ids, double val_fraction, uint64_t see
   std::sort(ids.begin(), ids.end());
   CUSEG_REQUIRE(std::adjacent_find(ids.begin(), ids.end()) == ids.end(),
                 "split: duplicate case ids");
-  portable_shuffle(ids, seed);
+  Rng rng(seed);
+  portable_shuffle(ids, rng);
   size_t nval = size_t(std::lround(double(ids.size()) * val_fraction));
   if (val_fraction > 0 && ids.size() >= 2) nval = std::max<size_t>(nval, 1);
   Split s;

@@ -8,9 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "cuseg/core/check.h"
+#include "cuseg/core/random.h"
 
 namespace fs = std::filesystem;
 
@@ -18,19 +18,12 @@ namespace cuseg {
 namespace data {
 namespace {
 
-uint64_t splitmix64(uint64_t& s) {
-  uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// Small deterministic RNG with portable uniform/normal draws (std distributions differ
+// Small deterministic RNG on SplitMix64 with portable uniform draws (std distributions differ
 // between standard libraries; the phantom must be identical everywhere).
-struct Rng {
+struct SplitMixRng {
   uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed) {}
-  double u() { return double(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0); }
+  explicit SplitMixRng(uint64_t seed) : s(seed) {}
+  double u() { return unit_double(splitmix64(s)); }
   double u(double lo, double hi) { return lo + (hi - lo) * u(); }
 };
 
@@ -52,7 +45,7 @@ PhantomCase make_phantom(const PhantomConfig& cfg, int case_index) {
   CUSEG_CHECK(X >= 16 && Y >= 16 && Z >= 8,
               "phantom: size must be at least 16x16x8, got " << X << "x" << Y << "x" << Z);
   uint64_t s0 = cfg.seed * 0x2545F4914F6CDD1Dull + uint64_t(case_index) + 1;
-  Rng rng(splitmix64(s0));
+  SplitMixRng rng(splitmix64(s0));
 
   Geometry g;
   g.size = cfg.size;
@@ -220,7 +213,7 @@ PhantomCase make_phantom(const PhantomConfig& cfg, int case_index) {
   }
 
   // ---- noise, then integral HU in the CT range
-  Rng nr(splitmix64(s0));
+  SplitMixRng nr(splitmix64(s0));
   const int64_t N = g.numel();
   for (int64_t n = 0; n < N; n += 2) {
     const double u1 = std::max(nr.u(), 1e-300), u2 = nr.u();

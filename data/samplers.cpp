@@ -2,29 +2,17 @@
 #include "cuseg/data/samplers.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <sstream>
 
 #include "cuseg/core/check.h"
+#include "cuseg/core/clock.h"
+#include "cuseg/core/random.h"
 #include "cuseg/data/transforms.h"
 
 namespace cuseg {
 namespace data {
 namespace {
-
-// Portable draws (std distributions differ between standard libraries).
-double uniform01(std::mt19937_64& rng) {
-  return double(rng() >> 11) * (1.0 / 9007199254740992.0);
-}
-int64_t uniform_int(std::mt19937_64& rng, int64_t n) {  // [0, n)
-  return std::min(n - 1, int64_t(uniform01(rng) * double(n)));
-}
-template <class T>
-void shuffle(std::vector<T>& v, std::mt19937_64& rng) {  // Fisher-Yates
-  for (int64_t i = int64_t(v.size()) - 1; i > 0; --i)
-    std::swap(v[size_t(i)], v[size_t(uniform_int(rng, i + 1))]);
-}
 
 void check_patch_fits(const Geometry& g, const Index3& patch, const char* who) {
   for (int a = 0; a < 3; ++a) {
@@ -74,7 +62,7 @@ Index3 uniform_patch_ini(const Geometry& g, const Index3& patch, std::mt19937_64
   check_patch_fits(g, patch, "UniformSampler");
   Index3 ini;
   for (int a = 0; a < 3; ++a)
-    ini[size_t(a)] = int(uniform_int(rng, g.size[size_t(a)] - patch[size_t(a)] + 1));
+    ini[size_t(a)] = int(uniform_index(rng, g.size[size_t(a)] - patch[size_t(a)] + 1));
   return ini;
 }
 
@@ -154,12 +142,12 @@ Index3 LabelSampler::sample(std::mt19937_64& rng) const {
     }
     for (;;) {
       for (int a = 0; a < 3; ++a)
-        centre[size_t(a)] = lo[size_t(a)] + int(uniform_int(rng, n[size_t(a)]));
+        centre[size_t(a)] = lo[size_t(a)] + int(uniform_index(rng, n[size_t(a)]));
       if (lab_[size_t(geo_.index(centre[0], centre[1], centre[2]))] == label) break;
     }
   } else {
     const auto& list = lists_.at(label);
-    const int64_t idx = list[size_t(uniform_int(rng, int64_t(list.size())))];
+    const int64_t idx = list[size_t(uniform_index(rng, int64_t(list.size())))];
     centre = {int(idx % geo_.size[0]), int(idx / geo_.size[0] % geo_.size[1]),
               int(idx / (int64_t(geo_.size[0]) * geo_.size[1]))};
   }
@@ -289,7 +277,7 @@ int PatchQueue::subject_for_visit(int64_t visit) {  // caller holds mu_
     for (int s = 0; s < num_subjects_; ++s) order[size_t(s)] = s;
     if (cfg_.shuffle_subjects) {
       std::mt19937_64 rng(cfg_.seed * 1000003 + uint64_t(epoch) * 7919 + 17);
-      shuffle(order, rng);
+      portable_shuffle(order, rng);
     }
     it = epoch_orders_.emplace(epoch, std::move(order)).first;
     while (epoch_orders_.size() > 4) epoch_orders_.erase(epoch_orders_.begin());
@@ -331,7 +319,7 @@ void PatchQueue::worker() {
 
 Patch PatchQueue::next() {
   if (current_.empty()) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const double t0 = now_s();
     std::vector<Patch> fill;
     for (int s = 0; s < subjects_per_fill_; ++s) {
       std::unique_lock<std::mutex> lk(mu_);
@@ -347,11 +335,10 @@ Patch PatchQueue::next() {
     if (cfg_.shuffle_patches) {
       std::mt19937_64 rng(cfg_.seed * 2862933555777941757ull + uint64_t(stats_.fills) +
                           3037000493ull);
-      shuffle(fill, rng);
+      portable_shuffle(fill, rng);
     }
     current_ = std::move(fill);
-    const double waited =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double waited = now_s() - t0;
     std::lock_guard<std::mutex> lk(mu_);
     stats_.wait_seconds += waited;
     stats_.stalls += waited > 1e-3;

@@ -6,17 +6,13 @@
 #include <type_traits>
 
 #include "cuseg/core/check.h"
+#include "cuseg/core/random.h"
 #include "cuseg/kernels/crop_or_pad.h"
 #include "cuseg/kernels/rescale_intensity.h"
 
 namespace cuseg {
 namespace data {
 namespace {
-
-// Portable uniform double in [0, 1): 53 random bits (std distributions differ by library).
-double uniform01(std::mt19937_64& rng) {
-  return double(rng() >> 11) * (1.0 / 9007199254740992.0);
-}
 
 // 3x3 helpers (row-major).
 using M3 = std::array<double, 9>;

@@ -2,11 +2,11 @@
 #include "cuseg/pipeline/inference.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 
 #include "cuseg/core/check.h"
+#include "cuseg/core/clock.h"
 #include "cuseg/data/transforms.h"
 #include "cuseg/kernels/conv3d.h"
 
@@ -20,9 +20,6 @@ using data::Index3;
 using data::LabelMap;
 
 namespace {
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 float min_value(const Image& img) {
   return img.v.empty() ? 0.f : *std::min_element(img.v.begin(), img.v.end());
 }

@@ -4,7 +4,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -16,6 +15,8 @@
 #include <sstream>
 
 #include "cuseg/core/check.h"
+#include "cuseg/core/clock.h"
+#include "cuseg/core/random.h"
 #include "cuseg/data/dataset.h"
 #include "cuseg/data/metrics.h"
 #include "cuseg/data/phantom.h"
@@ -35,10 +36,6 @@ using json = nlohmann::json;
 namespace cuseg {
 
 namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 std::string hms(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
@@ -78,12 +75,10 @@ std::string fmt(const char* f, ...) {
   return b;
 }
 
-// Per-epoch queue seed: splitmix64 of (seed, epoch), so epochs draw independent streams.
+// Per-epoch queue seed: stream `epoch` of the seed (SplitMix64), so epochs draw independent
+// streams.
 uint64_t epoch_seed(uint64_t seed, int epoch) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * uint64_t(epoch + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return stream_seed(seed, uint64_t(epoch));
 }
 
 struct Batch {
