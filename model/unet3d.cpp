@@ -11,9 +11,10 @@
 #include "cuseg/model/unet3d.h"
 
 #include <cmath>
-#include <random>
+#include <string>
 
 #include "cuseg/core/check.h"
+#include "cuseg/core/random.h"
 #include "cuseg/engine/ops.h"
 
 namespace cuseg {
@@ -154,23 +155,21 @@ int64_t UNet3D::num_parameters() const {
 void UNet3D::init(uint64_t seed) {
   // One 64-bit Mersenne Twister stream over all parameters in order; each draw maps the
   // top 24 bits to [0, 1) so the sequence is identical on every platform.
-  std::mt19937_64 rng(seed);
-  auto uniform = [&](float bound) {
-    const float u = float(rng() >> 40) * (1.0f / 16777216.0f);
-    return (2.f * u - 1.f) * bound;
-  };
+  Rng rng(seed);
+  auto uniform = [&](float bound) { return (2.f * uniform01_f24(rng) - 1.f) * bound; };
+  // fan_in of the conv a parameter belongs to: Cin * k^3. parameters() lists each conv's
+  // weight right before its bias, so a bias takes the fan-in of the weight before it.
+  int64_t fan_in = 0;
+  std::string conv;  // name of the conv whose weight came last ("layer1.step.0")
   for (Param* p : parameters()) {
     const Shape& s = p->value.shape();
-    // fan_in of the conv this parameter belongs to: Cin * k^3 (bias shares the weight's).
-    int64_t fan_in = 1;
+    const std::string owner = p->name.substr(0, p->name.rfind('.'));
     if (s.size() == 5) {
       fan_in = s[1] * s[2] * s[3] * s[4];
+      conv = owner;
     } else {
-      // The bias follows its weight in parameters(); recover the weight's fan-in by name.
-      const std::string wname = p->name.substr(0, p->name.size() - 4) + "weight";
-      for (Param* q : parameters())
-        if (q->name == wname)
-          fan_in = q->value.dim(1) * q->value.dim(2) * q->value.dim(3) * q->value.dim(4);
+      CUSEG_CHECK(owner == conv && fan_in > 0,
+                  "UNet3D::init: bias " << p->name << " does not follow its weight");
     }
     const float bound = 1.f / std::sqrt(float(fan_in));
     Tensor h = Tensor::empty(s, DType::F32, Device::CPU);
