@@ -2,12 +2,15 @@
 // every hand-written kernel, at the reference shapes (batch 2, 96^3 and the U-Net's channel
 // counts per level) and at a few small shapes. See bench/README.md.
 //
-// Each case is data (name, FLOPs and minimum bytes per call, a setup that returns the call),
-// registered twice: cpu/<case> and cuda/<case>.
+// The problems and their FLOPs / minimum bytes per call are the op case lists of
+// tests/opcases/op_cases.h (every case marked kBench), which the parity tests and gradient
+// checks read too. Each benchmark is data (name, FLOPs and bytes per call, a setup that
+// returns the call), registered twice: cpu/<case> and cuda/<case>; the call goes through the
+// engine's public ops, i.e. the backend table of the context's device.
 //   - CPU: real (wall) time, the engine's CPU reference backend (OpenMP + OpenBLAS).
-//     The reference-shape convolutions take seconds per call on a small CPU, so their CPU
-//     variants are registered only with --cpu_heavy (stripped before Google Benchmark sees
-//     the arguments).
+//     The reference-shape convolutions take seconds per call on a small CPU (kCpuHeavy), so
+//     their CPU variants are registered only with --cpu_heavy (stripped before Google
+//     Benchmark sees the arguments).
 //   - CUDA: manual time from CUDA events recorded on the context's stream around the call;
 //     before every timed call a buffer of 2 x L2 is written so the call starts with a cold L2.
 //     Skipped (SkipWithError "no CUDA device answers") in CPU-only builds or without a GPU.
@@ -19,6 +22,7 @@
 // Inputs are seeded uniform random values (never zeros).
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -29,10 +33,8 @@
 #include "cuseg/engine/context.h"
 #include "cuseg/engine/ops.h"
 #include "cuseg/engine/optim.h"
-#include "cuseg/kernels/crop_or_pad.h"
-#include "cuseg/kernels/grid_aggregate.h"
-#include "cuseg/kernels/rescale_intensity.h"
 #include "cuseg/model/unet3d.h"
+#include "opcases/op_cases.h"
 #if CUSEG_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -41,6 +43,7 @@
 #endif
 
 using namespace cuseg;
+namespace oc = cuseg::opcases;
 
 namespace {
 
@@ -63,9 +66,6 @@ uint64_t g_seed = 1;
 Tensor rnd(const Shape& s, Device d, float lo = -1.f, float hi = 1.f) {
   return bench::random_tensor(s, d, g_seed++, lo, hi);
 }
-double n_of(const Shape& s) {
-  return double(shape_numel(s));
-}
 // "2x32x96x96x96": shape in benchmark names (no spaces or brackets, easy to filter).
 std::string dims(const Shape& s) {
   std::string r;
@@ -74,23 +74,19 @@ std::string dims(const Shape& s) {
 }
 
 // ---------------------------------------------------------------- layers
-void conv_cases(const std::string& tag, int n, int cin, int cout, int s, int k, bool heavy) {
-  const Shape xs = {n, cin, s, s, s}, ys = {n, cout, s, s, s}, ws = {cout, cin, k, k, k};
-  const double macs = double(n) * cout * cin * k * k * k * double(s) * s * s;
-  const std::string shape = tag + "_n" + std::to_string(n) + "_" + std::to_string(cin) + "x" +
-                            std::to_string(cout) + "_k" + std::to_string(k) + "_s" +
-                            std::to_string(s);
-  const float wb = 1.f / std::sqrt(float(cin * k * k * k));
-  Case f{"conv3d_fwd/" + shape, 2 * macs, 4 * (n_of(xs) + n_of(ws) + n_of(ys) + cout), heavy,
-         [=](Context& ctx) -> Op {
+void conv_cases(const oc::ConvCase& cc) {
+  const Shape xs = cc.x.shape(), ys = cc.y_shape(), ws = cc.w_shape();
+  const int cout = cc.cout;
+  const bool heavy = cc.use & oc::kCpuHeavy;
+  const float wb = 1.f / std::sqrt(float(cc.x.c * cc.k * cc.k * cc.k));
+  Case f{"conv3d_fwd/" + cc.name(), cc.flops_fwd(), cc.bytes_fwd(), heavy, [=](Context& ctx) -> Op {
            const Device d = ctx.device();
            Tensor x = rnd(xs, d), w = rnd(ws, d, -wb, wb), b = rnd({cout}, d, -wb, wb);
            Tensor y = Tensor::empty(ys, DType::F32, d);
            return [=](Context& c) { conv3d_forward(c, x, w, b, y, true); };
          }};
   // Backward: data gradient (overwritten) + weight and bias gradients (accumulated).
-  Case b{"conv3d_bwd/" + shape, 4 * macs, 4 * (2 * n_of(xs) + 2 * n_of(ws) + n_of(ys) + cout),
-         heavy, [=](Context& ctx) -> Op {
+  Case b{"conv3d_bwd/" + cc.name(), cc.flops_bwd(), cc.bytes_bwd(), heavy, [=](Context& ctx) -> Op {
            const Device d = ctx.device();
            Tensor x = rnd(xs, d), w = rnd(ws, d, -wb, wb), gy = rnd(ys, d);
            Tensor gx = Tensor::empty(xs, DType::F32, d);
@@ -101,90 +97,90 @@ void conv_cases(const std::string& tag, int n, int cin, int cout, int s, int k, 
   cases().push_back(b);
 }
 
-void relu_cases(const std::string& tag, const Shape& s) {
-  const std::string sh = tag + "_" + dims(s);
-  cases().push_back({"relu_fwd/" + sh, 0, 8 * n_of(s), false, [=](Context& ctx) -> Op {
+void elementwise_cases(const oc::VolCase& vc) {
+  using S = oc::ElementwiseSpec;
+  const Shape s = vc.x.shape();
+  const double n = double(vc.x.numel());
+  const std::string sh = vc.label + "_" + dims(s);
+  cases().push_back({"relu_fwd/" + sh, 0, S::relu_fwd_bytes(n), false, [=](Context& ctx) -> Op {
                        Tensor y = rnd(s, ctx.device());
                        // In place: after the first call every value is >= 0; the traffic
                        // (read + write every element) is the same.
                        return [=](Context& c) { relu_forward(c, y); };
                      }});
-  cases().push_back({"relu_bwd/" + sh, 0, 12 * n_of(s), false, [=](Context& ctx) -> Op {
+  cases().push_back({"relu_bwd/" + sh, 0, S::relu_bwd_bytes(n), false, [=](Context& ctx) -> Op {
                        Tensor y = rnd(s, ctx.device()), g = rnd(s, ctx.device());
                        return [=](Context& c) { relu_backward(c, y, g); };
                      }});
-  cases().push_back({"add_inplace/" + sh, 0, 12 * n_of(s), false, [=](Context& ctx) -> Op {
+  cases().push_back({"add_inplace/" + sh, 0, S::add_bytes(n), false, [=](Context& ctx) -> Op {
                        Tensor a = rnd(s, ctx.device()), b = rnd(s, ctx.device());
                        return [=](Context& c) { add_inplace(c, a, b); };
                      }});
 }
 
-void maxpool_cases(const std::string& tag, int n, int ch, int s) {
-  const Shape xs = {n, ch, s, s, s}, ys = {n, ch, s / 2, s / 2, s / 2};
-  const std::string sh = tag + "_" + dims(xs);
-  cases().push_back(
-      {"maxpool3d_fwd/" + sh, 0, 4 * (n_of(xs) + n_of(ys)), false, [=](Context& ctx) -> Op {
-         Tensor x = rnd(xs, ctx.device());
-         Tensor y = Tensor::empty(ys, DType::F32, ctx.device());
-         return [=](Context& c) { maxpool3d_forward(c, x, y); };
-       }});
-  cases().push_back(
-      {"maxpool3d_bwd/" + sh, 0, 4 * (2 * n_of(xs) + n_of(ys)), false, [=](Context& ctx) -> Op {
-         Tensor x = rnd(xs, ctx.device()), gy = rnd(ys, ctx.device());
-         Tensor y = Tensor::empty(ys, DType::F32, ctx.device());
-         Tensor gx = Tensor::empty(xs, DType::F32, ctx.device());
-         maxpool3d_forward(ctx, x, y);
-         return [=](Context& c) { maxpool3d_backward(c, x, y, gy, gx); };
-       }});
+void maxpool_cases(const oc::VolCase& vc) {
+  using S = oc::PoolSpec;
+  const Shape xs = vc.x.shape(), ys = S::y_shape(vc.x);
+  const std::string sh = vc.label + "_" + dims(xs);
+  cases().push_back({"maxpool3d_fwd/" + sh, 0, S::fwd_bytes(vc.x), false, [=](Context& ctx) -> Op {
+                       Tensor x = rnd(xs, ctx.device());
+                       Tensor y = Tensor::empty(ys, DType::F32, ctx.device());
+                       return [=](Context& c) { maxpool3d_forward(c, x, y); };
+                     }});
+  cases().push_back({"maxpool3d_bwd/" + sh, 0, S::bwd_bytes(vc.x), false, [=](Context& ctx) -> Op {
+                       Tensor x = rnd(xs, ctx.device()), gy = rnd(ys, ctx.device());
+                       Tensor y = Tensor::empty(ys, DType::F32, ctx.device());
+                       Tensor gx = Tensor::empty(xs, DType::F32, ctx.device());
+                       maxpool3d_forward(ctx, x, y);
+                       return [=](Context& c) { maxpool3d_backward(c, x, y, gy, gx); };
+                     }});
 }
 
-void upsample_cases(const std::string& tag, int n, int ch, int s) {
-  const Shape xs = {n, ch, s, s, s}, ys = {n, ch, 2 * s, 2 * s, 2 * s};
-  const std::string sh = tag + "_" + dims(xs);
-  const double bytes = 4 * (n_of(xs) + n_of(ys));
-  cases().push_back({"upsample2x_fwd/" + sh, 0, bytes, false, [=](Context& ctx) -> Op {
+void upsample_cases(const oc::VolCase& vc) {
+  using S = oc::UpsampleSpec;
+  const Shape xs = vc.x.shape(), ys = S::y_shape(vc.x);
+  const std::string sh = vc.label + "_" + dims(xs);
+  cases().push_back({"upsample2x_fwd/" + sh, 0, S::bytes(vc.x), false, [=](Context& ctx) -> Op {
                        Tensor x = rnd(xs, ctx.device());
                        Tensor y = Tensor::empty(ys, DType::F32, ctx.device());
                        return [=](Context& c) { upsample2x_forward(c, x, y); };
                      }});
-  cases().push_back({"upsample2x_bwd/" + sh, 0, bytes, false, [=](Context& ctx) -> Op {
+  cases().push_back({"upsample2x_bwd/" + sh, 0, S::bytes(vc.x), false, [=](Context& ctx) -> Op {
                        Tensor gy = rnd(ys, ctx.device());
                        Tensor gx = Tensor::empty(xs, DType::F32, ctx.device());
                        return [=](Context& c) { upsample2x_backward(c, gy, gx); };
                      }});
 }
 
-void ce_cases(const std::string& tag, int n, int k, int s) {
-  const Shape ls = {n, k, s, s, s}, ys = {n, s, s, s};
-  const std::string sh = tag + "_" + dims(ls);
+void logits_cases(const oc::VolCase& vc) {
+  using S = oc::LogitsSpec;
+  const Shape ls = vc.x.shape(), ys = {vc.x.n, vc.x.d, vc.x.h, vc.x.w};
+  const int k = vc.x.c;
+  const std::string sh = vc.label + "_" + dims(ls);
+  // The recipe's class weights (1, 1, 3) for 3 classes.
+  const std::vector<float> w = k == 3 ? std::vector<float>{1.f, 1.f, 3.f} : S::parity_weights(k);
   // Loss and gradient in one pass: read logits + labels, write the gradient.
   cases().push_back(
-      {"weighted_ce_fwd_bwd/" + sh, 0, 8 * n_of(ls) + n_of(ys), false, [=](Context& ctx) -> Op {
+      {"weighted_ce_fwd_bwd/" + sh, 0, S::ce_bytes(vc.x), false, [=](Context& ctx) -> Op {
          Tensor x = rnd(ls, ctx.device(), -4.f, 4.f);
          Tensor y = bench::random_labels(ys, k, ctx.device(), g_seed++);
          Tensor g = Tensor::empty(ls, DType::F32, ctx.device());
-         const std::vector<float> w = {1.f, 1.f, 3.f};
          return [=](Context& c) { weighted_cross_entropy(c, x, y, w, g); };
+       }});
+  cases().push_back(
+      {"argmax_channels/" + sh, 0, S::argmax_bytes(vc.x), false, [=](Context& ctx) -> Op {
+         Tensor x = rnd(ls, ctx.device());
+         Tensor y = Tensor::empty(ys, DType::U8, ctx.device());
+         return [=](Context& c) { argmax_channels(c, x, y); };
        }});
 }
 
-void argmax_cases(const std::string& tag, const Shape& ls) {
-  const Shape ys = {ls[0], ls[2], ls[3], ls[4]};
-  cases().push_back({"argmax_channels/" + tag + "_" + dims(ls), 0, 4 * n_of(ls) + n_of(ys), false,
-                     [=](Context& ctx) -> Op {
-                       Tensor x = rnd(ls, ctx.device());
-                       Tensor y = Tensor::empty(ys, DType::U8, ctx.device());
-                       return [=](Context& c) { argmax_channels(c, x, y); };
-                     }});
-}
-
-void adam_cases(const std::string& tag, const std::vector<int>& filters) {
+void adam_cases(const oc::AdamCase& ac) {
   UNetConfig cfg;
-  cfg.filters = filters;
-  const double n = double(unet_parameter_count(cfg));
-  // Reads p, g, m, v and writes p, m, v: 7 floats per parameter.
-  cases().push_back({"adam_step/" + tag + "_" + std::to_string(int64_t(n)) + "params", 0, 28 * n,
-                     false, [=](Context& ctx) -> Op {
+  cfg.filters = ac.filters;
+  if (ac.filters.empty()) return;  // benchmarks run Adam over all parameters of a U-Net
+  cases().push_back({"adam_step/" + ac.label + "_" + std::to_string(ac.parameters()) + "params", 0,
+                     ac.bytes(), false, [=](Context& ctx) -> Op {
                        auto model = std::make_shared<UNet3D>(cfg, ctx.device(), 0);
                        for (Param* p : model->parameters())
                          p->grad.copy_from(rnd(p->grad.shape(), ctx.device(), -1e-2f, 1e-2f));
@@ -193,9 +189,10 @@ void adam_cases(const std::string& tag, const std::vector<int>& filters) {
                      }});
 }
 
-// ---------------------------------------------------------------- data-side kernels
-void crop_or_pad_cases(const std::string& tag, const Shape& in, const Shape& out) {
-  cases().push_back({"crop_or_pad/" + tag + "_" + dims(in) + "_to_" + dims(out), 0, 8 * n_of(out),
+// ---------------------------------------------------------------- volume ops
+void crop_or_pad_cases(const oc::CropCase& cc) {
+  const Shape in = cc.in.shape(), out = cc.out_shape();
+  cases().push_back({"crop_or_pad/" + cc.label + "_" + dims(in) + "_to_" + dims(out), 0, cc.bytes(),
                      false, [=](Context& ctx) -> Op {
                        Tensor x = rnd(in, ctx.device()),
                               y = Tensor::empty(out, DType::F32, ctx.device());
@@ -204,43 +201,40 @@ void crop_or_pad_cases(const std::string& tag, const Shape& in, const Shape& out
                      }});
 }
 
-void rescale_cases(const std::string& tag, const Shape& s) {
-  cases().push_back(
-      {"rescale_intensity/" + tag + "_" + dims(s), 0, 8 * n_of(s), false, [=](Context& ctx) -> Op {
-         Tensor x = rnd(s, ctx.device(), -1024.f, 3000.f);
-         Tensor y = Tensor::empty(s, DType::F32, ctx.device());
-         const RescaleParams p{-1024.f, 3000.f, -1.f, 1.f};
-         return [=](Context& c) { rescale_intensity(c, x, y, p); };
-       }});
+void rescale_cases(const oc::RescaleCase& rc) {
+  const Shape s = rc.shape;
+  cases().push_back({"rescale_intensity/" + rc.label + "_" + dims(s), 0, rc.bytes(), false,
+                     [=](Context& ctx) -> Op {
+                       Tensor x = rnd(s, ctx.device(), -1024.f, 3000.f);
+                       Tensor y = Tensor::empty(s, DType::F32, ctx.device());
+                       const RescaleParams p{-1024.f, 3000.f, -1.f, 1.f};
+                       return [=](Context& c) { rescale_intensity(c, x, y, p); };
+                     }});
 }
 
-// Aggregation of one batch of `np` patches (patch^3, `ch` channels) into a D x H x W volume.
-void grid_aggregate_cases(const std::string& tag, AggregateMode mode, const char* mode_name, int np,
-                          int ch, int patch, int overlap, int d, int h, int w) {
-  const Shape ps = {np, ch, patch, patch, patch}, ss = {1, ch, d, h, w}, ws = {1, 1, d, h, w};
-  // Per patch voxel: read C patch values, read+write C sums and the weight.
-  const double bytes = 4 * n_of({np, 1, patch, patch, patch}) * (3.0 * ch + 2);
-  cases().push_back({std::string("grid_aggregate_") + mode_name + "/" + tag + "_" + dims(ps) +
-                         "_into_" + dims(ss),
-                     0, bytes, false, [=](Context& ctx) -> Op {
-                       const Device dv = ctx.device();
-                       Tensor p = rnd(ps, dv), sum = Tensor::zeros(ss, DType::F32, dv),
-                              wt = Tensor::zeros(ws, DType::F32, dv);
-                       Tensor st = Tensor::empty({np, 3}, DType::I32, Device::CPU);
-                       const int step =
-                           patch - overlap;  // a row of patches along W, inner sides overlapping
-                       for (int q = 0; q < np; ++q) {
-                         st.data<int>()[3 * q] = 0;
-                         st.data<int>()[3 * q + 1] = 0;
-                         st.data<int>()[3 * q + 2] = std::min(q * step, w - patch);
-                       }
-                       Tensor sd = st.to(dv);
-                       const GridAggregateParams gp{mode, overlap, overlap, overlap};
-                       return [=](Context& c) { grid_aggregate(c, p, sd, sum, wt, gp); };
-                     }});
-  if (mode != AggregateMode::Crop) return;
-  cases().push_back({"grid_aggregate_finalize/" + tag + "_" + dims(ss), 0,
-                     4 * (2 * n_of(ss) + n_of(ws)), false, [=](Context& ctx) -> Op {
+// Aggregation of one batch (the first bench_patches patches of the grid) into the volume, per
+// mode; then the finalisation of that volume.
+void grid_aggregate_cases(const oc::GridCase& gc) {
+  const int np = gc.bench_patches;
+  const Shape ps = gc.patches_shape(np), ss = gc.sum_shape(), ws = gc.weight_shape();
+  std::vector<int> starts = gc.grid_starts();
+  starts.resize(size_t(3 * np));
+  for (AggregateMode mode : oc::grid_aggregate().modes) {
+    const GridAggregateParams gp{mode, gc.overlap, gc.overlap, gc.overlap};
+    cases().push_back({std::string("grid_aggregate_") + oc::GridSpec::mode_name(mode) + "/" +
+                           gc.label + "_" + dims(ps) + "_into_" + dims(ss),
+                       0, gc.bytes(np), false, [=](Context& ctx) -> Op {
+                         const Device dv = ctx.device();
+                         Tensor p = rnd(ps, dv), sum = Tensor::zeros(ss, DType::F32, dv),
+                                wt = Tensor::zeros(ws, DType::F32, dv);
+                         Tensor st = Tensor::empty({np, 3}, DType::I32, Device::CPU);
+                         std::copy(starts.begin(), starts.end(), st.data<int32_t>());
+                         Tensor sd = st.to(dv);
+                         return [=](Context& c) { grid_aggregate(c, p, sd, sum, wt, gp); };
+                       }});
+  }
+  cases().push_back({"grid_aggregate_finalize/" + gc.label + "_" + dims(ss), 0, gc.finalize_bytes(),
+                     false, [=](Context& ctx) -> Op {
                        Tensor sum = rnd(ss, ctx.device()), wt = rnd(ws, ctx.device(), 1.f, 4.f);
                        Tensor out = Tensor::empty(ss, DType::F32, ctx.device());
                        return [=](Context& c) { grid_aggregate_finalize(c, sum, wt, out); };
@@ -248,45 +242,16 @@ void grid_aggregate_cases(const std::string& tag, AggregateMode mode, const char
 }
 
 void make_cases() {
-  // U-Net convolutions at batch 2, 96^3 (decoder second convs have the encoder's shapes).
-  conv_cases("ref_enc1a", 2, 1, 32, 96, 3, true);
-  conv_cases("ref_enc1b", 2, 32, 32, 96, 3, true);
-  conv_cases("ref_enc2a", 2, 32, 64, 48, 3, true);
-  conv_cases("ref_enc2b", 2, 64, 64, 48, 3, true);
-  conv_cases("ref_enc3a", 2, 64, 128, 24, 3, true);
-  conv_cases("ref_enc3b", 2, 128, 128, 24, 3, true);
-  conv_cases("ref_enc4a", 2, 128, 256, 12, 3, true);
-  conv_cases("ref_enc4b", 2, 256, 256, 12, 3, true);
-  conv_cases("ref_dec3a", 2, 384, 128, 24, 3, true);
-  conv_cases("ref_dec2a", 2, 192, 64, 48, 3, true);
-  conv_cases("ref_dec1a", 2, 96, 32, 96, 3, true);
-  conv_cases("ref_final", 2, 32, 3, 96, 1, true);
-  conv_cases("small", 1, 4, 8, 16, 3, false);
-  conv_cases("small", 2, 8, 8, 32, 3, false);
-  conv_cases("small_odd", 1, 3, 5, 17, 3, false);
-
-  relu_cases("ref_l1", {2, 32, 96, 96, 96});
-  relu_cases("small", {1, 8, 32, 32, 32});
-  for (auto [ch, s] : {std::pair{32, 96}, {64, 48}, {128, 24}}) maxpool_cases("ref", 2, ch, s);
-  maxpool_cases("small", 1, 8, 32);
-  for (auto [ch, s] : {std::pair{256, 12}, {128, 24}, {64, 48}}) upsample_cases("ref", 2, ch, s);
-  upsample_cases("small", 1, 8, 16);
-  ce_cases("ref", 2, 3, 96);
-  ce_cases("small", 1, 3, 32);
-  argmax_cases("ref_volume", {1, 3, 200, 256, 256});
-  argmax_cases("small", {1, 3, 32, 32, 32});
-  adam_cases("ref", {32, 64, 128, 256});
-  adam_cases("small", {8, 16, 32, 64});
-
-  crop_or_pad_cases("ref_pad", {1, 1, 150, 256, 256}, {1, 1, 200, 256, 256});
-  crop_or_pad_cases("ref_crop", {1, 1, 300, 256, 256}, {1, 1, 200, 256, 256});
-  crop_or_pad_cases("small", {1, 1, 30, 40, 50}, {1, 1, 32, 32, 32});
-  rescale_cases("ref", {1, 1, 200, 256, 256});
-  rescale_cases("small", {1, 1, 32, 32, 32});
-  grid_aggregate_cases("ref", AggregateMode::Crop, "crop", 4, 3, 96, 8, 200, 256, 256);
-  grid_aggregate_cases("ref", AggregateMode::Hann, "hann", 4, 3, 96, 8, 200, 256, 256);
-  grid_aggregate_cases("ref", AggregateMode::Average, "average", 4, 3, 96, 8, 200, 256, 256);
-  grid_aggregate_cases("small", AggregateMode::Crop, "crop", 2, 3, 16, 4, 16, 16, 28);
+  const unsigned b = oc::kBench;
+  for (const auto& c : oc::with_use(oc::conv3d().cases, b)) conv_cases(c);
+  for (const auto& c : oc::with_use(oc::elementwise().cases, b)) elementwise_cases(c);
+  for (const auto& c : oc::with_use(oc::maxpool3d().cases, b)) maxpool_cases(c);
+  for (const auto& c : oc::with_use(oc::upsample2x().cases, b)) upsample_cases(c);
+  for (const auto& c : oc::with_use(oc::logits().cases, b)) logits_cases(c);
+  for (const auto& c : oc::with_use(oc::adam().cases, b)) adam_cases(c);
+  for (const auto& c : oc::with_use(oc::crop_or_pad().cases, b)) crop_or_pad_cases(c);
+  for (const auto& c : oc::with_use(oc::rescale_intensity().cases, b)) rescale_cases(c);
+  for (const auto& c : oc::with_use(oc::grid_aggregate().cases, b)) grid_aggregate_cases(c);
 }
 
 // ---------------------------------------------------------------- runners

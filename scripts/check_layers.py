@@ -6,8 +6,8 @@ layer L may include project headers of L and of the layers below it, always spel
 "cuseg/<layer>/...". This fails (exit 1, one line per offence) on:
   - an include of a higher layer (e.g. kernels/x.cu including cuseg/engine/tensor.h),
   - a project header included without the cuseg/ prefix (it would not resolve once installed),
-  - an include of a project folder that is not a layer (tests/, bench/ are never included by
-    the library).
+  - an include of test or benchmark code (tests/, bench/, the op case lists opcases/): the
+    library never includes them.
 Usage: check_layers.py [REPO_ROOT]   (default: the parent of this script's folder)
        check_layers.py --self-test      (the check finds each kind of offence in a crafted tree)
 """
@@ -19,6 +19,8 @@ LAYERS = ["core", "kernels", "engine", "data", "model", "pipeline", "apps"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 SUFFIXES = {".h", ".hpp", ".cuh", ".cpp", ".cu", ".cc"}
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^">]+)[">]')
+# Folders of test and benchmark code (tests/opcases is included as "opcases/...").
+TEST_ONLY = {"tests", "bench", "opcases"}
 
 
 def check(root: pathlib.Path) -> list:
@@ -37,7 +39,11 @@ def check(root: pathlib.Path) -> list:
                     continue
                 target = m.group(1)
                 parts = target.split("/")
-                if parts[0] in RANK or parts[0] in ("tests", "bench"):
+                if parts[0] in TEST_ONLY:
+                    problems.append(f"{rel}:{lineno}: '{target}' is test or benchmark code, "
+                                    f"which the library never includes")
+                    continue
+                if parts[0] in RANK:
                     problems.append(f"{rel}:{lineno}: project header '{target}' without the "
                                     f"cuseg/ prefix")
                     continue
@@ -63,16 +69,18 @@ def self_test() -> int:
             "model/net.cpp": '#include "cuseg/pipeline/config.h"\n',
             "engine/cuda/deep.cpp": '#include "cuseg/data/image.h"\n',
             "apps/top.cpp": '#include "cuseg/pipeline/config.h"\n',
+            "engine/cases.cpp": '#include "opcases/op_cases.h"\n',
         }
         for name, text in files.items():
             (t / name).parent.mkdir(parents=True, exist_ok=True)
             (t / name).write_text(text)
         found = sorted(p.split(":")[0] for p in check(t))
-        want = ["data/bare.cpp", "engine/cuda/deep.cpp", "kernels/up.cu", "model/net.cpp"]
+        want = ["data/bare.cpp", "engine/cases.cpp", "engine/cuda/deep.cpp", "kernels/up.cu",
+                "model/net.cpp"]
         if found != want:
             print(f"layering self-test: found {found}, expected {want}")
             return 1
-    print("layering self-test: all 4 planted offences found, 2 clean files passed")
+    print("layering self-test: all 5 planted offences found, 2 clean files passed")
     return 0
 
 

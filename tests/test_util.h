@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include "cuseg/engine/tensor.h"  // cuda_available
+
 // Builds configured with CUSEG_WITH_ITK=OFF (the GPU check kit) have no image file I/O: the
 // tests that read or write files are skipped there (data/image_io_noitk.cpp says why).
 #define CUSEG_REQUIRE_FILE_IO()                                                              \
@@ -20,3 +22,9 @@ inline std::filesystem::path scratch_dir(const std::string& suite, const std::st
   fs::create_directories(p);
   return p;
 }
+
+// CUDA tests: skipped (shown as SKIPPED, never passed) when no device answers.
+#define CUSEG_REQUIRE_CUDA()                                          \
+  do {                                                                \
+    if (!::cuseg::cuda_available()) GTEST_SKIP() << "no CUDA device"; \
+  } while (0)

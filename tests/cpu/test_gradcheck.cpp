@@ -2,24 +2,31 @@
 // the CPU backend. The scalar probed is L = sum_i out_i * r_i (r fixed random), summed in
 // double; d L / d theta from backward is compared with (L(theta+e) - L(theta-e)) / 2e.
 //
-// Tolerances. Forward passes run in float32, so L carries an absolute rounding error of
-// about delta = sqrt(#terms) * 2^-24 * max|out * r|. For ops that are linear in the probed
-// variable (conv in x or w, upsample, add) the central difference is otherwise exact, so
-// the error is ~ 2 * delta / (2e); with e = 1e-2 and the sizes here that is < 1e-3, hence
-// atol 2e-3 with rtol 1e-2. For the non-linear pieces (softmax CE, the U-Nets) the
-// truncation error is O(e^2 * L''') ~ 1e-6 for e = 1e-3 while the rounding term grows to
-// ~1e-3 / |grad|: atol 5e-3, rtol 2e-2. Inputs of ReLU and max-pool are kept at least 4e
-// away from kinks and ties so no probe crosses one.
+// The layer problems, the step e and the tolerances (each with its reason) are the cases
+// marked kGradcheck in tests/opcases/op_cases.h. In short: forward passes run in float32, so
+// L carries an absolute rounding error of about delta = sqrt(#terms) * 2^-24 * max|out * r|.
+// For ops that are linear in the probed variable (conv in x or w, upsample, add; ReLU and
+// max-pool away from kinks and ties) the central difference is otherwise exact, so the error
+// is ~ 2 * delta / (2e); with e = 1e-2 and the sizes there that is < 1e-3, hence atol 2e-3
+// with rtol 1e-2. For the non-linear pieces (softmax CE, the U-Nets) the truncation error is
+// O(e^2 * L''') while the rounding term grows with 1 / |grad|: softmax CE has its own atol,
+// the U-Nets below state theirs. Inputs of ReLU and max-pool are kept at least 4e away from
+// kinks and ties so no probe crosses one.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "cuseg/engine/ops.h"
 #include "cuseg/model/unet3d.h"
+#include "opcases/op_cases.h"
 
 using namespace cuseg;
+using namespace cuseg::opcases;
 
 namespace {
 
@@ -36,10 +43,13 @@ double dot(const Tensor& a, const Tensor& b) {
   return s;
 }
 
-// Checks every element (or `max_checks` evenly spaced ones) of `var` against `grad`.
-void check_fd(const char* what, const Tensor& var, const Tensor& grad,
-              const std::function<double()>& loss, float eps, double atol, double rtol,
+// Checks every element (or `max_checks` evenly spaced ones) of `var` against `grad`, with
+// the case list's step and tolerance.
+void check_fd(const std::string& what, const Tensor& var, const Tensor& grad,
+              const std::function<double()>& loss, const FdCheck& fd,
               int64_t max_checks = 1 << 30) {
+  const float eps = fd.eps;
+  const double atol = fd.tol.atol, rtol = fd.tol.rtol;
   const int64_t n = var.numel();
   const int64_t step = std::max<int64_t>(1, n / max_checks);
   double worst = 0;
@@ -56,16 +66,16 @@ void check_fd(const char* what, const Tensor& var, const Tensor& grad,
     const double ana = grad.f32()[i];
     const double budget = atol + rtol * std::fabs(num);
     worst = std::max(worst, std::fabs(num - ana) / budget);
-    ASSERT_LE(std::fabs(num - ana), budget)
-        << what << " element " << i << ": numeric " << num << " analytic " << ana;
+    ASSERT_LE(std::fabs(num - ana), budget) << what << " element " << i << ": numeric " << num
+                                            << " analytic " << ana << " (" << fd.tol.why << ")";
     ++checked;
   }
   double gmax = 0;
   for (int64_t i = 0; i < n; ++i) gmax = std::max(gmax, double(std::fabs(grad.f32()[i])));
   // A check whose gradients are all far below atol could not fail: refuse it.
   ASSERT_GT(gmax, 10 * atol) << what << ": gradients too small for a meaningful check";
-  std::printf("  %-28s %5d checks, max|grad| %.3g, worst %.1f%% of tolerance\n", what, checked,
-              gmax, worst * 100);
+  std::printf("  %-34s %5d checks, max|grad| %.3g, worst %.1f%% of tolerance\n", what.c_str(),
+              checked, gmax, worst * 100);
 }
 
 }  // namespace
@@ -73,11 +83,14 @@ void check_fd(const char* what, const Tensor& var, const Tensor& grad,
 TEST(GradCheck, Conv3dK3AndK1) {
   Context ctx(Device::CPU);
   std::mt19937 rng(1);
-  for (int k : {3, 1}) {
-    Tensor x = random_tensor({2, 3, 5, 7, 6}, rng);
-    Tensor w = random_tensor({4, 3, k, k, k}, rng, -0.5f, 0.5f);
-    Tensor b = random_tensor({4}, rng);
-    Tensor y = Tensor::empty({2, 4, 5, 7, 6});
+  const ConvSpec& spec = conv3d();
+  const std::vector<ConvCase> cases = with_use(spec.cases, kGradcheck);
+  ASSERT_FALSE(cases.empty());
+  for (const ConvCase& cc : cases) {
+    Tensor x = random_tensor(cc.x.shape(), rng);
+    Tensor w = random_tensor(cc.w_shape(), rng, -0.5f, 0.5f);
+    Tensor b = random_tensor({cc.cout}, rng);
+    Tensor y = Tensor::empty(cc.y_shape());
     Tensor r = random_tensor(y.shape(), rng);
     auto loss = [&] {
       conv3d_forward(ctx, x, w, b, y, false);
@@ -87,29 +100,40 @@ TEST(GradCheck, Conv3dK3AndK1) {
            gb = Tensor::zeros(b.shape());
     loss();
     conv3d_backward(ctx, x, w, r, gx, gw, gb);
-    check_fd(k == 3 ? "conv3d k3 input" : "conv3d k1 input", x, gx, loss, 1e-2f, 2e-3, 1e-2);
-    check_fd(k == 3 ? "conv3d k3 weight" : "conv3d k1 weight", w, gw, loss, 1e-2f, 2e-3, 1e-2);
-    check_fd("conv3d bias", b, gb, loss, 1e-2f, 2e-3, 1e-2);
+    const std::string what = "conv3d " + cc.name();
+    check_fd(what + " input", x, gx, loss, spec.gradcheck);
+    check_fd(what + " weight", w, gw, loss, spec.gradcheck);
+    check_fd(what + " bias", b, gb, loss, spec.gradcheck);
   }
 }
 
 TEST(GradCheck, Conv3dBatchStridedViews) {
-  // Input and output as channel slices of wider tensors (zero-copy concat layout).
+  // Input and output as channel slices of wider tensors (zero-copy concat layout), on the
+  // first k = 3 gradient-check problem: x = channels [1, 1 + Cin) of Cin + 2, y = channels
+  // [3, 3 + Cout) of Cout + 4.
   Context ctx(Device::CPU);
   std::mt19937 rng(2);
-  Tensor xw = random_tensor({2, 5, 5, 7, 6}, rng);
-  Tensor x = xw.channel_slice(1, 4);
-  Tensor w = random_tensor({2, 3, 3, 3, 3}, rng, -0.5f, 0.5f);
-  Tensor b = random_tensor({2}, rng);
-  Tensor yw = Tensor::zeros({2, 6, 5, 7, 6});
-  Tensor y = yw.channel_slice(3, 5);
+  const ConvSpec& spec = conv3d();
+  const std::vector<ConvCase> cases = with_use(spec.cases, kGradcheck);
+  const auto it =
+      std::find_if(cases.begin(), cases.end(), [](const ConvCase& c) { return c.k == 3; });
+  ASSERT_NE(it, cases.end());
+  const ConvCase& cc = *it;
+  const Dims& d = cc.x;
+  Tensor xw = random_tensor({d.n, d.c + 2, d.d, d.h, d.w}, rng);
+  Tensor x = xw.channel_slice(1, 1 + d.c);
+  Tensor w = random_tensor(cc.w_shape(), rng, -0.5f, 0.5f);
+  Tensor b = random_tensor({cc.cout}, rng);
+  const int ywc = cc.cout + 4;
+  Tensor yw = Tensor::zeros({d.n, ywc, d.d, d.h, d.w});
+  Tensor y = yw.channel_slice(3, 3 + cc.cout);
   Tensor r = random_tensor(y.shape(), rng);
   auto loss = [&] {
     conv3d_forward(ctx, x, w, b, y, false);
     return dot(y.clone(), r);
   };
-  Tensor gxw = Tensor::zeros({2, 5, 5, 7, 6});
-  Tensor gx = gxw.channel_slice(1, 4);
+  Tensor gxw = Tensor::zeros(xw.shape());
+  Tensor gx = gxw.channel_slice(1, 1 + d.c);
   Tensor gw = Tensor::zeros(w.shape()), gb = Tensor::zeros(b.shape());
   loss();
   conv3d_backward(ctx, x, w, r, gx, gw, gb);
@@ -120,61 +144,75 @@ TEST(GradCheck, Conv3dBatchStridedViews) {
     x.copy_from(xc);
     return loss();
   };
-  check_fd("conv3d strided input", xc, gxc, loss_c, 1e-2f, 2e-3, 1e-2);
-  check_fd("conv3d strided weight", w, gw, loss_c, 1e-2f, 2e-3, 1e-2);
+  check_fd("conv3d strided input", xc, gxc, loss_c, spec.gradcheck);
+  check_fd("conv3d strided weight", w, gw, loss_c, spec.gradcheck);
   // Channels outside the views are untouched.
+  const int64_t vox = int64_t(d.d) * d.h * d.w;
   for (int64_t i = 0; i < yw.numel(); ++i) {
-    const int64_t c = (i / (5 * 7 * 6)) % 6;
-    if (c < 3 || c >= 5) ASSERT_EQ(yw.f32()[i], 0.f);
+    const int64_t c = (i / vox) % ywc;
+    if (c < 3 || c >= 3 + cc.cout) ASSERT_EQ(yw.f32()[i], 0.f);
   }
 }
 
 TEST(GradCheck, Relu) {
   Context ctx(Device::CPU);
   std::mt19937 rng(3);
-  Tensor x = random_tensor({2, 3, 5, 7, 6}, rng);
-  for (int64_t i = 0; i < x.numel(); ++i)  // keep inputs >= 0.05 away from the kink
-    if (std::fabs(x.f32()[i]) < 0.05f) x.f32()[i] = x.f32()[i] < 0 ? -0.05f : 0.05f;
-  Tensor r = random_tensor(x.shape(), rng);
-  Tensor y = Tensor::empty(x.shape());
-  auto loss = [&] {
-    y.copy_from(x);
-    relu_forward(ctx, y);
-    return dot(y, r);
-  };
-  loss();
-  Tensor g = r.clone();
-  relu_backward(ctx, y, g);
-  check_fd("relu", x, g, loss, 1e-2f, 2e-3, 1e-2);
+  const ElementwiseSpec& spec = elementwise();
+  const std::vector<VolCase> cases = with_use(spec.cases, kGradcheck);
+  ASSERT_FALSE(cases.empty());
+  for (const VolCase& vc : cases) {
+    Tensor x = random_tensor(vc.x.shape(), rng);
+    for (int64_t i = 0; i < x.numel(); ++i)  // keep inputs >= 0.05 away from the kink
+      if (std::fabs(x.f32()[i]) < 0.05f) x.f32()[i] = x.f32()[i] < 0 ? -0.05f : 0.05f;
+    Tensor r = random_tensor(x.shape(), rng);
+    Tensor y = Tensor::empty(x.shape());
+    auto loss = [&] {
+      y.copy_from(x);
+      relu_forward(ctx, y);
+      return dot(y, r);
+    };
+    loss();
+    Tensor g = r.clone();
+    relu_backward(ctx, y, g);
+    check_fd("relu " + vc.x.str(), x, g, loss, spec.gradcheck);
+  }
 }
 
 TEST(GradCheck, MaxPool3dOddExtents) {
   Context ctx(Device::CPU);
   std::mt19937 rng(4);
-  Tensor x = Tensor::empty({2, 3, 5, 7, 6});
-  // Distinct values 0.05 apart in random order: no probe (e = 1e-2) can change an argmax.
-  std::vector<int> perm(size_t(x.numel()));
-  for (size_t i = 0; i < perm.size(); ++i) perm[i] = int(i);
-  std::shuffle(perm.begin(), perm.end(), rng);
-  for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = 0.05f * float(perm[size_t(i)]) - 30.f;
-  Tensor y = Tensor::empty({2, 3, 2, 3, 3});
-  Tensor r = random_tensor(y.shape(), rng);
-  auto loss = [&] {
-    maxpool3d_forward(ctx, x, y);
-    return dot(y, r);
-  };
-  loss();
-  Tensor gx = Tensor::empty(x.shape());
-  maxpool3d_backward(ctx, x, y, r, gx);
-  check_fd("maxpool3d", x, gx, loss, 1e-2f, 2e-3, 1e-2);
+  const PoolSpec& spec = maxpool3d();
+  const std::vector<VolCase> cases = with_use(spec.cases, kGradcheck);
+  ASSERT_FALSE(cases.empty());
+  for (const VolCase& vc : cases) {
+    Tensor x = Tensor::empty(vc.x.shape());
+    // Distinct values 0.05 apart in random order: no probe (e = 1e-2) can change an argmax.
+    std::vector<int> perm(size_t(x.numel()));
+    for (size_t i = 0; i < perm.size(); ++i) perm[i] = int(i);
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = 0.05f * float(perm[size_t(i)]) - 30.f;
+    Tensor y = Tensor::empty(PoolSpec::y_shape(vc.x));
+    Tensor r = random_tensor(y.shape(), rng);
+    auto loss = [&] {
+      maxpool3d_forward(ctx, x, y);
+      return dot(y, r);
+    };
+    loss();
+    Tensor gx = Tensor::empty(x.shape());
+    maxpool3d_backward(ctx, x, y, r, gx);
+    check_fd("maxpool3d " + vc.x.str(), x, gx, loss, spec.gradcheck);
+  }
 }
 
 TEST(GradCheck, UpsampleTrilinear) {
   Context ctx(Device::CPU);
   std::mt19937 rng(5);
-  for (Shape s : {Shape{2, 3, 5, 7, 6}, Shape{1, 2, 1, 3, 2}}) {
-    Tensor x = random_tensor(s, rng);
-    Tensor y = Tensor::empty({s[0], s[1], 2 * s[2], 2 * s[3], 2 * s[4]});
+  const UpsampleSpec& spec = upsample2x();
+  const std::vector<VolCase> cases = with_use(spec.cases, kGradcheck);
+  ASSERT_FALSE(cases.empty());
+  for (const VolCase& vc : cases) {
+    Tensor x = random_tensor(vc.x.shape(), rng);
+    Tensor y = Tensor::empty(UpsampleSpec::y_shape(vc.x));
     Tensor r = random_tensor(y.shape(), rng);
     auto loss = [&] {
       upsample2x_forward(ctx, x, y);
@@ -183,33 +221,41 @@ TEST(GradCheck, UpsampleTrilinear) {
     loss();
     Tensor gx = Tensor::empty(x.shape());
     upsample2x_backward(ctx, r, gx);
-    check_fd("upsample2x", x, gx, loss, 1e-2f, 2e-3, 1e-2);
+    check_fd("upsample2x " + vc.x.str(), x, gx, loss, spec.gradcheck);
   }
 }
 
 TEST(GradCheck, WeightedCrossEntropy) {
   Context ctx(Device::CPU);
   std::mt19937 rng(6);
-  Tensor x = random_tensor({2, 3, 5, 7, 6}, rng, -2.f, 2.f);
-  Tensor lab = Tensor::empty({2, 5, 7, 6}, DType::U8);
-  for (int64_t i = 0; i < lab.numel(); ++i) lab.data<uint8_t>()[i] = uint8_t(rng() % 3);
-  const std::vector<float> wts = {1.f, 1.f, 3.f};
-  Tensor g = Tensor::empty(x.shape());
-  auto loss = [&] { return weighted_cross_entropy(ctx, x, lab, wts, Tensor()); };
-  const double l0 = weighted_cross_entropy(ctx, x, lab, wts, g);
-  EXPECT_NEAR(l0, loss(), 1e-12);  // the gradient pass does not change the loss
-  // Loss scale is ~1 and the mean divides by sum w ~ 700, so per-logit gradients are ~1e-3:
-  // the absolute tolerance is scaled accordingly (rounding of L ~ 1e-7 / 2e).
-  check_fd("cross-entropy logits", x, g, loss, 1e-2f, 2e-5, 2e-2);
+  const LogitsSpec& spec = logits();
+  const std::vector<VolCase> cases = with_use(spec.cases, kGradcheck);
+  ASSERT_FALSE(cases.empty());
+  for (const VolCase& vc : cases) {
+    ASSERT_EQ(vc.x.c, 3) << "the recipe's class weights are for 3 classes";
+    Tensor x = random_tensor(vc.x.shape(), rng, -2.f, 2.f);
+    Tensor lab = Tensor::empty({vc.x.n, vc.x.d, vc.x.h, vc.x.w}, DType::U8);
+    for (int64_t i = 0; i < lab.numel(); ++i) lab.data<uint8_t>()[i] = uint8_t(rng() % 3);
+    const std::vector<float> wts = {1.f, 1.f, 3.f};
+    Tensor g = Tensor::empty(x.shape());
+    auto loss = [&] { return weighted_cross_entropy(ctx, x, lab, wts, Tensor()); };
+    const double l0 = weighted_cross_entropy(ctx, x, lab, wts, g);
+    EXPECT_NEAR(l0, loss(), 1e-12);  // the gradient pass does not change the loss
+    check_fd("cross-entropy logits " + vc.x.str(), x, g, loss, spec.gradcheck);
+  }
 }
 
 TEST(GradCheck, AddInplaceIsIdentityForSource) {
   Context ctx(Device::CPU);
   std::mt19937 rng(7);
-  Tensor a = random_tensor({2, 2, 3, 3, 3}, rng), b = random_tensor({2, 2, 3, 3, 3}, rng);
-  Tensor c = a.clone();
-  add_inplace(ctx, c, b);
-  for (int64_t i = 0; i < a.numel(); ++i) ASSERT_EQ(c.f32()[i], a.f32()[i] + b.f32()[i]);
+  const std::vector<VolCase> cases = with_use(elementwise().cases, kGradcheck);
+  ASSERT_FALSE(cases.empty());
+  for (const VolCase& vc : cases) {
+    Tensor a = random_tensor(vc.x.shape(), rng), b = random_tensor(vc.x.shape(), rng);
+    Tensor c = a.clone();
+    add_inplace(ctx, c, b);
+    for (int64_t i = 0; i < a.numel(); ++i) ASSERT_EQ(c.f32()[i], a.f32()[i] + b.f32()[i]);
+  }
 }
 
 namespace {

@@ -25,11 +25,9 @@
 #include "cuseg/engine/ops.h"
 #include "cuseg/engine/optim.h"
 #include "cuseg/model/unet3d.h"
+#include "test_util.h"
 
 using namespace cuseg;
-
-#define REQUIRE_CUDA() \
-  if (!cuseg::cuda_available()) GTEST_SKIP() << "no CUDA device"
 
 namespace {
 
@@ -104,7 +102,7 @@ UNetConfig tiny() {
 }
 
 TEST(TrainStep, OneStepLossAndEveryGradient) {
-  REQUIRE_CUDA();
+  CUSEG_REQUIRE_CUDA();
   AdamConfig ac;
   Trainer cpu(Device::CPU, tiny(), ac), gpu(Device::CUDA, tiny(), ac);
   auto pc = cpu.net.parameters(), pg = gpu.net.parameters();
@@ -127,7 +125,7 @@ TEST(TrainStep, OneStepLossAndEveryGradient) {
 }
 
 TEST(TrainStep, OneStepIsDeterministic) {
-  REQUIRE_CUDA();
+  CUSEG_REQUIRE_CUDA();
   AdamConfig ac;
   const Batch b = make_batch(2, 16, 2);
   double loss[2];
@@ -144,7 +142,7 @@ TEST(TrainStep, OneStepIsDeterministic) {
 }
 
 TEST(TrainStep, TwentyStepLosses) {
-  REQUIRE_CUDA();
+  CUSEG_REQUIRE_CUDA();
   AdamConfig ac;
   ac.lr = 1e-3f;
   Trainer cpu(Device::CPU, tiny(), ac), gpu(Device::CUDA, tiny(), ac);
@@ -163,7 +161,7 @@ TEST(TrainStep, TwentyStepLosses) {
 // The reference network at the reference patch: time and peak device memory (a minimal
 // train-step timer; bench/engine_bench is the full benchmark).
 TEST(TrainStep, TimedReferenceStep) {
-  REQUIRE_CUDA();
+  CUSEG_REQUIRE_CUDA();
   AdamConfig ac;
   Trainer gpu(Device::CUDA, UNetConfig{}, ac);
   gpu.load(make_batch(2, 96, 3));
