@@ -1,21 +1,41 @@
-// The training run behind engine_train: dataset (phantom generation, integrity check, split),
-// preprocessing + augmentation + label-sampled patch queue, the Adam loop, validation, and the
-// run folder (config.yaml, train.log, metrics.jsonl, curves.svg, previews/, last/best
-// checkpoints).
+// The training run behind engine_train. run_training() reads top to bottom as the recipe; each
+// step is a named unit in pipeline/:
+//   1. run folder: new, resumed or started over; config resolved and saved   run_folder.h
+//   2. data: dataset, integrity check, split, preprocessing, validation set  training_data.h
+//   3. batch source: the training batches (host patch queue today)          batch_source.h
+//   4. model + optimiser, restored from last.safetensors on --resume         checkpointing.h
+//   5. per epoch: train one epoch (forward, loss, backward, step), validate  trainer.cpp,
+//                                                                             validation.h
+//   6. per epoch: preview, checkpoints (best, last), metrics + curves        previews.h,
+//                                                                             checkpointing.h,
+//                                                                             metrics_log.h
+// Everything written to the run folder after step 1 happens in record_epoch() and
+// save_interrupted() (trainer.cpp): with several ranks, rank 0 alone calls them.
 //
-// Determinism and resume: the only randomness is the network init (train.seed) and the patch
-// stream, which is a fresh PatchQueue per epoch seeded from (train.seed, epoch); a queue's
-// stream does not depend on thread timing. A checkpoint therefore records the RNG state as
-// (seed, epoch, patches consumed in that epoch) and --resume rebuilds the queue and skips the
-// consumed patches, so a resumed run continues the interrupted run's loss curve exactly (on
-// the same device and thread count).
+// Determinism and resume: see checkpointing.h.
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "cuseg/engine/context.h"
+#include "cuseg/engine/param.h"
+
 namespace cuseg {
+
+// Extension points for code that drives training. Every hook is optional.
+struct TrainHooks {
+  // Runs after backward and before the optimiser step of every training step, with the step's
+  // gradients in params[i]->grad (on the training device). Distributed training averages the
+  // gradients across ranks here (all-reduce, then divide by the number of ranks).
+  std::function<void(Context& ctx, const std::vector<Param*>& params)> after_backward;
+  // Runs right after best.safetensors was written (the validation loss improved), with the
+  // 1-based epoch and the file's path: pictures of the best model (e.g. an animated preview)
+  // go here.
+  std::function<void(int epoch, const std::string& best_checkpoint)> on_best_checkpoint;
+};
 
 struct TrainOptions {
   std::string config_path;  // required unless resuming (then RUN_DIR/config.yaml is used)
@@ -26,6 +46,7 @@ struct TrainOptions {
   // Testing aid: act as if Ctrl-C arrived after this many optimiser steps (global count).
   int64_t stop_after_steps = -1;
   const std::atomic<bool>* stop = nullptr;  // set by the SIGINT handler
+  TrainHooks hooks;
 };
 
 // Exit codes: 0 finished, 130 interrupted (checkpoint saved). Throws cuseg::Error on bad input.

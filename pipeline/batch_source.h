@@ -1,0 +1,55 @@
+// Step 3 of a training run: where training batches come from.
+//
+// EXTENSION POINT (another patch source, e.g. a device-side data pipeline): implement
+// BatchSource and return it from make_batch_source() for the config that selects it. The
+// trainer only asks for an epoch's stream and then for one batch per optimiser step; it never
+// sees patches, queues or threads. The contract that keeps --resume bit-exact: the stream of
+// epoch e depends only on (config, e), never on timing, and start_epoch(e, k) continues it
+// after its first k batches exactly as an uninterrupted run would.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuseg/data/samplers.h"
+#include "cuseg/engine/tensor.h"
+#include "cuseg/pipeline/config.h"
+
+namespace cuseg {
+
+class TrainingData;
+
+// One batch on the training device.
+struct TrainBatch {
+  Tensor image;                    // [N, 1, D, H, W] float32, rescaled intensities
+  Tensor label;                    // [N, D, H, W] uint8 class indices
+  std::vector<std::string> cases;  // case id of each patch (messages: which data was this?)
+};
+
+// Host patches -> a batch on `dev` (also used for the validation patches).
+TrainBatch to_batch(const std::vector<data::Patch>& patches, Device dev,
+                    std::vector<std::string> cases = {});
+
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  // Optimiser steps per epoch (full batches only, as a DataLoader with drop_last).
+  virtual int64_t batches_per_epoch() const = 0;
+  // Starts epoch `epoch`'s stream (0-based), skipping its first `skip_batches` batches.
+  virtual void start_epoch(int epoch, int64_t skip_batches) = 0;
+  // The next batch of the current epoch; blocks until it is ready.
+  virtual TrainBatch next() = 0;
+  // Seconds next() spent waiting for data this epoch, and a one-line summary for the log.
+  virtual double wait_seconds() const = 0;
+  virtual std::string summary() const = 0;
+};
+
+// Today's source: the host PatchQueue (torchio Queue semantics). Worker threads load
+// preprocessed cases from `data`, apply RandomAffine and pad to the patch, draw label-sampled
+// patches; each epoch is a fresh queue seeded stream_seed(train.seed, epoch); batches are
+// stacked on the host and copied to `dev`. `data` must outlive the source.
+std::unique_ptr<BatchSource> make_batch_source(const RunConfig& cfg, const TrainingData& data,
+                                               Device dev);
+
+}  // namespace cuseg

@@ -1,0 +1,49 @@
+// Training checkpoints (see checkpointing.h).
+#include "cuseg/pipeline/checkpointing.h"
+
+#include "cuseg/core/check.h"
+#include "cuseg/engine/checkpoint.h"
+#include "cuseg/pipeline/inference.h"
+#include "cuseg/pipeline/train_log.h"
+
+namespace cuseg {
+
+void save_training_checkpoint(const std::string& path, const RunConfig& cfg, Device dev,
+                              UNet3D& net, const Adam* adam, const TrainProgress& p) {
+  Metadata meta;
+  meta[kConfigKey] = cfg.resolved_yaml;
+  meta["cuseg.epoch"] = std::to_string(p.epoch);
+  meta["cuseg.step_in_epoch"] = std::to_string(p.step_in_epoch);
+  meta["cuseg.global_step"] = std::to_string(p.global_step);
+  meta["cuseg.best_val_loss"] = fmt("%.17g", p.best_val_loss);
+  meta["cuseg.elapsed_s"] = fmt("%.3f", p.elapsed_s);
+  meta["cuseg.rng_seed"] = std::to_string(cfg.seed);
+  meta["cuseg.rng"] =
+      fmt("patch stream: PatchQueue seeded splitmix(%llu, epoch %d), %lld "
+          "patches consumed",
+          (unsigned long long)cfg.seed, p.epoch, (long long)(p.step_in_epoch * cfg.batch_size));
+  meta["cuseg.device"] = device_name(dev);
+  save_checkpoint(path, net.parameters(), meta, adam);
+}
+
+TrainProgress restore_training_checkpoint(const std::string& path, const RunConfig& cfg,
+                                          UNet3D& net, Adam& adam) {
+  const Metadata meta = load_checkpoint(path, net.parameters(), &adam);
+  auto get = [&](const char* k) -> const std::string& {
+    auto it = meta.find(k);
+    if (it == meta.end()) CUSEG_THROW(path << ": checkpoint metadata lacks '" << k << "'");
+    return it->second;
+  };
+  TrainProgress p;
+  p.epoch = int(std::stoll(get("cuseg.epoch")));
+  p.step_in_epoch = std::stoll(get("cuseg.step_in_epoch"));
+  p.global_step = std::stoll(get("cuseg.global_step"));
+  p.best_val_loss = std::stod(get("cuseg.best_val_loss"));
+  p.elapsed_s = std::stod(get("cuseg.elapsed_s"));
+  CUSEG_CHECK(uint64_t(std::stoull(get("cuseg.rng_seed"))) == cfg.seed,
+              path << ": train.seed differs from the checkpoint's; a resumed run must keep it");
+  adam.config().lr = cfg.lr;
+  return p;
+}
+
+}  // namespace cuseg

@@ -1,0 +1,41 @@
+// Training checkpoints: what a run saves at every epoch end and on interruption, and what
+// --resume restores. The weights file is a plain safetensors checkpoint (engine/checkpoint.h,
+// loads into the PyTorch reference module); its metadata carries the resolved config and the
+// training progress below; the optimiser state goes to the companion "<stem>.optim" file.
+//
+// Determinism and resume: the only randomness is the network init (train.seed) and the batch
+// stream, which restarts every epoch from stream_seed(train.seed, epoch) (batch_source.h). So
+// (epoch, steps done in it) is the whole RNG state: --resume restarts that epoch's stream and
+// skips the consumed batches, and the resumed run continues the interrupted one's loss curve
+// exactly (same device and thread count).
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "cuseg/engine/optim.h"
+#include "cuseg/model/unet3d.h"
+#include "cuseg/pipeline/config.h"
+
+namespace cuseg {
+
+struct TrainProgress {
+  int epoch = 0;              // 0-based epoch in progress (= epochs completed)
+  int64_t step_in_epoch = 0;  // optimiser steps already done in that epoch
+  int64_t global_step = 0;    // optimiser steps since the start of the run
+  double best_val_loss = INFINITY;
+  double elapsed_s = 0;  // training wall time of all sessions up to the save
+};
+
+// Writes `path` (and, when `adam` is given, its optimiser companion) with `p` and the config in
+// the metadata. Throws cuseg::Error naming the file when it cannot be written.
+void save_training_checkpoint(const std::string& path, const RunConfig& cfg, Device dev,
+                              UNet3D& net, const Adam* adam, const TrainProgress& p);
+
+// Loads weights and optimiser state from `path` into net / adam and returns the progress
+// stored with them. The optimiser takes the current config's learning rate (a resumed run may
+// change it). Throws naming the file when the metadata is missing or train.seed differs.
+TrainProgress restore_training_checkpoint(const std::string& path, const RunConfig& cfg,
+                                          UNet3D& net, Adam& adam);
+
+}  // namespace cuseg

@@ -1,0 +1,43 @@
+// Step 1 of a training run: the run folder. Every file a run reads and writes has its name
+// here; open_run_folder() decides whether the run is new, resumed or started over, resolves
+// the config and saves it as RUN_DIR/config.yaml.
+//
+// RUN_DIR holds: config.yaml (the resolved config), train.log (appended by every session),
+// metrics.jsonl (one JSON record per logged step and per epoch), curves.svg, splits.json,
+// previews/ (PNG per epoch), last.safetensors + last.optim.safetensors (weights and optimiser
+// state at the last epoch end or interruption), best.safetensors (lowest validation loss).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "cuseg/pipeline/config.h"
+
+namespace cuseg {
+
+struct RunFolder {
+  std::string dir;
+  std::string file(const std::string& name) const;  // dir/name
+  std::string config_yaml() const { return file("config.yaml"); }
+  std::string train_log() const { return file("train.log"); }
+  std::string metrics() const { return file("metrics.jsonl"); }
+  std::string curves() const { return file("curves.svg"); }
+  std::string splits() const { return file("splits.json"); }
+  std::string previews() const { return file("previews"); }
+  std::string last() const { return file("last.safetensors"); }
+  std::string best() const { return file("best.safetensors"); }
+};
+
+struct OpenedRun {
+  RunFolder folder;
+  RunConfig cfg;
+  bool resume = false;  // continue from folder.last()
+};
+
+// New run (resume = false): `config_path` + overrides; refuses a folder that already holds a
+// run unless `overwrite`, which deletes the previous run's outputs. Resume: RUN_DIR/config.yaml
+// + overrides (a resumed run keeps its config; --set may change e.g. train.epochs or train.lr).
+// Creates the folder and writes config.yaml. Throws cuseg::Error naming the folder or file.
+OpenedRun open_run_folder(const std::string& run_dir, const std::string& config_path,
+                          const std::vector<std::string>& overrides, bool resume, bool overwrite);
+
+}  // namespace cuseg
