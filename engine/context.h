@@ -14,6 +14,11 @@ class CudaContext;  // engine/cuda/cuda_context.h (CUDA builds only)
 
 struct ContextOptions {
   size_t workspace_budget_bytes = size_t(512) << 20;  // cuDNN workspace cap
+  // cuDNN graph plans (bf16 path, engine/cuda/cudnn_graph.h): time every eligible plan on the
+  // first call and keep the fastest (also CUSEG_CUDNN_AUTOTUNE=1); only deterministic plans
+  // unless `deterministic` is false.
+  bool cudnn_autotune = false;
+  bool deterministic = true;
 };
 
 class Context {

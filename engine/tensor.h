@@ -4,6 +4,12 @@
 // stride larger than C*D*H*W (channel slices for zero-copy concat); everything inside one
 // batch element is packed. Storage comes from the device's MemoryPool and is shared by
 // views (shared_ptr), so a view keeps its parent's memory alive.
+//
+// The bf16 path stores activations channels-last (NDHWC, C fastest). Dims stay in NCDHW order
+// (as cuDNN takes them) and the layout is in the strides: {D*H*W*C, 1, H*W*C, W*C, C} for a
+// packed tensor (empty_channels_last); a channel slice keeps the wider tensor's strides, so
+// its voxel stride (strides[4]) is larger than its channel count. cl<T>() gives kernels that
+// view; vol() refuses it.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -11,6 +17,7 @@
 #include <vector>
 
 #include "cuseg/engine/memory.h"
+#include "cuseg/kernels/bf16.h"
 #include "cuseg/kernels/common.h"
 
 namespace cuseg {
@@ -38,6 +45,15 @@ class Tensor {
   Tensor() = default;
   static Tensor empty(const Shape& shape, DType dt = DType::F32, Device dev = Device::CPU);
   static Tensor zeros(const Shape& shape, DType dt = DType::F32, Device dev = Device::CPU);
+  // 5-D [N, C, D, H, W] in channels-last order (see the file comment).
+  static Tensor empty_channels_last(const Shape& shape, DType dt, Device dev);
+  // Any strides over a storage that spans them (non-negative strides).
+  static Tensor empty_strided(const Shape& shape, const Shape& strides, DType dt, Device dev);
+  // Zeros in t's dtype, device and layout. When t is a channel slice [0, c) of a wider
+  // channels-last tensor (the bf16 logits are [0, classes) of a buffer padded to a multiple of
+  // 8 channels), the result is the same slice of a new zeroed buffer of the wider shape, so
+  // its padding channels are 0 too.
+  static Tensor zeros_like(const Tensor& t);
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }
@@ -49,6 +65,10 @@ class Tensor {
   DType dtype() const { return dtype_; }
   Device device() const { return device_; }
   bool is_contiguous() const;
+  // Channels-last 5-D layout: strides[1] == 1 and the voxel stride >= C (possibly a slice).
+  bool is_channels_last() const;
+  // Strides order the elements densely (one block of numel() elements, some permutation).
+  bool is_dense() const;
 
   void* raw() const;
   template <class T>
@@ -63,11 +83,20 @@ class Tensor {
   Tensor batch_slice(int64_t n0, int64_t n1) const;
   // Same storage, new shape (contiguous tensors only).
   Tensor reshape(const Shape& shape) const;
+  // Same storage, offset and strides, another shape; throws unless every element of the result
+  // lies inside the storage. Widens a channel slice back to its buffer (e.g. the bf16 logits
+  // [0, classes) to all their padded channels).
+  Tensor as_shape(const Shape& shape) const;
 
   // The Vol view used by kernels (5-D float, packed within each batch element).
   Vol vol() const;
+  // The channels-last view (5-D, is_channels_last()); T is float or bf16 and must match the
+  // dtype (const T for reading).
+  template <class T>
+  VolCL<T> cl() const;
 
-  // Copies (contiguous or batch-strided) between any devices; shapes must match.
+  // Copies (contiguous or batch-strided, or dense with equal strides) between any devices;
+  // shapes must match.
   void copy_from(const Tensor& src);
   Tensor to(Device dev) const;
   Tensor clone() const { return to(device_); }

@@ -2,7 +2,8 @@
 //
 // Multi-tensor: the tensor list (pointers + sizes, at most kAdamTensorsPerLaunch per launch)
 // travels by value in the kernel's parameter space, so a step needs no host-to-device copy
-// of the list and no synchronisation. Each tensor gets a contiguous range of blocks (block
+// of the list and no synchronisation. A tensor with a bf16 copy writes it in the same pass
+// (adam_element). Each tensor gets a contiguous range of blocks (block
 // offsets prefix-summed on the host); a block finds its tensor by a short search. Per
 // element the maths is the shared adam_update() of adam.h; nvcc contracts a*b + c into FMAs
 // where the CPU rounds twice, so parameters agree with the CPU to a few ulp per step.
@@ -13,7 +14,7 @@ namespace cuseg {
 
 namespace {
 
-constexpr int kAdamTensorsPerLaunch = 48;  // 48 * 40 B + offsets: well inside 4 KiB of params
+constexpr int kAdamTensorsPerLaunch = 40;  // 40 * 88 B + offsets: inside 4 KiB of params
 constexpr int kAdamElemsPerBlock = kThreads * 8;
 
 struct AdamBatch {
@@ -29,13 +30,8 @@ __global__ void adam_kernel(const __grid_constant__ AdamBatch b, AdamCoeffs c) {
   const AdamTensor& a = b.t[ti];
   const int64_t nb = b.block_start[ti + 1] - b.block_start[ti];
   for (int64_t i = int64_t(blk - b.block_start[ti]) * blockDim.x + threadIdx.x; i < a.n;
-       i += nb * blockDim.x) {
-    float p = a.p[i], m = a.m[i], v = a.v[i];
-    adam_update(p, a.g[i], m, v, c);
-    a.p[i] = p;
-    a.m[i] = m;
-    a.v[i] = v;
-  }
+       i += nb * blockDim.x)
+    adam_element(a, i, c);
 }
 
 }  // namespace

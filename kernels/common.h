@@ -11,6 +11,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define CUSEG_HD __host__ __device__ __forceinline__
@@ -37,6 +38,33 @@ struct Vol {
   CUSEG_HD int64_t spatial() const { return int64_t(d) * h * w; }
   CUSEG_HD int64_t per_batch() const { return int64_t(c) * d * h * w; }
   CUSEG_HD float* at(int ni, int ci) const { return p + ni * sn + int64_t(ci) * d * h * w; }
+};
+
+// A batch of 3-D multi-channel volumes in channels-last order (NDHWC, C fastest), the layout
+// of the bf16 path: element (n, c, z, y, x) lives at p[n * sn + ((z * h + y) * w + x) * cs + c].
+// cs (voxel stride, >= c) is the channel count of the buffer the view lies in: a channel slice
+// [c0, c0 + c) of a wider channels-last tensor (zero-copy concat) has p at channel c0 and the
+// wider tensor's channel count as cs. T is float or bf16 (kernels/bf16.h), const or not.
+template <class T>
+struct VolCL {
+  T* p = nullptr;
+  int n = 0, c = 0, d = 0, h = 0, w = 0;
+  int64_t cs = 0;  // elements between neighbouring voxels (>= c)
+  int64_t sn = 0;  // elements between batch elements (>= d*h*w*cs)
+
+  CUSEG_HD int64_t spatial() const { return int64_t(d) * h * w; }
+  // Offset of voxel v (linear z, y, x index) of batch element ni.
+  CUSEG_HD int64_t off(int ni, int64_t v) const { return ni * sn + v * cs; }
+  CUSEG_HD T* at(int ni, int64_t v) const { return p + off(ni, v); }
+  // A read-only view of the same elements.
+  template <class U = T, std::enable_if_t<!std::is_const<U>::value, int> = 0>
+  CUSEG_HD operator VolCL<const U>() const {
+    VolCL<const U> r;
+    r.p = p;
+    r.n = n, r.c = c, r.d = d, r.h = h, r.w = w;
+    r.cs = cs, r.sn = sn;
+    return r;
+  }
 };
 
 // Linear index of (z, y, x) in a packed D x H x W volume.

@@ -58,6 +58,40 @@ __global__ void cross_entropy_kernel(CeArgs a, int64_t chunks_per_n, double* __r
   if (threadIdx.x == 0) partial[t] = red[0];
 }
 
+// The bf16 channels-last twin (CeArgsCL): the same chunks, threads and reduction tree.
+__global__ void cross_entropy_cl_kernel(CeArgsCL a, int64_t chunks_per_n,
+                                        double* __restrict__ partial) {
+  const VolCL<const bf16>& x = a.logits;
+  const int64_t dhw = x.spatial();
+  const int64_t t = blockIdx.x;
+  const int n = int(t / chunks_per_n);
+  const int64_t v0 = (t % chunks_per_n) * kCeChunk;
+  const int64_t v1 = v0 + kCeChunk < dhw ? v0 + kCeChunk : dhw;
+  const uint8_t* yn = a.labels + n * dhw;
+  double s = 0;
+  for (int64_t v = v0 + threadIdx.x; v < v1; v += blockDim.x) {
+    const int y = yn[v];
+    s += ce_voxel(x.at(n, v), 1, x.c, y, a.weights[y], a.gscale,
+                  a.grad.p ? a.grad.at(n, v) : static_cast<bf16*>(nullptr));
+  }
+  __shared__ double red[kCeThreads];
+  red[threadIdx.x] = s;
+  __syncthreads();
+  for (int off = kCeThreads / 2; off > 0; off >>= 1) {
+    if (int(threadIdx.x) < off) red[threadIdx.x] += red[threadIdx.x + off];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[t] = red[0];
+}
+
+__global__ void argmax_cl_kernel(VolCL<const bf16> logits, uint8_t* __restrict__ labels,
+                                 int64_t total) {
+  const int64_t dhw = logits.spatial();
+  CUSEG_GRID_STRIDE(i, total) {
+    labels[i] = uint8_t(argmax_voxel(logits.at(int(i / dhw), i % dhw), 1, logits.c));
+  }
+}
+
 // Partials in chunk order, one thread: the CPU's order.
 __global__ void sum_in_order_kernel(const double* __restrict__ partial, int64_t count,
                                     double* out) {
@@ -121,6 +155,34 @@ double cross_entropy_cuda(const CeArgs& a, void* workspace, size_t workspace_byt
   CUDA_CHECK(cudaMemcpyAsync(&host, total, sizeof(double), cudaMemcpyDeviceToHost, cu(s)));
   CUDA_CHECK(cudaStreamSynchronize(cu(s)));  // the one read-back of the training step's loss
   return host;
+}
+
+double cross_entropy_cl_cuda(const CeArgsCL& a, void* workspace, size_t workspace_bytes, Stream s) {
+  const VolCL<const bf16>& x = a.logits;
+  const int64_t dhw = x.spatial();
+  const int64_t chunks_per_n = (dhw + kCeChunk - 1) / kCeChunk;
+  const int64_t chunks = int64_t(x.n) * chunks_per_n;
+  if (chunks == 0) return 0.0;
+  CUSEG_CHECK(workspace_bytes >= cross_entropy_workspace_bytes(x.n, dhw),
+              "cross-entropy: workspace " << workspace_bytes << " bytes, needs "
+                                          << cross_entropy_workspace_bytes(x.n, dhw));
+  double* partial = static_cast<double*>(workspace);
+  double* total = partial + chunks;
+  cross_entropy_cl_kernel<<<unsigned(chunks), kCeThreads, 0, cu(s)>>>(a, chunks_per_n, partial);
+  CUSEG_LAUNCH_CHECK();
+  sum_in_order_kernel<<<1, 1, 0, cu(s)>>>(partial, chunks, total);
+  CUSEG_LAUNCH_CHECK();
+  double host = 0;
+  CUDA_CHECK(cudaMemcpyAsync(&host, total, sizeof(double), cudaMemcpyDeviceToHost, cu(s)));
+  CUDA_CHECK(cudaStreamSynchronize(cu(s)));
+  return host;
+}
+
+void argmax_channels_cl_cuda(const VolCL<const bf16>& logits, uint8_t* labels, Stream s) {
+  const int64_t total = int64_t(logits.n) * logits.spatial();
+  if (total == 0) return;
+  argmax_cl_kernel<<<grid_for(total), kThreads, 0, cu(s)>>>(logits, labels, total);
+  CUSEG_LAUNCH_CHECK();
 }
 
 void argmax_channels_cuda(const Vol& logits, uint8_t* labels, Stream s) {

@@ -42,3 +42,36 @@ void maxpool3d_backward_cpu(const Vol& x, const Vol& gy, const Vol& gx) {
 }
 
 }  // namespace cuseg
+
+namespace cuseg {
+
+void maxpool3d_cl_forward_cpu(const VolCL<const bf16>& x, const VolCL<bf16>& y) {
+  const int64_t sx = x.cs, sy = sx * x.w, sz = sy * x.h;
+  const int64_t out = y.spatial();
+  for (int n = 0; n < x.n; ++n) {
+#pragma omp parallel for schedule(static) if (out * y.c >= kOmpMinWork)
+    for (int64_t v = 0; v < out; ++v) {
+      const int xo = int(v % y.w), yo = int((v / y.w) % y.h), zo = int(v / (int64_t(y.w) * y.h));
+      const bf16* base = x.at(n, lin3(2 * zo, 2 * yo, 2 * xo, x.h, x.w));
+      bf16* o = y.at(n, v);
+      for (int c = 0; c < y.c; ++c)
+        o[c] = base[c + maxpool_tap(maxpool_argmax_strided(base + c, sz, sy, sx), sz, sy, sx)];
+    }
+  }
+}
+
+void maxpool3d_cl_backward_cpu(const MaxPoolClBackward& a) {
+  const VolCL<bf16>& gx = a.gx;
+  const int64_t dhw = gx.spatial();
+  for (int n = 0; n < gx.n; ++n) {
+#pragma omp parallel for schedule(static) if (dhw * gx.c >= kOmpMinWork)
+    for (int64_t v = 0; v < dhw; ++v) {
+      const int xx = int(v % gx.w), yy = int((v / gx.w) % gx.h),
+                z = int(v / (int64_t(gx.w) * gx.h));
+      bf16* o = gx.at(n, v);
+      for (int c = 0; c < gx.c; ++c) o[c] = maxpool_cl_grad(a, n, c, z, yy, xx);
+    }
+  }
+}
+
+}  // namespace cuseg

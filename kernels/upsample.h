@@ -6,6 +6,7 @@
 // voxels that read it (deterministic, no atomics). Along one axis, input i is read only by
 // outputs o in [2i - 2, 2i + 2], so upsample_taps() enumerates at most 5 candidates.
 #pragma once
+#include "cuseg/kernels/bf16.h"
 #include "cuseg/kernels/common.h"
 
 namespace cuseg {
@@ -88,9 +89,64 @@ CUSEG_HD float upsample_grad_voxel(const float* gyc, int z, int y, int x, int d,
 void upsample2x_forward_cpu(const Vol& x, const Vol& y);
 void upsample2x_backward_cpu(const Vol& gy, const Vol& gx);
 
+// ---- bf16 channels-last (NDHWC) pair (CPU here, CUDA in upsample.cu): the upsampling of the
+// mixed-precision path. Same taps and the same association order as above (W, then H, then D),
+// in fp32 with every multiply and add rounded separately (mul_rn / add_rn: no FMA contraction on
+// the device), then one RNE rounding to bf16: the CPU and CUDA results are bit-identical.
+// Forward: y may be a channel slice of the decoder's concat buffer (strided view; zero-copy
+// concat). Backward (gather, deterministic): gy may be such a slice; when relu_mask, the result
+// is multiplied by (x > 0), x being the forward input (a ReLU output in the U-Net): the ReLU
+// backward of the level below, fused.
+CUSEG_HD float lerp_rn(float a, float b, float l) {
+  return add_rn(mul_rn(1.f - l, a), mul_rn(l, b));
+}
+
+// One output value of channel c (pointer to channel c of voxel 0 of a batch element, voxel
+// stride cs).
+template <class T>
+CUSEG_HD float upsample_voxel_cl(const T* xc, int h, int w, int64_t cs, const UpTap& a,
+                                 const UpTap& b, const UpTap& e) {
+  auto at = [&](int z, int y, int x) { return to_float(xc[lin3(z, y, x, h, w) * cs]); };
+  const float c00 = lerp_rn(at(a.i0, b.i0, e.i0), at(a.i0, b.i0, e.i1), e.l);
+  const float c01 = lerp_rn(at(a.i0, b.i1, e.i0), at(a.i0, b.i1, e.i1), e.l);
+  const float c10 = lerp_rn(at(a.i1, b.i0, e.i0), at(a.i1, b.i0, e.i1), e.l);
+  const float c11 = lerp_rn(at(a.i1, b.i1, e.i0), at(a.i1, b.i1, e.i1), e.l);
+  return lerp_rn(lerp_rn(c00, c01, b.l), lerp_rn(c10, c11, b.l), a.l);
+}
+
+// Gradient of input voxel (z, y, x) of an input of extent d x h x w from output-gradient
+// channel gyc (voxel stride cs), in upsample_grad_voxel's order.
+template <class T>
+CUSEG_HD float upsample_grad_voxel_cl(const T* gyc, int64_t cs, int z, int y, int x, int d, int h,
+                                      int w) {
+  int oz[5], oy[5], ox[5];
+  float wz[5], wy[5], wx[5];
+  const int mz = upsample_taps(z, d, oz, wz);
+  const int my = upsample_taps(y, h, oy, wy);
+  const int mx = upsample_taps(x, w, ox, wx);
+  float acc = 0.f;
+  for (int a = 0; a < mz; ++a)
+    for (int b = 0; b < my; ++b) {
+      float accx = 0.f;
+      for (int e = 0; e < mx; ++e)
+        accx = add_rn(accx,
+                      mul_rn(wx[e], to_float(gyc[lin3(oz[a], oy[b], ox[e], 2 * h, 2 * w) * cs])));
+      acc = add_rn(acc, mul_rn(mul_rn(wz[a], wy[b]), accx));
+    }
+  return acc;
+}
+
+void upsample2x_cl_forward_cpu(const VolCL<const bf16>& x, const VolCL<bf16>& y);
+// gx overwritten; mask: the forward input x when relu_mask, else p == nullptr.
+void upsample2x_cl_backward_cpu(const VolCL<const bf16>& gy, const VolCL<bf16>& gx,
+                                const VolCL<const bf16>& mask);
+
 #if CUSEG_HAVE_CUDA
 void upsample2x_forward_cuda(const Vol& x, const Vol& y, Stream s);
 void upsample2x_backward_cuda(const Vol& gy, const Vol& gx, Stream s);
+void upsample2x_cl_forward_cuda(const VolCL<const bf16>& x, const VolCL<bf16>& y, Stream s);
+void upsample2x_cl_backward_cuda(const VolCL<const bf16>& gy, const VolCL<bf16>& gx,
+                                 const VolCL<const bf16>& mask, Stream s);
 #endif
 
 }  // namespace cuseg

@@ -38,3 +38,42 @@ void upsample2x_backward_cpu(const Vol& gy, const Vol& gx) {
 }
 
 }  // namespace cuseg
+
+namespace cuseg {
+
+void upsample2x_cl_forward_cpu(const VolCL<const bf16>& x, const VolCL<bf16>& y) {
+  const int64_t out = y.spatial();
+  for (int n = 0; n < y.n; ++n) {
+#pragma omp parallel for schedule(static) if (out * y.c >= kOmpMinWork)
+    for (int64_t v = 0; v < out; ++v) {
+      const int xx = int(v % y.w), yy = int((v / y.w) % y.h), z = int(v / (int64_t(y.w) * y.h));
+      const UpTap a = upsample_src(z, x.d), b = upsample_src(yy, x.h), e = upsample_src(xx, x.w);
+      bf16* o = y.at(n, v);
+      const bf16* xn = x.at(n, 0);
+      for (int c = 0; c < y.c; ++c)
+        o[c] = to_bf16(upsample_voxel_cl(xn + c, x.h, x.w, x.cs, a, b, e));
+    }
+  }
+}
+
+void upsample2x_cl_backward_cpu(const VolCL<const bf16>& gy, const VolCL<bf16>& gx,
+                                const VolCL<const bf16>& mask) {
+  const int64_t dhw = gx.spatial();
+  for (int n = 0; n < gx.n; ++n) {
+#pragma omp parallel for schedule(static) if (dhw * gx.c >= kOmpMinWork)
+    for (int64_t v = 0; v < dhw; ++v) {
+      const int xx = int(v % gx.w), yy = int((v / gx.w) % gx.h),
+                z = int(v / (int64_t(gx.w) * gx.h));
+      bf16* o = gx.at(n, v);
+      const bf16* m = mask.p ? mask.at(n, v) : nullptr;
+      const bf16* gn = gy.at(n, 0);
+      for (int c = 0; c < gx.c; ++c) {
+        float g = upsample_grad_voxel_cl(gn + c, gy.cs, z, yy, xx, gx.d, gx.h, gx.w);
+        if (m && !(to_float(m[c]) > 0.f)) g = 0.f;
+        o[c] = to_bf16(g);
+      }
+    }
+  }
+}
+
+}  // namespace cuseg

@@ -24,11 +24,13 @@ CudaContext::CudaContext(const ContextOptions& opt) : budget_(opt.workspace_budg
   CUBLAS_CHECK(cublasSetMathMode(
       cublas_, (tf32 && tf32[0] == '1') ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   cache_ = std::make_unique<CudnnCache>(budget_);
+  graph_cache_ = make_graph_cache(opt);
 }
 
 CudaContext::~CudaContext() {
   // Queued work may still use cached workspace; finish it before the memory goes back.
   if (stream_) CUDA_CHECK_PRINT(cudaStreamSynchronize(stream_));
+  graph_cache_.reset();  // plans before the handle they were built with
   cache_.reset();
   if (cublas_) {
     const cublasStatus_t st = cublasDestroy(cublas_);

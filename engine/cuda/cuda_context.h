@@ -1,5 +1,6 @@
 // CUDA state owned by one Context: stream, cuDNN and cuBLAS handles, and the cuDNN plan /
-// algorithm caches with their workspace. Only included by code built with CUSEG_HAVE_CUDA.
+// algorithm caches (legacy API and graph API) with their workspace. Only included by code built
+// with CUSEG_HAVE_CUDA.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -8,6 +9,7 @@
 #include <memory>
 
 #include "cuseg/engine/context.h"
+#include "cuseg/engine/cuda/cudnn_graph.h"
 
 namespace cuseg {
 
@@ -24,6 +26,8 @@ class CudaContext {
   cudnnHandle_t cudnn() const { return cudnn_; }
   cublasHandle_t cublas() const { return cublas_; }
   CudnnCache& cudnn_cache() { return *cache_; }
+  // cuDNN graph plans of the bf16 path (engine/cuda/cudnn_graph.h).
+  GraphCache& graph_cache() { return *graph_cache_; }
   size_t workspace_budget() const { return budget_; }
   void synchronize();
 
@@ -33,6 +37,7 @@ class CudaContext {
   cublasHandle_t cublas_ = nullptr;
   size_t budget_;
   std::unique_ptr<CudnnCache> cache_;
+  GraphCachePtr graph_cache_;
 };
 
 }  // namespace cuseg
