@@ -2,6 +2,8 @@
 // standard library. std::uniform_*_distribution, std::shuffle and friends are
 // implementation-defined, so product code draws only through these functions from a 64-bit
 // Mersenne Twister (whose output sequence the standard fixes) or from SplitMix64.
+// Counter-based streams that host and device compute alike (the training patch stream):
+// Philox4x32-10 in core/philox.h.
 #pragma once
 #include <algorithm>
 #include <cstdint>

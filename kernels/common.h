@@ -13,11 +13,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#if defined(__CUDACC__)
-#define CUSEG_HD __host__ __device__ __forceinline__
-#else
-#define CUSEG_HD inline
-#endif
+#include "cuseg/core/host_device.h"
 
 struct CUstream_st;  // cudaStream_t is CUstream_st*
 
