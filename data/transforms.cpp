@@ -295,8 +295,7 @@ M3 transpose(const M3& m) {
 //   the objects look 1.5 times larger"), so the resampler gets F^-1: an output point p samples
 //   the input at c + R^T (D^-1 (p - c) - t).
 // - linear for images padded with the image minimum, nearest for labels padded with 0.
-template <class T>
-Volume<T> apply_affine(const Volume<T>& in, const AffineParams& p, Interp interp, T pad_value) {
+IndexAffine affine_index_map(const Geometry& geo, const AffineParams& p) {
   const double k = 3.14159265358979323846 / 180.0;
   for (int a = 0; a < 3; ++a)
     CUSEG_CHECK(p.scales[size_t(a)] > 0,
@@ -309,18 +308,25 @@ Volume<T> apply_affine(const Volume<T>& in, const AffineParams& p, Interp interp
                                     p.translation_mm[2]};
   // Index space: in_idx = ci + B (idx - ci) - A^-1 R^T t, with B = A^-1 R^T D^-1 A, A = index ->
   // world linear part and ci = (size - 1) / 2 the centre's continuous index.
-  const M3 A = index_to_world(in.geo), ainv = inverse(A);
+  const M3 A = index_to_world(geo), ainv = inverse(A);
   const M3 B = mul(mul(mul(ainv, rt), dinv), A);
   const M3 art = mul(ainv, rt);
-  const std::array<double, 3> ci{(in.geo.size[0] - 1) / 2.0, (in.geo.size[1] - 1) / 2.0,
-                                 (in.geo.size[2] - 1) / 2.0};
-  std::array<double, 3> t;
+  const std::array<double, 3> ci{(geo.size[0] - 1) / 2.0, (geo.size[1] - 1) / 2.0,
+                                 (geo.size[2] - 1) / 2.0};
+  IndexAffine m;
+  m.b = B;
   for (int row = 0; row < 3; ++row) {
     const size_t u = size_t(3 * row);
-    t[size_t(row)] = ci[size_t(row)] - (B[u] * ci[0] + B[u + 1] * ci[1] + B[u + 2] * ci[2]) -
-                     (art[u] * t_lps[0] + art[u + 1] * t_lps[1] + art[u + 2] * t_lps[2]);
+    m.t[size_t(row)] = ci[size_t(row)] - (B[u] * ci[0] + B[u + 1] * ci[1] + B[u + 2] * ci[2]) -
+                       (art[u] * t_lps[0] + art[u + 1] * t_lps[1] + art[u + 2] * t_lps[2]);
   }
-  return resample_affine(in, in.geo, B, t, interp, pad_value);
+  return m;
+}
+
+template <class T>
+Volume<T> apply_affine(const Volume<T>& in, const AffineParams& p, Interp interp, T pad_value) {
+  const IndexAffine m = affine_index_map(in.geo, p);
+  return resample_affine(in, in.geo, m.b, m.t, interp, pad_value);
 }
 
 template Volume<float> apply_affine(const Volume<float>&, const AffineParams&, Interp, float);

@@ -71,6 +71,14 @@ struct RandomAffineConfig {
   double max_translation_mm = 0.0;
 };
 AffineParams sample_affine(const RandomAffineConfig& cfg, std::mt19937_64& rng);
+// The map apply_affine resamples with, in index space: output voxel idx = (i, j, k) samples
+// the input at continuous index b * idx + t (b row-major). The fused patch op
+// (kernels/affine_patch.h) quantises exactly this map, so both follow the same transform.
+struct IndexAffine {
+  std::array<double, 9> b{1, 0, 0, 0, 1, 0, 0, 0, 1};
+  std::array<double, 3> t{0, 0, 0};
+};
+IndexAffine affine_index_map(const Geometry& geo, const AffineParams& p);
 template <class T>
 Volume<T> apply_affine(const Volume<T>& in, const AffineParams& p, Interp interp, T pad_value);
 // Both at once with one draw (image linear + min pad, label nearest + 0 pad).

@@ -48,6 +48,8 @@ enum class OpId : int {
   GridAggregate,
   GridAggregateFinalize,
   RescaleIntensity,
+  AffinePatchPresence,
+  AffinePatch,
   Count
 };
 constexpr int kOpCount = int(OpId::Count);

@@ -108,6 +108,14 @@ void rescale_intensity(Context&, const op::RescaleIntensity& a) {
   rescale_intensity_cpu(a.in.f32(), a.out.f32(), a.in.numel(), a.params);
 }
 
+void affine_patch_presence(Context&, const op::AffinePatchPresence& a) {
+  affine_patch_presence_cpu(a.visit, a.present, a.witness);
+}
+
+void affine_patch(Context&, const op::AffinePatch& a) {
+  affine_patch_cpu(a.visit, a.job);
+}
+
 Backend make_cpu_backend() {
   Backend b(Device::CPU, "cpu");
   b.add<op::Conv3dForward>(conv3d_forward);
@@ -128,6 +136,8 @@ Backend make_cpu_backend() {
   b.add<op::GridAggregate>(grid_aggregate);
   b.add<op::GridAggregateFinalize>(grid_aggregate_finalize);
   b.add<op::RescaleIntensity>(rescale_intensity);
+  b.add<op::AffinePatchPresence>(affine_patch_presence);
+  b.add<op::AffinePatch>(affine_patch);
   return b;
 }
 

@@ -15,6 +15,7 @@
 #include "cuseg/engine/param.h"
 #include "cuseg/engine/tensor.h"
 #include "cuseg/kernels/adam.h"
+#include "cuseg/kernels/affine_patch.h"
 #include "cuseg/kernels/crop_or_pad.h"
 #include "cuseg/kernels/cross_entropy.h"
 #include "cuseg/kernels/grid_aggregate.h"
@@ -141,6 +142,24 @@ struct RescaleIntensity {
   CUSEG_OP_HEADER(RescaleIntensity, "rescale_intensity", void);
   const Tensor &in, &out;
   RescaleParams params;
+};
+
+// ---------------------------------------------------------------- training patches
+// For each label of a fused-patch visit (kernels/affine_patch.h): present[l] (uint8) and the
+// first admissible centre witness[3l .. 3l + 2] (int32). The visit's volume and both arrays
+// are in the context's device memory.
+struct AffinePatchPresence {
+  CUSEG_OP_HEADER(AffinePatchPresence, "affine_patch_presence", void);
+  const PatchVisit& visit;
+  uint8_t* present;
+  int32_t* witness;
+};
+// One training patch: centre, RandomAffine map, crop and gather into job.image_out /
+// job.label_out (kernels/affine_patch.h), in the context's device memory.
+struct AffinePatch {
+  CUSEG_OP_HEADER(AffinePatch, "affine_patch", void);
+  const PatchVisit& visit;
+  const PatchJob& job;
 };
 
 #undef CUSEG_OP_HEADER

@@ -243,6 +243,41 @@ void RescaleIntensity::check(const Context& ctx) const {
                                                  << params.in_min << ", " << params.in_max << "]");
 }
 
+namespace {
+void check_patch_visit(const PatchVisit& v, const char* what) {
+  CUSEG_CHECK(v.src.image && v.src.label, what << ": the visit has no volume");
+  CUSEG_CHECK(
+      v.src.storage == kStoreF32 || v.src.storage == kStoreBF16 || v.src.storage == kStoreI16,
+      what << ": unknown storage " << v.src.storage);
+  CUSEG_CHECK(v.num_labels >= 0 && v.num_labels <= kMaxPatchLabels,
+              what << ": " << v.num_labels << " labels (at most " << kMaxPatchLabels << ")");
+  for (int a = 0; a < 3; ++a)
+    CUSEG_CHECK(v.src.size[a] > 0 && v.src.size[a] <= kAffinePatchMaxExtent && v.out[a] > 0 &&
+                    v.grid[a] >= v.out[a],
+                what << ": grid extents " << v.src.size[a] << " / " << v.out[a] << " / "
+                     << v.grid[a] << " on axis " << a);
+}
+}  // namespace
+
+void AffinePatchPresence::check(const Context&) const {
+  check_patch_visit(visit, "affine_patch_presence");
+  CUSEG_CHECK(visit.num_labels == 0 || (present && witness),
+              "affine_patch_presence: no output arrays");
+}
+
+void AffinePatch::check(const Context&) const {
+  check_patch_visit(visit, "affine_patch");
+  CUSEG_CHECK(job.label_slot >= 0 && job.label_slot < visit.num_labels,
+              "affine_patch: label slot " << job.label_slot << " of " << visit.num_labels);
+  for (int a = 0; a < 3; ++a)
+    CUSEG_CHECK(job.patch_size[a] > 0 && job.patch_size[a] <= visit.grid[a],
+                "affine_patch: patch extent " << job.patch_size[a] << " on axis " << a
+                                              << " (padded grid " << visit.grid[a] << ")");
+  CUSEG_CHECK(job.image_out && job.label_out, "affine_patch: no output buffers");
+  CUSEG_CHECK(job.out_type == kOutF32 || job.out_type == kOutBF16,
+              "affine_patch: unknown output type " << job.out_type);
+}
+
 }  // namespace op
 
 // ---------------------------------------------------------------- public functions
@@ -338,6 +373,14 @@ void grid_aggregate_finalize(Context& ctx, const Tensor& sum, const Tensor& weig
 
 void rescale_intensity(Context& ctx, const Tensor& in, const Tensor& out, const RescaleParams& p) {
   run_op(ctx, op::RescaleIntensity{in, out, p});
+}
+
+void affine_patch_presence(Context& ctx, const PatchVisit& v, uint8_t* present, int32_t* witness) {
+  run_op(ctx, op::AffinePatchPresence{v, present, witness});
+}
+
+void affine_patch(Context& ctx, const PatchVisit& v, const PatchJob& job) {
+  run_op(ctx, op::AffinePatch{v, job});
 }
 
 }  // namespace cuseg

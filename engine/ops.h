@@ -11,6 +11,7 @@
 
 #include "cuseg/engine/context.h"
 #include "cuseg/engine/tensor.h"
+#include "cuseg/kernels/affine_patch.h"
 #include "cuseg/kernels/crop_or_pad.h"
 #include "cuseg/kernels/grid_aggregate.h"
 #include "cuseg/kernels/rescale_intensity.h"
@@ -83,5 +84,12 @@ void grid_aggregate_finalize(Context& ctx, const Tensor& sum, const Tensor& weig
 // out = clip(in, in_min, in_max) mapped linearly to [out_min, out_max] (kernels/
 // rescale_intensity.h); contiguous float32 tensors of equal size, out may be in.
 void rescale_intensity(Context& ctx, const Tensor& in, const Tensor& out, const RescaleParams& p);
+
+// Training patches (kernels/affine_patch.h; data/patch_pipeline.h builds the arguments). The
+// visit's volume and every output live in the context's device memory; on CUDA both run on
+// the context's stream. affine_patch_presence: present[l] and witness[3 l ..] per label.
+void affine_patch_presence(Context& ctx, const PatchVisit& v, uint8_t* present, int32_t* witness);
+// One patch: centre, RandomAffine map, crop, gather into job.image_out / job.label_out.
+void affine_patch(Context& ctx, const PatchVisit& v, const PatchJob& job);
 
 }  // namespace cuseg

@@ -105,6 +105,14 @@ void rescale_intensity(Context& ctx, const op::RescaleIntensity& a) {
   rescale_intensity_cuda(a.in.f32(), a.out.f32(), a.in.numel(), a.params, stream_of(ctx));
 }
 
+void affine_patch_presence(Context& ctx, const op::AffinePatchPresence& a) {
+  affine_patch_presence_cuda(a.visit, a.present, a.witness, stream_of(ctx));
+}
+
+void affine_patch(Context& ctx, const op::AffinePatch& a) {
+  affine_patch_cuda(a.visit, a.job, stream_of(ctx));
+}
+
 Backend make_cuda_backend() {
   Backend b(Device::CUDA, "cuda");
   b.add<op::Conv3dForward>(conv3d_forward);
@@ -125,6 +133,8 @@ Backend make_cuda_backend() {
   b.add<op::GridAggregate>(grid_aggregate);
   b.add<op::GridAggregateFinalize>(grid_aggregate_finalize);
   b.add<op::RescaleIntensity>(rescale_intensity);
+  b.add<op::AffinePatchPresence>(affine_patch_presence);
+  b.add<op::AffinePatch>(affine_patch);
   return b;
 }
 
