@@ -1,12 +1,12 @@
-// Training batches from the host patch queue (see batch_source.h).
+// Training batches from the fused patch pipeline (see batch_source.h).
 #include "cuseg/pipeline/batch_source.h"
 
 #include <algorithm>
+#include <mutex>
 
-#include "cuseg/core/random.h"
-#include "cuseg/data/transforms.h"
-#include "cuseg/pipeline/train_log.h"
+#include "cuseg/core/clock.h"
 #include "cuseg/pipeline/training_data.h"
+#include "cuseg/pipeline/training_patches.h"
 
 namespace cuseg {
 
@@ -27,71 +27,81 @@ TrainBatch to_batch(const std::vector<data::Patch>& patches, Device dev,
 
 namespace {
 
-class HostQueueSource : public BatchSource {
+// The fused patch pipeline as the trainer's batch source.
+class FusedPatchSource : public BatchSource {
  public:
-  HostQueueSource(const RunConfig& cfg, const TrainingData& data, Device dev)
-      : cfg_(cfg), data_(data), dev_(dev) {
-    const int64_t patches = int64_t(data.split().train.size()) * cfg.queue.samples_per_volume;
-    batches_ = std::max<int64_t>(1, patches / cfg.batch_size);
+  FusedPatchSource(const RunConfig& cfg, const TrainingData& data, Context& ctx)
+      : cfg_(cfg), data_(data), ctx_(ctx) {
+    const int n = int(data.split().train.size());
+    const data::PatchSpec spec = patch_spec(cfg);
+    for (int s = 0; s < n; ++s) cache_.push_back(std::make_unique<Slot>());
+    // A case as the op stores it (data.storage); the host pipeline caches it when data.cache,
+    // the device pipeline loads each case once and keeps it on the device only.
+    auto load = [this, spec](int s) {
+      const std::string& id = data_.split().train[size_t(s)];
+      const Preprocessed pre = data_.load_case(id);
+      return std::make_shared<const data::PatchSubject>(
+          data::make_patch_subject(id, pre.image, pre.label, spec));
+    };
+    TrainingPatches::Load source = load;
+    if (cfg.cache && !uses_device_pipeline(cfg, ctx.device()))
+      source = [this, load](int s) {
+        Slot& sl = *cache_[size_t(s)];
+        std::call_once(sl.once, [&] { sl.sub = load(s); });
+        return sl.sub;
+      };
+    patches_ = std::make_unique<TrainingPatches>(cfg, ctx, n, source);
+    batches_ = std::max<int64_t>(1, patches_->patches_per_epoch() / cfg.batch_size);
+    const data::Index3 p = cfg.patch;
+    image_shape_ = {cfg.batch_size, 1, p[2], p[1], p[0]};
+    label_shape_ = {cfg.batch_size, p[2], p[1], p[0]};
   }
 
   int64_t batches_per_epoch() const override { return batches_; }
 
   void start_epoch(int epoch, int64_t skip_batches) override {
-    queue_.reset();  // joins the previous epoch's workers first
-    data::QueueConfig qc = cfg_.queue;
-    qc.seed = stream_seed(cfg_.seed, uint64_t(epoch));
-    const data::Index3 patch = cfg_.patch;
-    data::PatchQueue::Loader loader = [this, patch](int s, std::mt19937_64& rng) {
-      auto pre = data_.train_case(s);
-      data::Subject sub;
-      sub.id = data_.split().train[size_t(s)];
-      sub.image = pre->image;
-      sub.label = pre->label;
-      if (cfg_.random_affine) data::random_affine(sub.image, sub.label, cfg_.affine, rng);
-      data::pad_to_patch(sub.image, &sub.label, patch, cfg_.rescale_lo);
-      return sub;
-    };
-    data::PatchQueue::Sampler sampler = [this, patch](const data::Subject& sub, int count,
-                                                      std::mt19937_64& rng) {
-      data::LabelSampler ls(patch, cfg_.label_probabilities);
-      ls.prepare(sub.label);
-      std::vector<data::Patch> out;
-      for (int i = 0; i < count; ++i)
-        out.push_back(data::extract_patch(sub.image, &sub.label, ls.sample(rng), patch));
-      return out;
-    };
-    queue_ =
-        std::make_unique<data::PatchQueue>(int(data_.split().train.size()), loader, sampler, qc);
-    for (int64_t i = 0; i < skip_batches * cfg_.batch_size; ++i) queue_->next();  // replay
+    patches_->seek(epoch, skip_batches * cfg_.batch_size);
+    wait_ = 0;
   }
 
   TrainBatch next() override {
-    std::vector<data::Patch> ps;
-    std::vector<std::string> cases;
-    for (int b = 0; b < cfg_.batch_size; ++b) {
-      ps.push_back(queue_->next());
-      cases.push_back(data_.split().train[size_t(ps.back().subject)]);
-    }
-    return to_batch(ps, dev_, std::move(cases));
+    TrainBatch b{Tensor::empty(image_shape_, DType::F32, ctx_.device()),
+                 Tensor::empty(label_shape_, DType::U8, ctx_.device()),
+                 {}};
+    std::vector<int> subjects;
+    const double t0 = now_s();
+    patches_->next(b.image, b.label, &subjects);
+    wait_ += now_s() - t0;
+    for (int s : subjects) b.cases.push_back(data_.split().train[size_t(s)]);
+    return b;
   }
 
-  double wait_seconds() const override { return queue_ ? queue_->stats().wait_seconds : 0.0; }
-  std::string summary() const override { return queue_ ? queue_->stats().summary() : ""; }
+  double wait_seconds() const override { return wait_; }
+  std::string summary() const override {
+    return patches_->describe().substr(0, patches_->describe().find(';')) + ": " +
+           patches_->stats().summary();
+  }
 
  private:
+  struct Slot {
+    std::once_flag once;
+    std::shared_ptr<const data::PatchSubject> sub;
+  };
   const RunConfig& cfg_;
   const TrainingData& data_;
-  Device dev_;
+  Context& ctx_;
+  std::vector<std::unique_ptr<Slot>> cache_;
+  std::unique_ptr<TrainingPatches> patches_;
   int64_t batches_ = 0;
-  std::unique_ptr<data::PatchQueue> queue_;
+  Shape image_shape_, label_shape_;
+  double wait_ = 0;
 };
 
 }  // namespace
 
 std::unique_ptr<BatchSource> make_batch_source(const RunConfig& cfg, const TrainingData& data,
-                                               Device dev) {
-  return std::make_unique<HostQueueSource>(cfg, data, dev);
+                                               Context& ctx) {
+  return std::make_unique<FusedPatchSource>(cfg, data, ctx);
 }
 
 }  // namespace cuseg

@@ -1,6 +1,6 @@
 // Step 3 of a training run: where training batches come from.
 //
-// EXTENSION POINT (another patch source, e.g. a device-side data pipeline): implement
+// EXTENSION POINT (another patch source): implement
 // BatchSource and return it from make_batch_source() for the config that selects it. The
 // trainer only asks for an epoch's stream and then for one batch per optimiser step; it never
 // sees patches, queues or threads. The contract that keeps --resume bit-exact: the stream of
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cuseg/data/samplers.h"
+#include "cuseg/engine/context.h"
 #include "cuseg/engine/tensor.h"
 #include "cuseg/pipeline/config.h"
 
@@ -45,11 +46,14 @@ class BatchSource {
   virtual std::string summary() const = 0;
 };
 
-// Today's source: the host PatchQueue (torchio Queue semantics). Worker threads load
-// preprocessed cases from `data`, apply RandomAffine and pad to the patch, draw label-sampled
-// patches; each epoch is a fresh queue seeded stream_seed(train.seed, epoch); batches are
-// stacked on the host and copied to `dev`. `data` must outlive the source.
+// The source for a run: the fused patch pipeline (pipeline/training_patches.h). Per
+// data.pipeline, on the device (every training case loaded once from `data`, uploaded, patches
+// written into the batch on ctx's stream) or on host worker threads (cases from `data`,
+// converted to the patch storage once and cached when data.cache). RandomAffine per case visit,
+// LabelSampler centres, torchio Queue order; the stream is keyed by (train.seed, epoch, rank,
+// patch index), so start_epoch(e, k) seeks straight to batch k. `data` and `ctx` must outlive
+// the source.
 std::unique_ptr<BatchSource> make_batch_source(const RunConfig& cfg, const TrainingData& data,
-                                               Device dev);
+                                               Context& ctx);
 
 }  // namespace cuseg

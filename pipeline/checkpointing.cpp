@@ -19,8 +19,8 @@ void save_training_checkpoint(const std::string& path, const RunConfig& cfg, Dev
   meta["cuseg.elapsed_s"] = fmt("%.3f", p.elapsed_s);
   meta["cuseg.rng_seed"] = std::to_string(cfg.seed);
   meta["cuseg.rng"] =
-      fmt("patch stream: PatchQueue seeded splitmix(%llu, epoch %d), %lld "
-          "patches consumed",
+      fmt("patch stream: Philox4x32-10 keyed by (seed %llu, epoch %d, rank 0, patch index); "
+          "%lld patches of the epoch consumed",
           (unsigned long long)cfg.seed, p.epoch, (long long)(p.step_in_epoch * cfg.batch_size));
   meta["cuseg.device"] = device_name(dev);
   save_checkpoint(path, net.parameters(), meta, adam);

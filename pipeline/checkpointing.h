@@ -4,10 +4,10 @@
 // training progress below; the optimiser state goes to the companion "<stem>.optim" file.
 //
 // Determinism and resume: the only randomness is the network init (train.seed) and the batch
-// stream, which restarts every epoch from stream_seed(train.seed, epoch) (batch_source.h). So
-// (epoch, steps done in it) is the whole RNG state: --resume restarts that epoch's stream and
-// skips the consumed batches, and the resumed run continues the interrupted one's loss curve
-// exactly (same device and thread count).
+// stream, whose every draw is Philox keyed by (train.seed, epoch, rank, patch index)
+// (batch_source.h, data/patch_pipeline.h). So (epoch, steps done in it) is the whole RNG state:
+// --resume seeks the stream to the next patch, and the resumed run continues the interrupted
+// one's loss curve exactly (same device).
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -27,7 +27,14 @@ data:
   val_fraction: 0.11            # 118 cases -> 105 train / 13 validation
   split_seed: 0
   classes: 3                    # 0 background, 1 liver, 2 tumour
-  cache: true                   # keep preprocessed volumes in memory between epochs
+  cache: true                   # keep preprocessed volumes in memory between epochs (host pipeline)
+  pipeline: auto                # training patches: device (CUDA kernels, volumes on the GPU) |
+                                # host (same fused op on queue.num_workers threads) | auto (device
+                                # when training on CUDA)
+  storage: i16                  # training volumes held as i16 (+ scale: at most range/131068 off)
+                                # | bf16 | f32 (exact)
+  device_budget_mib: 0          # device memory for resident volumes (0: 40% of the GPU); the rest
+                                # is streamed from page-locked host memory
 preprocess:
   orientation: RAS              # reorient (axis permutation/flips only) before anything else
   resample_inplane: [256, 256]  # resample x, y to this size (same field of view); null = off
@@ -222,6 +229,17 @@ RunConfig extract(const Ctx& c) {
   r.classes = get_int(c, "data.classes");
   require(r.classes >= 2 && r.classes <= 255, c, "data.classes", "must be in [2, 255]");
   r.cache = get_bool(c, "data.cache");
+  r.pipeline = get_str(c, "data.pipeline");
+  require(r.pipeline == "auto" || r.pipeline == "device" || r.pipeline == "host", c,
+          "data.pipeline", "must be auto, device or host, got '" + r.pipeline + "'");
+  {
+    const std::string st = get_str(c, "data.storage");
+    require(st == "i16" || st == "bf16" || st == "f32", c, "data.storage",
+            "must be i16, bf16 or f32, got '" + st + "'");
+    r.storage = st;
+  }
+  r.device_budget_mib = get_num(c, "data.device_budget_mib");
+  require(r.device_budget_mib >= 0, c, "data.device_budget_mib", "must be >= 0");
 
   r.orientation = get_str(c, "preprocess.orientation");
   require(r.orientation.size() == 3, c, "preprocess.orientation", "a 3-letter code like RAS");

@@ -36,7 +36,10 @@ struct RunConfig {
   double val_fraction = 0.11;
   uint64_t split_seed = 0;
   int classes = 3;
-  bool cache = true;  // keep preprocessed training volumes in memory
+  bool cache = true;              // keep preprocessed training volumes in memory (host pipeline)
+  std::string pipeline = "auto";  // training patches: auto | device | host
+  std::string storage = "i16";    // training volume storage: i16 | bf16 | f32
+  double device_budget_mib = 0;   // device memory for resident volumes (0: 40% of the device)
 
   // preprocess (applied in this order, inverted in reverse order at inference)
   std::string orientation = "RAS";

@@ -233,7 +233,7 @@ int run_training(const TrainOptions& opt) {
   // 2. Data: dataset, split, preprocessing, validation set. 3. The training batch source.
   const TrainingData data(cfg, folder.splits(), log);
   const ValidationSet val = build_validation_set(cfg, data, log);
-  const std::unique_ptr<BatchSource> batches = make_batch_source(cfg, data, dev);
+  const std::unique_ptr<BatchSource> batches = make_batch_source(cfg, data, ctx);
 
   // 4. Model and optimiser; on --resume their state and the progress from last.safetensors.
   UNet3D net(cfg.model, dev, cfg.seed);

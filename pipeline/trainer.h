@@ -2,7 +2,8 @@
 // step is a named unit in pipeline/:
 //   1. run folder: new, resumed or started over; config resolved and saved   run_folder.h
 //   2. data: dataset, integrity check, split, preprocessing, validation set  training_data.h
-//   3. batch source: the training batches (host patch queue today)          batch_source.h
+//   3. batch source: the training batches (fused patch pipeline, device or  batch_source.h,
+//      host; data.pipeline)                                                  training_patches.h
 //   4. model + optimiser, restored from last.safetensors on --resume         checkpointing.h
 //   5. per epoch: train one epoch (forward, loss, backward, step), validate  trainer.cpp,
 //                                                                             validation.h

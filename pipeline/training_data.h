@@ -31,8 +31,9 @@ class TrainingData {
   TrainingData& operator=(const TrainingData&) = delete;
 
   const data::Split& split() const { return split_; }
-  // Training case `s` (index into split().train), preprocessed. Thread-safe (the patch queue's
-  // workers call it); with data.cache each case is read and preprocessed once.
+  // Training case `s` (index into split().train), preprocessed. Thread-safe; with data.cache
+  // each case is read and preprocessed once. (The batch source reads cases with load_case()
+  // and caches them in its own storage format.)
   std::shared_ptr<const Preprocessed> train_case(int s) const;
   // Any case by id, read and preprocessed now (not cached).
   Preprocessed load_case(const std::string& id) const;
