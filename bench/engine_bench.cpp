@@ -4,7 +4,8 @@
 //   forward  the forward pass alone (inference timing of one batch of patches)
 //   volume   full-volume inference: grid patches -> batches -> forward -> aggregation ->
 //            argmax, time per stage; then the whole volume in one pass when it fits
-//   data     patches/s produced by the PatchQueue with the reference transforms (phantom)
+//   data     training patches/s: the fused patch pipeline on host threads or on the device,
+//            or today's PatchQueue chain (phantoms in memory)
 //
 // Timing rule (the PyTorch peers in bench/peers/ follow the same one): `--warmup` untimed
 // iterations first (plans, cuDNN algorithm search, pool fill), then `--iters` timed ones;
@@ -21,6 +22,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -33,6 +35,8 @@
 
 #include "bench_common.h"
 #include "cuseg/core/check.h"
+#include "cuseg/data/device_patches.h"
+#include "cuseg/data/patch_pipeline.h"
 #include "cuseg/data/phantom.h"
 #include "cuseg/data/samplers.h"
 #include "cuseg/data/transforms.h"
@@ -434,66 +438,204 @@ struct DataOpts {
   int patch = 96;
   int patches = 40;
   int warmup_patches = 10;
+  int batch = 2;
+  std::string pipeline = "host";  // host | device | queue
+  std::string storage = "i16";
+  double budget_mib = 0;
+  std::string dump_dir;
 };
 
-int run_data(const Common& c, const DataOpts& o) {
-  // Subjects are generated once, in memory; the loader then applies the reference
-  // per-visit transforms: CropOrPad(256, 256, 200) (pad -1024 HU), RescaleIntensity(-1, 1),
-  // RandomAffine(scales 0.9-1.1, degrees 10). File reading (ITK) is not included.
-  std::vector<data::PhantomCase> cases;
+// The reference recipe's sampling settings (docs/ARCHITECTURE.md): queue 40 / 5, patch 96^3,
+// LabelSampler {0: .2, 1: .3, 2: .5}, RandomAffine(scales 0.9-1.1, degrees 10).
+const std::map<int, double> kBenchProbs = {{0, 0.2}, {1, 0.3}, {2, 0.5}};
+
+// The subjects every pipeline starts from: phantoms (in memory), preprocessed once as the
+// trainer does (CropOrPad(256, 256, 200) padded with -1024 HU, RescaleIntensity(-1, 1)).
+std::vector<data::Subject> bench_subjects(const Common& c, const DataOpts& o, double* gen_s) {
+  std::vector<data::Subject> subs;
   const auto tg = Clock::now();
+  const std::array<int, 3> target{256, 256, 200};
   for (int s = 0; s < o.subjects; ++s) {
     data::PhantomConfig pc;
     pc.size = {o.size[0], o.size[1], o.size[2]};
     pc.seed = c.seed;
-    cases.push_back(data::make_phantom(pc, s));
-  }
-  const double gen_s = seconds_since(tg);
-  const std::array<int, 3> target{256, 256, 200};
-  const data::Index3 psize{o.patch, o.patch, o.patch};
-  const std::map<int, double> probs = {{0, 0.2}, {1, 0.3}, {2, 0.5}};
-  auto load = [&](int s, std::mt19937_64& rng) {
+    data::PhantomCase pcase = data::make_phantom(pc, s);
     data::Subject sub;
     sub.id = "phantom_" + std::to_string(s);
-    sub.image = data::crop_or_pad(cases[size_t(s)].ct, target, -1024.f);
-    sub.label = data::crop_or_pad(cases[size_t(s)].label, target, uint8_t(0));
+    sub.image = data::crop_or_pad(pcase.ct, target, -1024.f);
+    sub.label = data::crop_or_pad(pcase.label, target, uint8_t(0));
     data::rescale_intensity(sub.image, -1.f, 1.f);
-    data::random_affine(sub.image, sub.label, data::RandomAffineConfig{}, rng);
-    return sub;
-  };
-  auto sample = [&](const data::Subject& sub, int count, std::mt19937_64& rng) {
-    data::LabelSampler ls(psize, probs);
-    ls.prepare(sub.label);
-    std::vector<data::Patch> out;
-    for (int q = 0; q < count; ++q)
-      out.push_back(data::extract_patch(sub.image, &sub.label, ls.sample(rng), psize));
-    return out;
-  };
-  data::QueueConfig qc;
-  qc.num_workers = o.workers;
-  qc.seed = c.seed;
-  data::PatchQueue queue(o.subjects, load, sample, qc);
-  for (int i = 0; i < o.warmup_patches; ++i) queue.next();
-  const auto t0 = Clock::now();
-  for (int i = 0; i < o.patches; ++i) queue.next();
-  const double dt = seconds_since(t0);
-  json j = header(c, Device::CPU, "data");
-  j["config"] = {{"phantom_size_ijk", o.size},
-                 {"subjects", o.subjects},
-                 {"workers", o.workers},
-                 {"patch", o.patch},
-                 {"patches_timed", o.patches},
-                 {"warmup_patches", o.warmup_patches},
-                 {"queue", "max_length 40, samples_per_volume 5"},
-                 {"transforms",
-                  "CropOrPad(256,256,200, pad -1024) + RescaleIntensity(-1,1) + "
-                  "RandomAffine(0.9-1.1, 10 deg) + LabelSampler{0:.2,1:.3,2:.5}"},
-                 {"excluded", "file reading (subjects are in memory); phantom generation"}};
+    subs.push_back(std::move(sub));
+  }
+  *gen_s = seconds_since(tg);
+  return subs;
+}
+
+// --dump-subjects DIR: the preprocessed subjects as raw files for the torchio peer
+// (bench/peers/data_torchio.py): subject_<n>_image.f32 and subject_<n>_label.u8 (i fastest)
+// and subjects.json with the grid (size, spacing, origin and direction in ITK's LPS).
+int dump_subjects(const std::vector<data::Subject>& subs, const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  json meta = json::array();
+  for (size_t s = 0; s < subs.size(); ++s) {
+    const auto& sub = subs[s];
+    const std::string stem = dir + "/subject_" + std::to_string(s);
+    std::ofstream fi(stem + "_image.f32", std::ios::binary),
+        fl(stem + "_label.u8", std::ios::binary);
+    fi.write(reinterpret_cast<const char*>(sub.image.v.data()),
+             std::streamsize(sub.image.v.size() * sizeof(float)));
+    fl.write(reinterpret_cast<const char*>(sub.label.v.data()),
+             std::streamsize(sub.label.v.size()));
+    CUSEG_CHECK(fi.good() && fl.good(), "cannot write " << stem << "_*");
+    const data::Geometry& g = sub.image.geo;
+    meta.push_back({{"id", sub.id},
+                    {"image", "subject_" + std::to_string(s) + "_image.f32"},
+                    {"label", "subject_" + std::to_string(s) + "_label.u8"},
+                    {"size_ijk", g.size},
+                    {"spacing", g.spacing},
+                    {"origin_lps", g.origin},
+                    {"direction_lps_rowmajor", g.direction}});
+  }
+  std::ofstream f(dir + "/subjects.json");
+  f << json{{"layout", "i fastest (NIfTI i, j, k); image float32 normalised, label uint8"},
+            {"subjects", meta}}
+           .dump(2)
+    << "\n";
+  CUSEG_CHECK(f.good(), "cannot write " << dir << "/subjects.json");
+  std::printf("wrote %zu subjects to %s\n", subs.size(), dir.c_str());
+  return 0;
+}
+
+int run_data(const Common& c, const DataOpts& o) {
+  CUSEG_REQUIRE(o.pipeline == "host" || o.pipeline == "device" || o.pipeline == "queue",
+                "--pipeline: expected host, device or queue, got '" << o.pipeline << "'");
+  CUSEG_REQUIRE(o.batch > 0 && o.patches % o.batch == 0 && o.warmup_patches % o.batch == 0,
+                "--patches and --warmup-patches must be multiples of --batch " << o.batch);
+  double gen_s = 0;
+  std::vector<data::Subject> subs = bench_subjects(c, o, &gen_s);
+  if (!o.dump_dir.empty()) return dump_subjects(subs, o.dump_dir);
+  const data::Index3 psize{o.patch, o.patch, o.patch};
+  const Device dev = o.pipeline == "device" ? Device::CUDA : Device::CPU;
+  if (dev == Device::CUDA)
+    CUSEG_REQUIRE(cuda_available(), "--pipeline device: no CUDA device answers");
+  json j = header(c, dev, "data");
+  const int64_t voxels = int64_t(o.patch) * o.patch * o.patch;
+  std::vector<double> times;  // per batch
+  data::PatchSpec spec;
+  spec.patch = psize;
+  spec.label_probabilities = kBenchProbs;
+  spec.storage = data::parse_patch_storage(o.storage, "--storage");
+  spec.patch_pad_value = -1.f;
+  data::PatchOrder order;
+  order.num_subjects = o.subjects;
+  order.samples_per_volume = 5;
+  order.max_length = 40;
+  order.seed = c.seed;
+  const auto tp = Clock::now();
+  double prepare_s = 0;
+  json stats;
+  if (o.pipeline == "queue") {
+    // Today's chain: per visit, RandomAffine on the whole volume, then LabelSampler, in the
+    // threaded PatchQueue (the preprocessed volumes are the same as above).
+    auto load = [&](int s, std::mt19937_64& rng) {
+      data::Subject sub = subs[size_t(s)];
+      data::random_affine(sub.image, sub.label, data::RandomAffineConfig{}, rng);
+      return sub;
+    };
+    auto sample = [&](const data::Subject& sub, int count, std::mt19937_64& rng) {
+      data::LabelSampler ls(psize, kBenchProbs);
+      ls.prepare(sub.label);
+      std::vector<data::Patch> out;
+      for (int q = 0; q < count; ++q)
+        out.push_back(data::extract_patch(sub.image, &sub.label, ls.sample(rng), psize));
+      return out;
+    };
+    data::QueueConfig qc;
+    qc.num_workers = o.workers;
+    qc.seed = c.seed;
+    data::PatchQueue queue(o.subjects, load, sample, qc);
+    for (int i = 0; i < o.warmup_patches; ++i) queue.next();
+    for (int i = 0; i < o.patches; i += o.batch) {
+      const auto t0 = Clock::now();
+      for (int b = 0; b < o.batch; ++b) queue.next();
+      times.push_back(seconds_since(t0));
+    }
+    stats = queue.stats().summary();
+  } else {
+    std::vector<std::shared_ptr<const data::PatchSubject>> ps;
+    for (const auto& sub : subs)
+      ps.push_back(std::make_shared<const data::PatchSubject>(
+          data::make_patch_subject(sub.id, sub.image, sub.label, spec)));
+    subs.clear();
+    prepare_s = seconds_since(tp);
+    if (o.pipeline == "host") {
+      data::HostPatchPipeline pipe([&](int s) { return ps[size_t(s)]; }, spec, order, o.workers);
+      std::vector<float> img(size_t(o.batch * voxels));
+      std::vector<uint8_t> lab(img.size());
+      pipe.seek(0, 0);
+      for (int i = 0; i < o.warmup_patches; i += o.batch)
+        pipe.next(o.batch, img.data(), lab.data());
+      for (int i = 0; i < o.patches; i += o.batch) {
+        const auto t0 = Clock::now();
+        pipe.next(o.batch, img.data(), lab.data());
+        times.push_back(seconds_since(t0));
+      }
+      stats = pipe.stats().summary();
+    } else {
+      Context ctx(Device::CUDA);
+      const size_t budget = size_t(o.budget_mib * 1024 * 1024);
+      data::DevicePatchPipeline pipe(ps, spec, order, ctx, budget);
+      ps.clear();
+      Tensor img = Tensor::empty({o.batch, 1, o.patch, o.patch, o.patch}, DType::F32, dev);
+      Tensor lab = Tensor::empty({o.batch, o.patch, o.patch, o.patch}, DType::U8, dev);
+      pipe.seek(0, 0);
+      for (int i = 0; i < o.warmup_patches; i += o.batch)
+        pipe.next(o.batch, img.raw(), lab.data<uint8_t>());
+      ctx.synchronize();
+      memory_pool(dev).reset_peak();
+      for (int i = 0; i < o.patches; i += o.batch) {
+        const auto t0 = Clock::now();
+        pipe.next(o.batch, img.raw(), lab.data<uint8_t>());
+        ctx.synchronize();
+        times.push_back(seconds_since(t0));
+      }
+      stats = pipe.stats().summary();
+      const data::DevicePatchInfo info = pipe.info();
+      j["device_data"] = {{"summary", info.summary()},
+                          {"resident_subjects", info.resident_subjects},
+                          {"streamed_subjects", info.streamed_subjects},
+                          {"resident_bytes", info.resident_bytes},
+                          {"staging_bytes", info.staging_bytes},
+                          {"pinned_host_bytes", info.pinned_bytes},
+                          {"device_bytes", info.resident_bytes + info.staging_bytes},
+                          {"budget_bytes", info.budget_bytes}};
+    }
+  }
+  double total = 0;
+  for (double t : times) total += t;
+  j["config"] = {
+      {"pipeline", o.pipeline},
+      {"phantom_size_ijk", o.size},
+      {"subjects", o.subjects},
+      {"workers", o.workers},
+      {"patch", o.patch},
+      {"batch", o.batch},
+      {"patches_timed", o.patches},
+      {"warmup_patches", o.warmup_patches},
+      {"queue", "max_length 40, samples_per_volume 5"},
+      {"storage", o.pipeline == "queue" ? "f32 (whole volumes)" : o.storage},
+      {"preprocessing",
+       "once per subject: CropOrPad(256,256,200, pad -1024) + RescaleIntensity(-1,1)"},
+      {"per_visit",
+       "RandomAffine(0.9-1.1, 10 deg, pad: image minimum) + LabelSampler{0:.2,1:.3,2:.5}"},
+      {"excluded", "file reading (subjects are in memory); phantom generation"}};
   j["phantom_generation_s"] = gen_s;
-  j["patches_per_s"] = o.patches / dt;
-  j["elapsed_s"] = dt;
-  j["queue_stats"] = queue.stats().summary();
-  j["memory"] = {{"process_peak_rss_mib", to_mib(bench::peak_rss_bytes())}};
+  j["prepare_s"] = prepare_s;
+  j["patches_per_s"] = o.patches / total;
+  j["elapsed_s"] = total;
+  j["batch_s"] = to_json(summarize(times));
+  j["stats"] = stats;
+  j["memory"] = memory_json(dev);
   emit(c, j);
   return 0;
 }
@@ -548,14 +690,29 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   DataOpts dopt;
-  auto* dat = app.add_subcommand("data", "PatchQueue throughput on in-memory phantoms (CPU)");
+  auto* dat = app.add_subcommand(
+      "data", "training patches/s: fused pipeline (host threads or device) or today's queue");
   add_common(dat);
+  dat->add_option("--pipeline", dopt.pipeline,
+                  "host (fused gather on worker threads) | device (CUDA kernels, volumes on the "
+                  "device) | queue (whole-volume RandomAffine + LabelSampler in PatchQueue)")
+      ->capture_default_str();
   dat->add_option("--size", dopt.size, "phantom extents i j k")->expected(3)->capture_default_str();
   dat->add_option("--subjects", dopt.subjects, "phantom subjects")->capture_default_str();
-  dat->add_option("--workers", dopt.workers, "queue worker threads")->capture_default_str();
+  dat->add_option("--workers", dopt.workers, "worker threads (host, queue)")->capture_default_str();
+  dat->add_option("--patch", dopt.patch, "cubic patch edge")->capture_default_str();
+  dat->add_option("--batch", dopt.batch, "patches per request (the training batch)")
+      ->capture_default_str();
   dat->add_option("--patches", dopt.patches, "timed patches")->capture_default_str();
   dat->add_option("--warmup-patches", dopt.warmup_patches, "untimed patches first")
       ->capture_default_str();
+  dat->add_option("--storage", dopt.storage, "volume storage: i16 | bf16 | f32")
+      ->capture_default_str();
+  dat->add_option("--budget-mib", dopt.budget_mib,
+                  "device: MiB for resident volumes (0: 40% of device memory); less streams")
+      ->capture_default_str();
+  dat->add_option("--dump-subjects", dopt.dump_dir,
+                  "write the preprocessed subjects for the torchio peer into DIR and exit");
 
   CLI11_PARSE(app, argc, argv);
   try {

@@ -118,7 +118,7 @@ cmake --build "$build" -j"$jobs" --target $targets >>"$out/build.log" 2>&1 \
 note "build: ok ($(($(date +%s) - t0))s)"
 
 # ---------------------------------------------------------------- tests
-# The cuda-labelled tests are the two GoogleTest binaries; each runs once as one process
+# The cuda-labelled tests are the cuda_test_* GoogleTest binaries; each runs once as one process
 # (ctest would start one process per test case and pay CUDA + cuDNN start-up ~20 times).
 # A run where tests report SKIPPED means no device answered: flagged, never read as a pass.
 budget=${CUSEG_KIT_BUDGET_S:-480}
@@ -127,7 +127,7 @@ tests_rc=0
 # Distinct test names on gtest's "[  SKIPPED ] Name" / "[  FAILED  ] Name" lines (each test
 # appears twice: when it ends and in the final list).
 count_named() { grep -E "^\[  $1 *\] [A-Za-z]" "$2" | awk '{print $4}' | sort -u | wc -l; }
-for bin in cuda_test_parity cuda_test_train_step; do
+for bin in $(cd "$build/tests" && ls cuda_test_* 2>/dev/null); do
   stage "$bin"
   (cd "$build/tests" && timeout 200 "./$bin" --gtest_output=xml:"$out/$bin.xml") >"$out/$bin.log" 2>&1
   rc=$?
@@ -151,6 +151,13 @@ if [ -n "$cs" ] && [ "$(left)" -gt 240 ]; then
   (cd "$build/tests" && timeout 90 "$cs" --tool racecheck --error-exitcode 9 ./cuda_test_parity \
        --gtest_filter='Parity.WeightedCrossEntropy:Parity.RescaleIntensity:Parity.LabelHistogram') >"$out/racecheck.log" 2>&1
   note "racecheck (shared-memory reductions): rc $? ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/racecheck.log" | tail -1))"
+  # The fused patch kernels: memcheck, and racecheck of the presence scan's shared minimum.
+  (cd "$build/tests" && timeout 90 "$cs" --tool memcheck --error-exitcode 9 ./cuda_test_affine_patch \
+       --gtest_filter='AffinePatchCuda.PresenceAndCentres*:AffinePatchCuda.Streamed*') >"$out/memcheck_patches.log" 2>&1
+  note "memcheck patch kernels: rc $? ($(grep -E 'ERROR SUMMARY' "$out/memcheck_patches.log" | tail -1))"
+  (cd "$build/tests" && timeout 60 "$cs" --tool racecheck --error-exitcode 9 ./cuda_test_affine_patch \
+       --gtest_filter='AffinePatchCuda.PresenceAndCentres*') >"$out/racecheck_patches.log" 2>&1
+  note "racecheck patch kernels: rc $? ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/racecheck_patches.log" | tail -1))"
   # initcheck: does the fused conv + bias + ReLU read its output (z aliased to y, alpha2 = 0)?
   (cd "$build/tests" && timeout 60 "$cs" --tool initcheck --error-exitcode 9 ./cuda_test_parity --gtest_filter='Parity.Conv3dForward') >"$out/initcheck_conv.log" 2>&1
   note "initcheck conv forward: rc $? ($(grep -E 'ERROR SUMMARY' "$out/initcheck_conv.log" | tail -1))"
@@ -163,6 +170,10 @@ stage benchmark
 if [ -x "$build/bench/engine_bench" ] && [ "$(left)" -gt 60 ]; then
   (timeout 120 "$build/bench/engine_bench" step --device cuda --json "$out/engine_bench_step.json") >"$out/engine_bench.log" 2>&1
   note "engine_bench step: rc $? ; $(tail -3 "$out/engine_bench.log" | tr '\n' ' ')"
+  # Training patches/s of the device pipeline (issue target: >= 1000 patches/s of 96^3).
+  (timeout 90 "$build/bench/engine_bench" data --pipeline device --patches 200 --warmup-patches 20 \
+     --json "$out/engine_bench_data_device.json") >"$out/engine_bench_data.log" 2>&1
+  note "engine_bench data --pipeline device: rc $? ; $(grep -E '"patches_per_s"|"device_bytes"' "$out/engine_bench_data.log" | tr -s ' \n' ' ')"
 else
   note "engine_bench not built: see TrainStep.TimedReferenceStep in ctest.log"
 fi
