@@ -8,20 +8,14 @@
 // 1e-4 (the CPU finite-difference checks use 1e-2 for a different reason: truncation).
 // 20 steps: losses agree to rel 2e-3 at every step (Adam with lr 1e-3 amplifies the small
 // per-step differences through m / sqrt(v) for near-zero v; a bound stated, not derived).
-//
-// TimedReferenceStep: the reference network (1 -> 32, 64, 128, 256 -> 3), batch 2, 96^3,
-// every buffer from the device pool: prints ms per step and the pool's peak bytes
-// (the one host synchronisation inside a step is the loss read-back in
-// weighted_cross_entropy, which also reads the label histogram back first).
+// (Timing the reference step is engine_bench step's job: bench/README.md.)
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <random>
 
 #include "cuseg/engine/context.h"
-#include "cuseg/engine/memory.h"
 #include "cuseg/engine/ops.h"
 #include "cuseg/engine/optim.h"
 #include "cuseg/model/unet3d.h"
@@ -156,32 +150,6 @@ TEST(TrainStep, TwentyStepLosses) {
     std::printf("step %2d loss cpu %.7f cuda %.7f\n", s, lc, lg);
     EXPECT_NEAR(lg, lc, 2e-3 * std::fabs(lc)) << "step " << s;
   }
-}
-
-// The reference network at the reference patch: time and peak device memory (a minimal
-// train-step timer; bench/engine_bench is the full benchmark).
-TEST(TrainStep, TimedReferenceStep) {
-  CUSEG_REQUIRE_CUDA();
-  AdamConfig ac;
-  Trainer gpu(Device::CUDA, UNetConfig{}, ac);
-  gpu.load(make_batch(2, 96, 3));
-  memory_pool(Device::CUDA).reset_peak();
-  for (int i = 0; i < 3; ++i) gpu.step();  // warm-up: plans, cuDNN algorithm choice, pool
-  gpu.ctx.synchronize();
-  const int iters = 10;
-  const auto t0 = std::chrono::steady_clock::now();
-  double loss = 0;
-  for (int i = 0; i < iters; ++i) loss = gpu.step();
-  gpu.ctx.synchronize();
-  const double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
-      iters;
-  const MemoryStats st = memory_pool(Device::CUDA).stats();
-  std::printf(
-      "cuseg-timing: reference UNet3D train step, batch 2, 96^3, fp32: %.2f ms/step, loss %.5f, "
-      "peak device pool %.1f MiB (reserved %.1f MiB, %zu cudaMalloc calls)\n",
-      ms, loss, to_mib(st.peak), to_mib(st.reserved), st.system_allocations);
-  EXPECT_TRUE(std::isfinite(loss));
 }
 
 }  // namespace
