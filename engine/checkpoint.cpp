@@ -16,38 +16,6 @@ namespace {
 
 using json = nlohmann::json;
 
-const char* st_dtype(DType t) {
-  switch (t) {
-    case DType::F32:
-      return "F32";
-    case DType::U8:
-      return "U8";
-    case DType::I32:
-      return "I32";
-    case DType::BF16:
-      return "BF16";
-    case DType::F16:
-      return "F16";
-  }
-  return "?";
-}
-
-bool parse_dtype(const std::string& s, DType* t) {
-  if (s == "F32")
-    *t = DType::F32;
-  else if (s == "U8")
-    *t = DType::U8;
-  else if (s == "I32")
-    *t = DType::I32;
-  else if (s == "BF16")
-    *t = DType::BF16;
-  else if (s == "F16")
-    *t = DType::F16;
-  else
-    return false;
-  return true;
-}
-
 // Conv kernels: ours [Co, Ci, kD, kH, kW] <-> stored [Co, Ci, kI=kW, kJ=kH, kK=kD].
 Tensor reverse_spatial(const Tensor& t) {
   if (t.ndim() != 5) return t;
@@ -86,7 +54,7 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
                 "safetensors: tensor " << nt.name << " must be a contiguous CPU tensor");
     CUSEG_CHECK(!header.contains(nt.name), "safetensors: duplicate tensor name " << nt.name);
     const size_t bytes = nt.tensor.nbytes();
-    header[nt.name] = {{"dtype", st_dtype(nt.tensor.dtype())},
+    header[nt.name] = {{"dtype", dtype_info(nt.tensor.dtype()).safetensors},
                        {"shape", nt.tensor.shape()},
                        {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
@@ -152,12 +120,14 @@ std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* met
       continue;
     }
     const json& e = it.value();
-    DType dt;
-    CUSEG_REQUIRE(e.is_object() && e.contains("dtype") && e["dtype"].is_string() &&
-                      parse_dtype(e["dtype"].get<std::string>(), &dt) && e.contains("shape") &&
-                      e["shape"].is_array() && e.contains("data_offsets") &&
-                      e["data_offsets"].is_array() && e["data_offsets"].size() == 2,
+    const DTypeInfo* info = e.is_object() && e.contains("dtype") && e["dtype"].is_string()
+                                ? dtype_from_safetensors(e["dtype"].get<std::string>())
+                                : nullptr;
+    CUSEG_REQUIRE(info && e.contains("shape") && e["shape"].is_array() &&
+                      e.contains("data_offsets") && e["data_offsets"].is_array() &&
+                      e["data_offsets"].size() == 2,
                   path << ": bad safetensors entry for '" << it.key() << "'");
+    const DType dt = info->dtype;
     Shape shape;
     for (const auto& d : e["shape"]) {
       CUSEG_REQUIRE(d.is_number_integer() && d.get<int64_t>() >= 0,

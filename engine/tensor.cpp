@@ -12,36 +12,31 @@
 
 namespace cuseg {
 
-size_t dtype_size(DType t) {
-  switch (t) {
-    case DType::F32:
-      return 4;
-    case DType::BF16:
-      return 2;
-    case DType::F16:
-      return 2;
-    case DType::U8:
-      return 1;
-    case DType::I32:
-      return 4;
-  }
-  return 0;
+namespace {
+// One row per DType, in enum order (checked below).
+constexpr DTypeInfo kDTypes[] = {
+    {DType::F32, 4, "float32", "F32"}, {DType::BF16, 2, "bfloat16", "BF16"},
+    {DType::F16, 2, "float16", "F16"}, {DType::U8, 1, "uint8", "U8"},
+    {DType::I32, 4, "int32", "I32"},
+};
+constexpr bool rows_in_enum_order() {
+  for (size_t i = 0; i < sizeof(kDTypes) / sizeof(kDTypes[0]); ++i)
+    if (size_t(kDTypes[i].dtype) != i) return false;
+  return true;
+}
+static_assert(rows_in_enum_order(), "kDTypes rows must follow the DType enum");
+}  // namespace
+
+const DTypeInfo& dtype_info(DType t) {
+  const size_t i = size_t(t);
+  CUSEG_CHECK(i < sizeof(kDTypes) / sizeof(kDTypes[0]), "unknown dtype " << i);
+  return kDTypes[i];
 }
 
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::F32:
-      return "float32";
-    case DType::BF16:
-      return "bfloat16";
-    case DType::F16:
-      return "float16";
-    case DType::U8:
-      return "uint8";
-    case DType::I32:
-      return "int32";
-  }
-  return "?";
+const DTypeInfo* dtype_from_safetensors(const std::string& code) {
+  for (const DTypeInfo& d : kDTypes)
+    if (code == d.safetensors) return &d;
+  return nullptr;
 }
 
 Storage::Storage(size_t b, Device d) : bytes(b), device(d) {
@@ -192,22 +187,21 @@ float* Tensor::f32() const {
   return data<float>();
 }
 
-Tensor Tensor::channel_slice(int64_t c0, int64_t c1) const {
-  CUSEG_CHECK(ndim() >= 2 && c0 >= 0 && c1 <= shape_[1] && c0 < c1,
-              "bad channel slice [" << c0 << ", " << c1 << ") of " << shape_str(shape_));
+Tensor Tensor::slice(int dim, int64_t a, int64_t b, const char* what) const {
+  CUSEG_CHECK(ndim() > dim && a >= 0 && b <= shape_[dim] && a < b,
+              "bad " << what << " [" << a << ", " << b << ") of " << shape_str(shape_));
   Tensor t = *this;
-  t.offset_ = offset_ + c0 * strides_[1];
-  t.shape_[1] = c1 - c0;
+  t.offset_ = offset_ + a * strides_[dim];
+  t.shape_[dim] = b - a;
   return t;
 }
 
+Tensor Tensor::channel_slice(int64_t c0, int64_t c1) const {
+  return slice(1, c0, c1, "channel slice");
+}
+
 Tensor Tensor::batch_slice(int64_t n0, int64_t n1) const {
-  CUSEG_CHECK(ndim() >= 1 && n0 >= 0 && n1 <= shape_[0] && n0 < n1,
-              "bad batch slice [" << n0 << ", " << n1 << ") of " << shape_str(shape_));
-  Tensor t = *this;
-  t.offset_ = offset_ + n0 * strides_[0];
-  t.shape_[0] = n1 - n0;
-  return t;
+  return slice(0, n0, n1, "batch slice");
 }
 
 Tensor Tensor::reshape(const Shape& shape) const {

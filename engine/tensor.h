@@ -23,8 +23,23 @@
 namespace cuseg {
 
 enum class DType { F32, BF16, F16, U8, I32 };
-size_t dtype_size(DType t);
-const char* dtype_name(DType t);
+// Everything cuseg knows about a dtype, in one table (engine/tensor.cpp): adding a dtype is
+// one enum value and one row there.
+struct DTypeInfo {
+  DType dtype;
+  size_t size;              // bytes per element
+  const char* name;         // "float32": messages and reports
+  const char* safetensors;  // the safetensors format's code: "F32"
+};
+const DTypeInfo& dtype_info(DType t);
+// The dtype whose safetensors code is `code`; nullptr when none is.
+const DTypeInfo* dtype_from_safetensors(const std::string& code);
+inline size_t dtype_size(DType t) {
+  return dtype_info(t).size;
+}
+inline const char* dtype_name(DType t) {
+  return dtype_info(t).name;
+}
 
 struct Storage {
   void* ptr = nullptr;
@@ -104,6 +119,9 @@ class Tensor {
   void fill(float v);  // F32 only
 
  private:
+  // View of [a, b) along dimension `dim` (shares storage); `what` names the slice in errors.
+  Tensor slice(int dim, int64_t a, int64_t b, const char* what) const;
+
   std::shared_ptr<Storage> storage_;
   int64_t offset_ = 0;  // elements
   Shape shape_, strides_;

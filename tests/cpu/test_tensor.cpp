@@ -68,3 +68,16 @@ TEST(Tensor, BatchSliceIsAView) {
   EXPECT_THROW(t.batch_slice(2, 5), Error);
   EXPECT_THROW(t.batch_slice(2, 2), Error);
 }
+
+TEST(Tensor, DTypeTable) {
+  for (DType t : {DType::F32, DType::BF16, DType::F16, DType::U8, DType::I32}) {
+    EXPECT_EQ(dtype_info(t).dtype, t);
+    const DTypeInfo* back = dtype_from_safetensors(dtype_info(t).safetensors);
+    ASSERT_NE(back, nullptr);
+    EXPECT_EQ(back->dtype, t);
+  }
+  EXPECT_EQ(dtype_size(DType::BF16), 2u);
+  EXPECT_STREQ(dtype_name(DType::I32), "int32");
+  EXPECT_EQ(dtype_from_safetensors("F64"), nullptr);
+  EXPECT_EQ(dtype_from_safetensors("f32"), nullptr);
+}
