@@ -1,5 +1,5 @@
 // Error handling. Library code never calls exit(): it throws cuseg::Error with the failing
-// statement, function, file and line. CUDA/cuDNN/cuBLAS checks (engine/cuda/cuda_check.h)
+// statement, function, file and line. CUDA/cuDNN checks (engine/cuda/cuda_check.h)
 // are built on the same fail() so every message has one shape.
 #pragma once
 #include <sstream>

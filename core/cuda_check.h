@@ -2,7 +2,7 @@
 // function, file and line, and throwing. CUDA_CHECK_PRINT only prints: for destructors.
 // CUSEG_LAUNCH_CHECK() after every kernel launch reads cudaGetLastError and, when the
 // environment sets CUSEG_SYNC_DEBUG=1, synchronises so errors surface at their op.
-// The cuDNN / cuBLAS forms (CUDNN_CHECK, CUBLAS_CHECK) are built on the same generic check in
+// The cuDNN form (CUDNN_CHECK) is built on the same generic check in
 // engine/cuda/cuda_check.h. Only included by code compiled with the CUDA toolkit.
 #pragma once
 #include <cuda_runtime.h>

@@ -1,8 +1,7 @@
-// CUDA state owned by one Context: stream, cuDNN and cuBLAS handles, and the cuDNN plan /
-// algorithm caches (legacy API and graph API) with their workspace. Only included by code built
-// with CUSEG_HAVE_CUDA.
+// CUDA state owned by one Context: stream, cuDNN handle, and the cuDNN plan / algorithm caches
+// (legacy API and graph API) with their workspace. Only included by code built with
+// CUSEG_HAVE_CUDA.
 #pragma once
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
@@ -24,7 +23,6 @@ class CudaContext {
 
   cudaStream_t stream() const { return stream_; }
   cudnnHandle_t cudnn() const { return cudnn_; }
-  cublasHandle_t cublas() const { return cublas_; }
   CudnnCache& cudnn_cache() { return *cache_; }
   // cuDNN graph plans of the bf16 path (engine/cuda/cudnn_graph.h).
   GraphCache& graph_cache() { return *graph_cache_; }
@@ -34,7 +32,6 @@ class CudaContext {
  private:
   cudaStream_t stream_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
-  cublasHandle_t cublas_ = nullptr;
   size_t budget_;
   std::unique_ptr<CudnnCache> cache_;
   GraphCachePtr graph_cache_;
