@@ -30,24 +30,13 @@ namespace {
 
 bool is_image_file(const fs::path& p) {
   const std::string n = p.filename().string();
-  auto ends = [&](const std::string& s) {
-    return n.size() > s.size() && n.compare(n.size() - s.size(), s.size(), s) == 0;
-  };
-  return !n.empty() && n[0] != '.' &&
-         (ends(".nii") || ends(".nii.gz") || ends(".nrrd") || ends(".nhdr") || ends(".mha") ||
-          ends(".mhd"));
+  return !n.empty() && n[0] != '.' && !data::image_extension(n).empty();
 }
 
 // Case id of an image file: the name without its image extension and nnU-Net's _0000 suffix.
 std::string case_id(const fs::path& p) {
   std::string n = p.filename().string();
-  for (const char* e : {".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"}) {
-    const std::string s = e;
-    if (n.size() > s.size() && n.compare(n.size() - s.size(), s.size(), s) == 0) {
-      n.resize(n.size() - s.size());
-      break;
-    }
-  }
+  n.resize(n.size() - data::image_extension(n).size());
   if (n.size() > 5 && n.compare(n.size() - 5, 5, "_0000") == 0) n.resize(n.size() - 5);
   return n;
 }
@@ -328,9 +317,12 @@ int run(const Options& o) {
           o.preview.empty() ? "" : (fs::path(o.preview) / (id + ".png")).string();
       std::string ref;
       if (!o.ref.empty()) {
-        for (const char* ext : {".nii.gz", ".nii", ".nrrd", ".mha"}) {
+        for (const std::string& ext : data::image_extensions()) {
           const fs::path r = fs::path(o.ref) / (id + ext);
-          if (fs::exists(r)) ref = r.string();
+          if (fs::exists(r)) {
+            ref = r.string();
+            break;
+          }
         }
       }
       try {

@@ -11,6 +11,7 @@
 
 #include "cuseg/core/check.h"
 #include "cuseg/core/random.h"
+#include "cuseg/data/image.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -19,17 +20,6 @@ namespace cuseg {
 namespace data {
 namespace {
 
-const char* kExts[] = {".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"};
-
-// Returns the image extension of a file name ("" when not an image file).
-std::string image_ext(const std::string& name) {
-  for (const char* e : kExts) {
-    const std::string ext(e);
-    if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0)
-      return ext;
-  }
-  return "";
-}
 bool skipped_name(const std::string& name) {
   return name.empty() || name[0] == '.';
 }  // ., ._*
@@ -43,7 +33,7 @@ std::vector<std::string> list_images(const fs::path& dir, std::vector<std::strin
       if (notes) notes->push_back("skipped hidden/AppleDouble file " + e.path().string());
       continue;
     }
-    if (e.is_regular_file() && !image_ext(name).empty()) out.push_back(name);
+    if (e.is_regular_file() && !image_extension(name).empty()) out.push_back(name);
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -54,7 +44,7 @@ std::map<int, std::string> default_labels() {
 }
 
 bool is_nifti(const std::string& path) {
-  const std::string e = image_ext(fs::path(path).filename().string());
+  const std::string e = image_extension(fs::path(path).filename().string());
   return e == ".nii" || e == ".nii.gz";
 }
 
@@ -122,7 +112,7 @@ Dataset discover_decathlon(const std::string& dir) {
         c.image = (root / t["image"].get<std::string>()).lexically_normal().string();
         c.label = (root / t["label"].get<std::string>()).lexically_normal().string();
         std::string name = fs::path(c.label).filename().string();
-        const std::string ext = image_ext(name);
+        const std::string ext = image_extension(name);
         c.id = name.substr(0, name.size() - ext.size());
         if (skipped_name(name)) {
           d.notes.push_back("skipped hidden/AppleDouble entry " + c.label);
@@ -141,7 +131,7 @@ Dataset discover_decathlon(const std::string& dir) {
                 dir << ": no dataset.json training list and no imagesTr/ folder");
   std::set<std::string> used;
   for (const auto& ln : labels) {
-    const std::string ext = image_ext(ln);
+    const std::string ext = image_extension(ln);
     if (!file_ending.empty() && ext != file_ending) continue;
     const std::string stem = ln.substr(0, ln.size() - ext.size());
     std::string img;
@@ -185,7 +175,9 @@ Dataset discover_loose(const std::string& dir) {
   d.labels = default_labels();
   const auto files = list_images(dir, &d.notes);
   // parent[f]: the file with the longest stem that prefixes f's stem followed by '_'.
-  auto stem_of = [](const std::string& f) { return f.substr(0, f.size() - image_ext(f).size()); };
+  auto stem_of = [](const std::string& f) {
+    return f.substr(0, f.size() - image_extension(f).size());
+  };
   std::map<std::string, std::string> parent;
   std::set<std::string> has_child;
   for (const auto& f : files) {
@@ -215,7 +207,7 @@ Dataset discover_loose(const std::string& dir) {
   for (const auto& f : files) {
     if (is_label.count(f)) continue;
     CaseFiles c;
-    c.id = f.substr(0, f.size() - image_ext(f).size());
+    c.id = f.substr(0, f.size() - image_extension(f).size());
     c.image = (fs::path(dir) / f).string();
     if (label_of.count(f)) c.label = (fs::path(dir) / label_of[f]).string();
     d.cases.push_back(c);

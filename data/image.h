@@ -79,6 +79,12 @@ FileInfo read_info(const std::string& path);
 // scalar images (a 4-D file whose 4th extent is 1 is accepted as 3-D); anything else throws an
 // error naming the file and what was expected.
 Image read_image(const std::string& path);
+// The file extensions of those formats, ".nii.gz" before ".nii" (the first that a name ends
+// with is its whole extension).
+const std::vector<std::string>& image_extensions();
+// The image extension `name` ends with (case-sensitive), "" when it is not an image file
+// name. A name that is only an extension (".nii") has none.
+std::string image_extension(const std::string& name);
 // Labels may be stored as any numeric type: every value must be an exact integer in [0, 255]
 // (otherwise: error naming the file, the offending value and its voxel index).
 LabelMap read_label(const std::string& path);

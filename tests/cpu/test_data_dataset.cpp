@@ -343,3 +343,16 @@ TEST(DataDataset, PhantomDatasetPassesIntegrityCheck) {
   EXPECT_EQ(read_image(ds.cases[1].image).v, p.ct.v);
   EXPECT_EQ(read_label(ds.cases[1].label).v, p.label.v);
 }
+
+TEST(DataDataset, ImageExtensions) {
+  // One list for dataset discovery and engine_infer's folder walk; ".nii.gz" wins over ".nii".
+  EXPECT_EQ(cuseg::data::image_extension("liver_0.nii.gz"), ".nii.gz");
+  EXPECT_EQ(cuseg::data::image_extension("ct.nii"), ".nii");
+  EXPECT_EQ(cuseg::data::image_extension("a.b.nrrd"), ".nrrd");
+  EXPECT_EQ(cuseg::data::image_extension("x.nhdr"), ".nhdr");
+  EXPECT_EQ(cuseg::data::image_extension("x.mhd"), ".mhd");
+  EXPECT_EQ(cuseg::data::image_extension("notes.txt"), "");
+  EXPECT_EQ(cuseg::data::image_extension(".nii"), "");       // only an extension
+  EXPECT_EQ(cuseg::data::image_extension("CT.NII.GZ"), "");  // case-sensitive
+  EXPECT_EQ(cuseg::data::image_extensions().front(), ".nii.gz");
+}
