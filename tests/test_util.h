@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <random>
 #include <string>
 
 #include "cuseg/engine/tensor.h"  // cuda_available
@@ -21,6 +22,16 @@ inline std::filesystem::path scratch_dir(const std::string& suite, const std::st
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
+}
+
+// A CPU float32 tensor of uniform values in [lo, hi) from `rng` (std distribution: the values
+// are those of this standard library; tests only).
+inline cuseg::Tensor uniform_tensor(const cuseg::Shape& s, std::mt19937& rng, float lo = -1.f,
+                                    float hi = 1.f) {
+  cuseg::Tensor t = cuseg::Tensor::empty(s);
+  std::uniform_real_distribution<float> u(lo, hi);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
+  return t;
 }
 
 // CUDA tests: skipped (shown as SKIPPED, never passed) when no device answers.

@@ -24,18 +24,12 @@
 #include "cuseg/engine/ops.h"
 #include "cuseg/model/unet3d.h"
 #include "opcases/op_cases.h"
+#include "test_util.h"
 
 using namespace cuseg;
 using namespace cuseg::opcases;
 
 namespace {
-
-Tensor random_tensor(const Shape& s, std::mt19937& rng, float lo = -1.f, float hi = 1.f) {
-  Tensor t = Tensor::empty(s);
-  std::uniform_real_distribution<float> u(lo, hi);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
-  return t;
-}
 
 double dot(const Tensor& a, const Tensor& b) {
   double s = 0;
@@ -87,11 +81,11 @@ TEST(GradCheck, Conv3dK3AndK1) {
   const std::vector<ConvCase> cases = with_use(spec.cases, kGradcheck);
   ASSERT_FALSE(cases.empty());
   for (const ConvCase& cc : cases) {
-    Tensor x = random_tensor(cc.x.shape(), rng);
-    Tensor w = random_tensor(cc.w_shape(), rng, -0.5f, 0.5f);
-    Tensor b = random_tensor({cc.cout}, rng);
+    Tensor x = uniform_tensor(cc.x.shape(), rng);
+    Tensor w = uniform_tensor(cc.w_shape(), rng, -0.5f, 0.5f);
+    Tensor b = uniform_tensor({cc.cout}, rng);
     Tensor y = Tensor::empty(cc.y_shape());
-    Tensor r = random_tensor(y.shape(), rng);
+    Tensor r = uniform_tensor(y.shape(), rng);
     auto loss = [&] {
       conv3d_forward(ctx, x, w, b, y, false);
       return dot(y, r);
@@ -120,14 +114,14 @@ TEST(GradCheck, Conv3dBatchStridedViews) {
   ASSERT_NE(it, cases.end());
   const ConvCase& cc = *it;
   const Dims& d = cc.x;
-  Tensor xw = random_tensor({d.n, d.c + 2, d.d, d.h, d.w}, rng);
+  Tensor xw = uniform_tensor({d.n, d.c + 2, d.d, d.h, d.w}, rng);
   Tensor x = xw.channel_slice(1, 1 + d.c);
-  Tensor w = random_tensor(cc.w_shape(), rng, -0.5f, 0.5f);
-  Tensor b = random_tensor({cc.cout}, rng);
+  Tensor w = uniform_tensor(cc.w_shape(), rng, -0.5f, 0.5f);
+  Tensor b = uniform_tensor({cc.cout}, rng);
   const int ywc = cc.cout + 4;
   Tensor yw = Tensor::zeros({d.n, ywc, d.d, d.h, d.w});
   Tensor y = yw.channel_slice(3, 3 + cc.cout);
-  Tensor r = random_tensor(y.shape(), rng);
+  Tensor r = uniform_tensor(y.shape(), rng);
   auto loss = [&] {
     conv3d_forward(ctx, x, w, b, y, false);
     return dot(y.clone(), r);
@@ -161,10 +155,10 @@ TEST(GradCheck, Relu) {
   const std::vector<VolCase> cases = with_use(spec.cases, kGradcheck);
   ASSERT_FALSE(cases.empty());
   for (const VolCase& vc : cases) {
-    Tensor x = random_tensor(vc.x.shape(), rng);
+    Tensor x = uniform_tensor(vc.x.shape(), rng);
     for (int64_t i = 0; i < x.numel(); ++i)  // keep inputs >= 0.05 away from the kink
       if (std::fabs(x.f32()[i]) < 0.05f) x.f32()[i] = x.f32()[i] < 0 ? -0.05f : 0.05f;
-    Tensor r = random_tensor(x.shape(), rng);
+    Tensor r = uniform_tensor(x.shape(), rng);
     Tensor y = Tensor::empty(x.shape());
     auto loss = [&] {
       y.copy_from(x);
@@ -192,7 +186,7 @@ TEST(GradCheck, MaxPool3dOddExtents) {
     std::shuffle(perm.begin(), perm.end(), rng);
     for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = 0.05f * float(perm[size_t(i)]) - 30.f;
     Tensor y = Tensor::empty(PoolSpec::y_shape(vc.x));
-    Tensor r = random_tensor(y.shape(), rng);
+    Tensor r = uniform_tensor(y.shape(), rng);
     auto loss = [&] {
       maxpool3d_forward(ctx, x, y);
       return dot(y, r);
@@ -211,9 +205,9 @@ TEST(GradCheck, UpsampleTrilinear) {
   const std::vector<VolCase> cases = with_use(spec.cases, kGradcheck);
   ASSERT_FALSE(cases.empty());
   for (const VolCase& vc : cases) {
-    Tensor x = random_tensor(vc.x.shape(), rng);
+    Tensor x = uniform_tensor(vc.x.shape(), rng);
     Tensor y = Tensor::empty(UpsampleSpec::y_shape(vc.x));
-    Tensor r = random_tensor(y.shape(), rng);
+    Tensor r = uniform_tensor(y.shape(), rng);
     auto loss = [&] {
       upsample2x_forward(ctx, x, y);
       return dot(y, r);
@@ -233,7 +227,7 @@ TEST(GradCheck, WeightedCrossEntropy) {
   ASSERT_FALSE(cases.empty());
   for (const VolCase& vc : cases) {
     ASSERT_EQ(vc.x.c, 3) << "the recipe's class weights are for 3 classes";
-    Tensor x = random_tensor(vc.x.shape(), rng, -2.f, 2.f);
+    Tensor x = uniform_tensor(vc.x.shape(), rng, -2.f, 2.f);
     Tensor lab = Tensor::empty({vc.x.n, vc.x.d, vc.x.h, vc.x.w}, DType::U8);
     for (int64_t i = 0; i < lab.numel(); ++i) lab.data<uint8_t>()[i] = uint8_t(rng() % 3);
     const std::vector<float> wts = {1.f, 1.f, 3.f};
@@ -251,7 +245,7 @@ TEST(GradCheck, AddInplaceIsIdentityForSource) {
   const std::vector<VolCase> cases = with_use(elementwise().cases, kGradcheck);
   ASSERT_FALSE(cases.empty());
   for (const VolCase& vc : cases) {
-    Tensor a = random_tensor(vc.x.shape(), rng), b = random_tensor(vc.x.shape(), rng);
+    Tensor a = uniform_tensor(vc.x.shape(), rng), b = uniform_tensor(vc.x.shape(), rng);
     Tensor c = a.clone();
     add_inplace(ctx, c, b);
     for (int64_t i = 0; i < a.numel(); ++i) ASSERT_EQ(c.f32()[i], a.f32()[i] + b.f32()[i]);
@@ -270,7 +264,7 @@ void unet_gradcheck(const UNetConfig& cfg, const Shape& in_shape, uint64_t seed)
     if (p->value.ndim() == 5)
       for (int64_t i = 0; i < p->value.numel(); ++i) p->value.f32()[i] *= 2.f;
   std::mt19937 rng{static_cast<unsigned>(seed)};
-  Tensor x = random_tensor(in_shape, rng);
+  Tensor x = uniform_tensor(in_shape, rng);
   Tensor lab = Tensor::empty({in_shape[0], in_shape[2], in_shape[3], in_shape[4]}, DType::U8);
   for (int64_t i = 0; i < lab.numel(); ++i) lab.data<uint8_t>()[i] = uint8_t(rng() % cfg.classes);
   const std::vector<float> wts = {1.f, 1.f, 3.f};

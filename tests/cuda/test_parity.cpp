@@ -41,13 +41,6 @@ Tensor int_tensor(const Shape& s, std::mt19937& rng, int lo = -3, int hi = 3) {
   return t;
 }
 
-Tensor float_tensor(const Shape& s, std::mt19937& rng, float lo = -1.f, float hi = 1.f) {
-  Tensor t = Tensor::empty(s);
-  std::uniform_real_distribution<float> u(lo, hi);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
-  return t;
-}
-
 // Distinct values (a shuffled ramp, scaled by 1/64: exact) — no ties for max pooling.
 Tensor distinct_tensor(const Shape& s, std::mt19937& rng) {
   Tensor t = Tensor::empty(s);
@@ -214,8 +207,8 @@ TEST(Parity, Conv3dBackwardDeterministic) {
   const Tolerance same_bits{0, 0, false, "the same deterministic algorithm on the same inputs"};
   for (const ConvCase& cc : with_use(conv3d().cases, kRepeat)) {
     const std::string tag = cc.name();
-    Tensor x = float_tensor(cc.x.shape(), rng), w = float_tensor(cc.w_shape(), rng);
-    Tensor gy = float_tensor(cc.y_shape(), rng);
+    Tensor x = uniform_tensor(cc.x.shape(), rng), w = uniform_tensor(cc.w_shape(), rng);
+    Tensor gy = uniform_tensor(cc.y_shape(), rng);
     Tensor xg = x.to(Device::CUDA), wg = w.to(Device::CUDA), gyg = gy.to(Device::CUDA);
     Tensor gx[2], gw[2], gb[2];
     for (int r = 0; r < 2; ++r) {
@@ -363,7 +356,7 @@ TEST(Parity, WeightedCrossEntropy) {
   const LogitsSpec& spec = logits();
   for (const VolCase& vc : with_use(spec.cases, kParity)) {
     const std::string tag = tag_of(vc);
-    Tensor logits = float_tensor(vc.x.shape(), rng, -4.f, 4.f);
+    Tensor logits = uniform_tensor(vc.x.shape(), rng, -4.f, 4.f);
     Tensor labels = labels_tensor(vc.x, rng);
     const std::vector<float> wts = LogitsSpec::parity_weights(vc.x.c);
     Tensor g = Tensor::empty(logits.shape());
@@ -432,8 +425,8 @@ TEST(Parity, AdamMultiTensor) {
     for (size_t i = 0; i < n_tensors; ++i) {
       const int64_t n = ac.sizes[i];
       pc[i].name = pg[i].name = "p" + std::to_string(i);
-      pc[i].value = float_tensor({n}, rng);
-      pc[i].grad = float_tensor({n}, rng, -1e-2f, 1e-2f);
+      pc[i].value = uniform_tensor({n}, rng);
+      pc[i].grad = uniform_tensor({n}, rng, -1e-2f, 1e-2f);
       pg[i].value = pc[i].value.to(Device::CUDA);
       pg[i].grad = pc[i].grad.to(Device::CUDA);
     }
@@ -532,7 +525,7 @@ TEST(Parity, RescaleIntensity) {
   for (const RescaleCase& rc : with_use(spec.cases, kParity)) {
     const int64_t n = shape_numel(rc.shape);
     const std::string tag = rc.label + "_n" + std::to_string(n);
-    Tensor in = float_tensor(rc.shape, rng, -1024.f, 3071.f);
+    Tensor in = uniform_tensor(rc.shape, rng, -1024.f, 3071.f);
     Tensor ing = in.to(Device::CUDA);
 #if CUSEG_HAVE_CUDA
     // The device min / max reduction (percentiles 0 and 100 of the rescale): not a table op
