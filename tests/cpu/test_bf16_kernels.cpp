@@ -22,6 +22,7 @@
 #include "cuseg/kernels/maxpool3d.h"
 #include "cuseg/kernels/upsample.h"
 #include "cuseg/kernels/weight_copy.h"
+#include "test_util.h"
 
 using namespace cuseg;
 
@@ -59,10 +60,7 @@ bool same_bits(float a, float b) {
 
 // Random fp32 values in [lo, hi] that are NOT bf16 values (so rounding matters).
 Tensor f32_random(const Shape& s, std::mt19937& rng, float lo = -2.f, float hi = 2.f) {
-  Tensor t = Tensor::empty(s);
-  std::uniform_real_distribution<float> u(lo, hi);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
-  return t;
+  return uniform_tensor(s, rng, lo, hi);
 }
 
 // The bf16-rounded copy of an fp32 tensor (same layout).

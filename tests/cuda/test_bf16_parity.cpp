@@ -33,11 +33,9 @@
 #include "cuseg/kernels/maxpool3d.h"
 #include "cuseg/kernels/upsample.h"
 #include "cuseg/kernels/weight_copy.h"
+#include "test_util.h"
 
 using namespace cuseg;
-
-#define REQUIRE_CUDA() \
-  if (!cuseg::cuda_available()) GTEST_SKIP() << "no CUDA device"
 
 namespace {
 
@@ -46,10 +44,7 @@ namespace {
 constexpr Stream kDefault = nullptr;
 
 Tensor f32_random(const Shape& s, std::mt19937& rng, float lo = -2.f, float hi = 2.f) {
-  Tensor t = Tensor::empty(s);
-  std::uniform_real_distribution<float> u(lo, hi);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
-  return t;
+  return uniform_tensor(s, rng, lo, hi);
 }
 
 // A bf16 channels-last CPU tensor of `s` (channels padded by `pad`, zeros) from fp32 values.
@@ -135,7 +130,7 @@ const std::vector<Shape> kUpShapes = {
 }  // namespace
 
 TEST(Bf16Parity, Conversions) {
-  REQUIRE_CUDA();
+  CUSEG_REQUIRE_CUDA();
   std::mt19937 rng(1);
   for (const Shape& s : kShapes)
     for (int slice = 0; slice < 2; ++slice) {
@@ -165,7 +160,7 @@ TEST(Bf16Parity, Conversions) {
 }
 
 TEST(Bf16Parity, MaxPoolForwardAndFusedBackward) {
-  REQUIRE_CUDA();
+  CUSEG_REQUIRE_CUDA();
   std::mt19937 rng(2);
   for (const Shape& s : kPoolShapes)
     for (int slice = 0; slice < 2; ++slice) {
@@ -208,7 +203,7 @@ TEST(Bf16Parity, MaxPoolForwardAndFusedBackward) {
 }
 
 TEST(Bf16Parity, UpsampleForwardAndBackward) {
-  REQUIRE_CUDA();
+  CUSEG_REQUIRE_CUDA();
   std::mt19937 rng(3);
   for (const Shape& s : kUpShapes)
     for (int slice = 0; slice < 2; ++slice) {
@@ -235,7 +230,7 @@ TEST(Bf16Parity, UpsampleForwardAndBackward) {
 }
 
 TEST(Bf16Parity, BiasGradient) {
-  REQUIRE_CUDA();
+  CUSEG_REQUIRE_CUDA();
   std::mt19937 rng(4);
   for (const Shape& s : kShapes)
     for (int slice = 0; slice < 2; ++slice) {
@@ -253,7 +248,7 @@ TEST(Bf16Parity, BiasGradient) {
 }
 
 TEST(Bf16Parity, CrossEntropyAndArgmax) {
-  REQUIRE_CUDA();
+  CUSEG_REQUIRE_CUDA();
   std::mt19937 rng(5);
   const std::vector<float> w = {1.f, 1.f, 3.f};
   for (const Shape& s0 : {Shape{1, 3, 1, 1, 1}, Shape{2, 3, 5, 7, 9}, Shape{2, 3, 96, 96, 96}}) {
@@ -310,7 +305,7 @@ TEST(Bf16Parity, CrossEntropyAndArgmax) {
 }
 
 TEST(Bf16Parity, FilterCopiesAndAdamWithCopy) {
-  REQUIRE_CUDA();
+  CUSEG_REQUIRE_CUDA();
   std::mt19937 rng(6);
   const int cout = 3, cin = 9, cin_pad = 16, cout_pad = 8, k3 = 27;
   const Tensor w = f32_random({cout, cin, 3, 3, 3}, rng);
