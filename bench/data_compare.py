@@ -124,7 +124,8 @@ def main():
         "git_dirty": bool(sh(["git", "status", "--porcelain", "--untracked-files=no"])),
         "load_average_at_start": loadavg(),
         "engine_bench": os.path.relpath(eb, ROOT),
-        "python": args.python,
+        "python": "$PYTHON (" + sh([args.python, "-c", "import sys; print(sys.version.split()[0])"]) + ")",
+        "niceness": os.nice(0),
         "settings": {"subjects": args.subjects, "size": [256, 256, 200], "patch": 96,
                      "queue": "max_length 40, samples_per_volume 5", "workers": args.workers,
                      "batch": 2, "patches_timed": args.patches, "warmup_patches": args.warmup_patches},
@@ -184,7 +185,7 @@ def main():
     os.makedirs(args.out_dir, exist_ok=True)
     out = {"meta": meta, "summary": summary, "runs": log}
     # Results are committed: no machine paths (repository-relative, temporary folder named).
-    text = json.dumps(out, indent=2).replace(ROOT + os.sep, "")
+    text = json.dumps(out, indent=2).replace(ROOT + os.sep, "").replace(args.python, "$PYTHON")
     text = re.sub(r"/tmp[^\"\s]*cuseg-data-[^/\"\s]*", "$TMP", text)
     with open(os.path.join(args.out_dir, stem + ".json"), "w") as f:
         f.write(text + "\n")
@@ -196,6 +197,7 @@ def main():
         f.write(f"- load average at start / end: {meta['load_average_at_start']} / "
                 f"{meta['load_average_at_end']} (per-run values in the JSON)\n")
         f.write(f"- settings: {json.dumps(meta['settings'])}\n")
+        f.write(f"- niceness of every process: {meta['niceness']}; peer Python: {meta['python']}\n")
         f.write(f"- repeats per contender: {args.repeat}, interleaved\n\n")
         f.write("\n".join(table) + "\n")
     print(f"wrote {os.path.join(args.out_dir, stem)}.{{json,md}}", file=sys.stderr)
