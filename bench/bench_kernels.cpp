@@ -22,6 +22,7 @@
 // Inputs are seeded uniform random values (never zeros).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -30,6 +31,9 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "cuseg/data/patch_pipeline.h"
+#include "cuseg/data/phantom.h"
+#include "cuseg/data/transforms.h"
 #include "cuseg/engine/context.h"
 #include "cuseg/engine/ops.h"
 #include "cuseg/engine/optim.h"
@@ -241,6 +245,62 @@ void grid_aggregate_cases(const oc::GridCase& gc) {
                      }});
 }
 
+// One training patch of the fused op: a phantom of the case's size (rescaled to [-1, 1],
+// stored as the case says) where the context's device reads it, one RandomAffine visit (Philox
+// seed 0, visit 0, the recipe's ranges), presence decided once in the setup; each call makes
+// patch 0 of that visit (centre draw + gather).
+void affine_patch_cases(const oc::AffinePatchCase& ac) {
+  cases().push_back(
+      {"affine_patch/" + ac.label + "_" + ac.str(), 0, ac.bytes(), false, [=](Context& ctx) -> Op {
+         data::PhantomConfig pc;
+         pc.size = {ac.w, ac.h, ac.d};
+         data::PhantomCase ph = data::make_phantom(pc, 0);
+         data::rescale_intensity(ph.ct, -1.f, 1.f);
+         data::PatchSpec spec;
+         spec.patch = {ac.pw, ac.ph, ac.pd};
+         spec.storage = PatchStorage(ac.storage);
+         spec.out_type = PatchOutType(ac.out);
+         const data::PatchSubject sub = data::make_patch_subject("bench", ph.ct, ph.label, spec);
+         const Device dv = ctx.device();
+         auto put = [&](const void* p, size_t n) {
+           Tensor h = Tensor::empty({int64_t(std::max<size_t>(n, 1))}, DType::U8);
+           std::memcpy(h.raw(), p, n);
+           return dv == Device::CPU ? h : h.to(dv);
+         };
+         std::vector<Tensor> keep{put(sub.image.data(), sub.image.size()),
+                                  put(sub.label.data(), sub.label.size())};
+         PatchSource src = sub.source();
+         src.image = keep[0].raw();
+         src.label = keep[1].data<uint8_t>();
+         std::vector<const int32_t*> lists;
+         for (const auto& t : sub.tables) {
+           if (!t.list_mode) {
+             lists.push_back(nullptr);
+             continue;
+           }
+           keep.push_back(put(t.list.data(), t.list.size() * 4));
+           lists.push_back(static_cast<const int32_t*>(keep.back().raw()));
+         }
+         const PhiloxStream st{0, 0, 0};
+         auto visit = std::make_shared<const PatchVisit>(
+             data::plan_visit(sub, spec, data::visit_affine(spec, st, 0), src, lists, st));
+         Tensor pres = Tensor::empty({kMaxPatchLabels}, DType::U8, dv);
+         Tensor wit = Tensor::empty({3 * kMaxPatchLabels}, DType::I32, dv);
+         affine_patch_presence(ctx, *visit, pres.data<uint8_t>(), wit.data<int32_t>());
+         ctx.synchronize();
+         const Tensor hp = pres.to(Device::CPU), hw = wit.to(Device::CPU);
+         const data::VisitLabels labels =
+             data::visit_labels(*visit, spec, hp.data<uint8_t>(), hw.data<int32_t>(), "bench");
+         PatchJob job = data::patch_job(*visit, labels, spec, 0);
+         const int64_t voxels = int64_t(ac.pw) * ac.ph * ac.pd;
+         keep.push_back(Tensor::empty({voxels}, ac.out == kOutBF16 ? DType::BF16 : DType::F32, dv));
+         job.image_out = keep.back().raw();
+         keep.push_back(Tensor::empty({voxels}, DType::U8, dv));
+         job.label_out = keep.back().data<uint8_t>();
+         return [keep, visit, job](Context& c) { affine_patch(c, *visit, job); };
+       }});
+}
+
 void make_cases() {
   const unsigned b = oc::kBench;
   for (const auto& c : oc::with_use(oc::conv3d().cases, b)) conv_cases(c);
@@ -252,6 +312,7 @@ void make_cases() {
   for (const auto& c : oc::with_use(oc::crop_or_pad().cases, b)) crop_or_pad_cases(c);
   for (const auto& c : oc::with_use(oc::rescale_intensity().cases, b)) rescale_cases(c);
   for (const auto& c : oc::with_use(oc::grid_aggregate().cases, b)) grid_aggregate_cases(c);
+  for (const auto& c : oc::with_use(oc::affine_patch().cases, b)) affine_patch_cases(c);
 }
 
 // ---------------------------------------------------------------- runners

@@ -14,22 +14,23 @@
 #if CUSEG_HAVE_CUDA
 #include "cuseg/engine/cuda/async.h"
 #endif
+#include "opcases/op_cases.h"
 #include "patch_fixture.h"
+#include "test_util.h"
 
 using namespace cuseg;
 using namespace cuseg::data;
 
 namespace {
 
-#define REQUIRE_DEVICE() \
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device answers"
-
-std::vector<std::shared_ptr<const PatchSubject>> subjects(const PatchSpec& spec, int n) {
+// n subjects around a (w, h, d) grid (extents differ a little per subject).
+std::vector<std::shared_ptr<const PatchSubject>> subjects(const PatchSpec& spec, int n, int w = 27,
+                                                          int h = 23, int d = 19) {
   std::vector<std::shared_ptr<const PatchSubject>> subs;
   for (int s = 0; s < n; ++s) {
     Image im;
     LabelMap lb;
-    test::patch_test_volume({27 + 2 * s, 23, 19 - s}, 300 + uint64_t(s), &im, &lb);
+    test::patch_test_volume({w + 2 * s, h, d - s}, 300 + uint64_t(s), &im, &lb);
     subs.push_back(std::make_shared<const PatchSubject>(
         make_patch_subject("s" + std::to_string(s), im, lb, spec)));
   }
@@ -99,26 +100,29 @@ PatchOrder order_for(int n) {
 
 }  // namespace
 
-// A whole epoch and a bit of the next, every storage and output type: the device stream is
-// the host stream, byte for byte.
+// Every parity case of the op's case list (tests/opcases/op_cases.h: storages, output types,
+// a padded patch), a whole epoch and a bit of the next: the device stream is the host stream,
+// byte for byte (tolerance: the list's, exact).
 TEST(AffinePatchCuda, DeviceStreamEqualsHostStream) {
-  REQUIRE_DEVICE();
-  for (const PatchStorage st : {kStoreF32, kStoreBF16, kStoreI16})
-    for (const PatchOutType out : {kOutF32, kOutBF16}) {
-      const PatchSpec spec = spec_for(st, out);
-      const auto subs = subjects(spec, 4);
-      const PatchOrder order = order_for(4);
-      const int64_t n = 12 + 4;  // epoch of 12 patches, then 4 of the next
-      const Bytes h = host_run(subs, spec, order, 1, 0, n);
-      const Bytes d = device_run(subs, spec, order, 1, 0, n, 0);
-      EXPECT_EQ(h.label, d.label) << "storage " << st << " out " << out;
-      EXPECT_EQ(h.image, d.image) << "storage " << st << " out " << out;
-    }
+  CUSEG_REQUIRE_CUDA();
+  const auto& spec_list = opcases::affine_patch();
+  ASSERT_EQ(spec_list.parity.atol, 0.0) << spec_list.parity.why;
+  for (const auto& c : opcases::with_use(spec_list.cases, opcases::kParity)) {
+    const PatchSpec spec =
+        spec_for(PatchStorage(c.storage), PatchOutType(c.out), {c.pw, c.ph, c.pd});
+    const auto subs = subjects(spec, 4, c.w, c.h, c.d);
+    const PatchOrder order = order_for(4);
+    const int64_t n = 12 + 4;  // epoch of 12 patches, then 4 of the next
+    const Bytes h = host_run(subs, spec, order, 1, 0, n);
+    const Bytes d = device_run(subs, spec, order, 1, 0, n, 0);
+    EXPECT_EQ(h.label, d.label) << c.label << " " << c.str() << ": " << spec_list.parity.why;
+    EXPECT_EQ(h.image, d.image) << c.label << " " << c.str() << ": " << spec_list.parity.why;
+  }
 }
 
 // Padding (a patch larger than the volume on one axis) and a resume in the middle of a fill.
 TEST(AffinePatchCuda, PaddedPatchesAndResume) {
-  REQUIRE_DEVICE();
+  CUSEG_REQUIRE_CUDA();
   const PatchSpec spec = spec_for(kStoreI16, kOutF32, {14, 30, 8});
   const auto subs = subjects(spec, 3);
   const PatchOrder order = order_for(3);
@@ -131,7 +135,7 @@ TEST(AffinePatchCuda, PaddedPatchesAndResume) {
 // Streaming: a budget that holds the staging slots and one subject; the rest come from
 // page-locked memory through the copy stream. Same bytes.
 TEST(AffinePatchCuda, StreamedSubjectsGiveTheSamePatches) {
-  REQUIRE_DEVICE();
+  CUSEG_REQUIRE_CUDA();
   const PatchSpec spec = spec_for(kStoreI16, kOutF32);
   const auto subs = subjects(spec, 5);
   const PatchOrder order = order_for(5);
@@ -150,7 +154,7 @@ TEST(AffinePatchCuda, StreamedSubjectsGiveTheSamePatches) {
 // The presence kernel and the fused kernel's centre draw against the CPU twin, visit by visit:
 // same present flags, same witnesses, same centres, candidate counts and fallback flags.
 TEST(AffinePatchCuda, PresenceAndCentresMatchTheCpu) {
-  REQUIRE_DEVICE();
+  CUSEG_REQUIRE_CUDA();
   const PatchSpec spec = spec_for(kStoreF32, kOutF32);
   Image im;
   LabelMap lb;

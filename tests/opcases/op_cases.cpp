@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "cuseg/kernels/affine_patch.h"
 #include "cuseg/model/unet3d.h"
 
 namespace cuseg {
@@ -411,6 +412,47 @@ const RescaleSpec& rescale_intensity() {
                 "(v - a) / r * s + b; nvcc may fuse the last multiply-add: 1 ulp of the "
                 "output range [-1, 1], atol 2.5e-7"};
     s.parity_minmax = {0, 0, false, "exact: min and max select one of their inputs"};
+    return s;
+  }();
+  return spec;
+}
+
+// ---------------------------------------------------------------- fused training patch
+
+double AffinePatchCase::bytes() const {
+  const double voxels = double(pw) * ph * pd;
+  const double in = storage == kStoreF32 ? 4 : 2, o = out == kOutF32 ? 4 : 2;
+  return voxels * (o + 1) + voxels * (in + 1);
+}
+
+std::string AffinePatchCase::str() const {
+  static const char* st[] = {"f32", "bf16", "i16"};
+  static const char* ot[] = {"f32", "bf16"};
+  std::ostringstream os;
+  os << w << "x" << h << "x" << d << "_p" << pw << "x" << ph << "x" << pd << "_" << st[storage]
+     << "_" << ot[out];
+  return os.str();
+}
+
+const AffinePatchSpec& affine_patch() {
+  static const AffinePatchSpec spec = [] {
+    AffinePatchSpec s;
+    s.cases = {
+        {"odd", 27, 23, 19, 12, 10, 8, kStoreF32, kOutF32, kParity},
+        {"odd", 27, 23, 19, 12, 10, 8, kStoreF32, kOutBF16, kParity},
+        {"odd", 27, 23, 19, 12, 10, 8, kStoreBF16, kOutF32, kParity},
+        {"odd", 27, 23, 19, 12, 10, 8, kStoreI16, kOutF32, kParity},
+        {"odd", 27, 23, 19, 12, 10, 8, kStoreI16, kOutBF16, kParity},
+        // A patch larger than the volume on one axis: pad_to_patch's border.
+        {"padded", 27, 23, 19, 14, 30, 8, kStoreI16, kOutF32, kParity},
+        // The recipe: 256 x 256 x 200 volumes, 96^3 patches.
+        {"ref", 256, 256, 200, 96, 96, 96, kStoreI16, kOutF32, kBench},
+        {"ref", 256, 256, 200, 96, 96, 96, kStoreI16, kOutBF16, kBench},
+        {"ref", 256, 256, 200, 96, 96, 96, kStoreF32, kOutF32, kBench},
+    };
+    s.parity = {0, 0, false,
+                "exact: fixed-point coordinates (integers) and the same round-to-nearest "
+                "double operations in the same order on both sides (kernels/affine_patch.h)"};
     return s;
   }();
   return spec;

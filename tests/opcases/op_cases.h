@@ -212,5 +212,27 @@ struct RescaleSpec {
 };
 const RescaleSpec& rescale_intensity();
 
+// ---------------------------------------------------------------- fused training patch
+// One training patch (kernels/affine_patch.h) from a (w, h, d) volume stored as `storage`
+// (PatchStorage), written as `out` (PatchOutType). Parity cases use the test volume of
+// tests/patch_fixture.h (odd extents, oblique direction, both label table modes), bench cases
+// a phantom of the recipe's size.
+struct AffinePatchCase {
+  std::string label;
+  int w = 1, h = 1, d = 1;     // volume extents (i, j, k)
+  int pw = 1, ph = 1, pd = 1;  // patch extents (i, j, k)
+  int storage = 0, out = 0;
+  unsigned use = 0;
+  // Each patch voxel written once (image + label) and, at scale ~1, one input voxel's image and
+  // label read for it.
+  double bytes() const;
+  std::string str() const;  // "256x256x200_p96x96x96_i16_f32"
+};
+struct AffinePatchSpec {
+  std::vector<AffinePatchCase> cases;
+  Tolerance parity;
+};
+const AffinePatchSpec& affine_patch();
+
 }  // namespace opcases
 }  // namespace cuseg
