@@ -159,8 +159,8 @@ struct DevicePatchPipeline::Impl {
         m.list.shrink_to_fit();
         d.meta.tables.push_back(std::move(m));
       }
-      std::vector<uint8_t> host(d.layout.bytes);
       if (d.layout.bytes <= room) {
+        std::vector<uint8_t> host(d.layout.bytes);
         fill_blob(s, d.layout, host.data());
         d.blob = std::make_shared<Storage>(d.layout.bytes, Device::CUDA);
         cuda_copy_2d(d.blob->ptr, d.layout.bytes, host.data(), d.layout.bytes, d.layout.bytes, 1,

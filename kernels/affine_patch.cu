@@ -106,15 +106,16 @@ __global__ void __launch_bounds__(kPatchThreads)
   }
   const int64_t begin = int64_t(blockIdx.x) * kVoxelsPerBlock;
   const int64_t end = begin + kVoxelsPerBlock < total ? begin + kVoxelsPerBlock : total;
+  // A patch has fewer than 2^31 voxels (checked by the launcher): 32-bit index maths.
   for (int64_t q = begin + threadIdx.x; q < end; q += kPatchThreads) {
-    const int p0 = int(q % P0), p1 = int((q / P0) % P1), p2 = int(q / (int64_t(P0) * P1));
+    const int qi = int(q);
+    const int p0 = qi % P0, p1 = (qi / P0) % P1, p2 = qi / (P0 * P1);
     double value;
     uint8_t label;
     gather_voxel<S>(v, ini, p0, p1, p2, &value, &label);
     store_patch_value(job.image_out, job.out_type, q, value);
     job.label_out[q] = label;
   }
-  (void)P2;
 }
 
 }  // namespace
@@ -132,8 +133,8 @@ void affine_patch_cuda(const PatchVisit& v, const PatchJob& job, Stream s) {
               "affine_patch: label slot " << job.label_slot << " of " << v.num_labels);
   const int64_t total = int64_t(job.patch_size[0]) * job.patch_size[1] * job.patch_size[2];
   if (total == 0) return;
+  CUSEG_CHECK(total < INT_MAX, "affine_patch: patch of " << total << " voxels is too large");
   const int64_t blocks = (total + kVoxelsPerBlock - 1) / kVoxelsPerBlock;
-  CUSEG_CHECK(blocks < INT_MAX, "affine_patch: patch of " << total << " voxels is too large");
   switch (v.src.storage) {
     case kStoreF32:
       patch_kernel<kStoreF32><<<unsigned(blocks), kPatchThreads, 0, cu(s)>>>(v, job, total);
