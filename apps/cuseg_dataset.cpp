@@ -3,14 +3,17 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <map>
 
 #include "cuseg/core/check.h"
 #include "cuseg/data/dataset.h"
+#include "cuseg/data/image.h"
 #include "cuseg/data/phantom.h"
 
 using namespace cuseg::data;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -110,6 +113,14 @@ int main(int argc, char** argv) {
   sp->add_option("--val", val_fraction, "validation fraction (118 cases -> 13 at 0.11)");
   sp->add_option("--seed", seed, "random seed");
 
+  auto* dc = app.add_subcommand("to-dicom",
+                                "write a CT file (NIfTI, NRRD, MHA) as an int16 DICOM series, one "
+                                "file per axial slice (to try DICOM input and DICOM SEG output)");
+  std::string dc_in, dc_out;
+  dc->add_option("image", dc_in, "CT file (HU)")->required();
+  dc->add_option("-o,--out", dc_out, "output folder (created; must not hold a series yet)")
+      ->required();
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*sum) return summary(sum_dir, classes, !no_check);
@@ -122,6 +133,21 @@ int main(int argc, char** argv) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::printf("wrote %d phantom cases (%dx%dx%d, seed %llu) to %s in %.2f s\n", cases, size[0],
                   size[1], size[2], static_cast<unsigned long long>(seed), out_dir.c_str(), s);
+      return 0;
+    }
+    if (*dc) {
+      if (fs::exists(dc_out) && !fs::is_empty(dc_out))
+        CUSEG_THROW(dc_out << ": folder exists and is not empty");
+      Image img = read_image(dc_in);
+      // A DICOM slice stack is right-handed (normal = row x column direction); a left-handed
+      // file is reoriented to LPS first (a pure permutation / flip, no resampling).
+      const auto& d = img.geo.direction;
+      const double det = d[0] * (d[4] * d[8] - d[5] * d[7]) - d[1] * (d[3] * d[8] - d[5] * d[6]) +
+                         d[2] * (d[3] * d[7] - d[4] * d[6]);
+      if (det < 0) img = reorient(img, plan_reorientation(img.geo, "LPS"));
+      write_dicom_series(img, dc_out);
+      std::printf("%s -> %s: %d slices of %dx%d, %s\n", dc_in.c_str(), dc_out.c_str(),
+                  img.geo.size[2], img.geo.size[0], img.geo.size[1], describe(img.geo).c_str());
       return 0;
     }
     if (*sp) {

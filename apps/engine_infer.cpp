@@ -16,9 +16,11 @@
 
 #include "cuseg/core/check.h"
 #include "cuseg/core/clock.h"
+#include "cuseg/data/dicom_seg.h"
 #include "cuseg/data/image.h"
 #include "cuseg/data/metrics.h"
 #include "cuseg/engine/context.h"
+#include "cuseg/pipeline/animation.h"
 #include "cuseg/pipeline/inference.h"
 #include "cuseg/pipeline/report.h"
 
@@ -73,8 +75,14 @@ data::Image read_input(const std::string& path) {
   return img;
 }
 
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 struct Options {
   std::string model, input, output, device = "auto", mode, preview, stats, ref, summary;
+  std::string output_type = "nifti", preview_format;
   int overlap = -1, batch = -1;
   double max_memory_mib = 0;
 };
@@ -87,7 +95,7 @@ struct CaseOut {
 
 CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, size_t max_memory_bytes,
                  const std::string& input, const std::string& output, const std::string& preview,
-                 const std::string& ref, const std::string& id) {
+                 const std::string& ref, const std::string& id, bool dicom_seg = false) {
   CaseOut out;
   out.id = id;
   out.input = input;
@@ -142,14 +150,27 @@ CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, size_t m
   t0 = now_s();
   const std::string tmp = temp_sibling(output);
   try {
-    data::write_label(mask, tmp);
-    CUSEG_REQUIRE(fs::exists(tmp), output << ": the image writer did not create " << tmp);
-    const data::FileInfo info = data::read_info(tmp);
-    std::string why;
-    CUSEG_REQUIRE(info.geo.size == img.geo.size && data::same_grid(info.geo, img.geo, &why),
-                  output << ": written mask does not match the input grid: " << why);
-    CUSEG_REQUIRE(info.component_type == "unsigned_char",
-                  output << ": written mask is " << info.component_type << ", expected uint8");
+    if (dicom_seg) {
+      // A DICOM SEG referencing the input series, read back with DCMTK: the same voxels on
+      // the same grid as the mask.
+      data::write_dicom_seg(mask, input, tmp);
+      const data::DicomSegContents back = data::read_dicom_seg(tmp);
+      std::string why;
+      CUSEG_REQUIRE(
+          back.labels.geo.size == img.geo.size && data::same_grid(back.labels.geo, img.geo, &why),
+          output << ": written DICOM SEG does not match the input grid: " << why);
+      CUSEG_REQUIRE(back.labels.v == mask.v,
+                    output << ": written DICOM SEG does not hold the mask's voxels");
+    } else {
+      data::write_label(mask, tmp);
+      CUSEG_REQUIRE(fs::exists(tmp), output << ": the image writer did not create " << tmp);
+      const data::FileInfo info = data::read_info(tmp);
+      std::string why;
+      CUSEG_REQUIRE(info.geo.size == img.geo.size && data::same_grid(info.geo, img.geo, &why),
+                    output << ": written mask does not match the input grid: " << why);
+      CUSEG_REQUIRE(info.component_type == "unsigned_char",
+                    output << ": written mask is " << info.component_type << ", expected uint8");
+    }
     fs::rename(tmp, output);
   } catch (...) {
     std::error_code ec;
@@ -162,32 +183,61 @@ CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, size_t m
     t0 = now_s();
     const data::Image ras = data::to_ras(img);
     const data::LabelMap ras_mask = data::to_ras(mask);
-    write_png(axial_montage(ras, ras_mask, -160.f, 240.f), preview);  // abdomen window 40/400 HU
+    // Abdomen window: level 40 HU, width 400 HU.
+    if (ends_with(preview, ".gif"))
+      write_overlay_gif(ras, ras_mask, -160.f, 240.f, preview);  // every slice, animated
+    else
+      write_png(axial_montage(ras, ras_mask, -160.f, 240.f), preview);
     t.add("preview", now_s() - t0);
   }
 
-  const data::Mask liver = data::liver_mask(mask), tumour = data::tumour_mask(mask);
-  const double vml = mask.geo.voxel_ml();
+  // Per-structure statistics. "liver" in liver_ml follows LiTS (label >= 1, tumour included);
+  // "labels" gives each label value on its own.
+  const data::StructureStats liver = data::structure_stats(data::liver_mask(mask), mask.geo);
+  const data::StructureStats parenchyma =
+      data::structure_stats(data::mask_of(mask, 1, 1), mask.geo);
+  const data::StructureStats tumour = data::structure_stats(data::tumour_mask(mask), mask.geo);
+  auto structure_json = [](const data::StructureStats& s) {
+    return json{{"voxels", s.voxels},
+                {"ml", s.ml},
+                {"components", s.components},
+                {"largest_component_voxels", s.largest_voxels},
+                {"largest_component_ml", s.largest_ml},
+                {"touches_border", s.touches_border}};
+  };
+  json labels = {{"1", structure_json(parenchyma)}, {"2", structure_json(tumour)}};
+  labels["1"]["name"] = "liver (without tumour)";
+  labels["2"]["name"] = "tumour";
+  json incomplete = json::array();
+  if (liver.touches_border) incomplete.push_back("liver");
+  if (tumour.touches_border) incomplete.push_back("tumour");
   json times = json::object();
   for (const auto& s : t.stages) times[s.first] = s.second;
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
-  out.stats = {
-      {"case", id},
-      {"input", input},
-      {"output", output},
-      {"size", img.geo.size},
-      {"spacing_mm", img.geo.spacing},
-      {"orientation", data::orientation_code(img.geo)},
-      {"liver_ml", double(data::count(liver)) * vml},  // LiTS convention: liver includes tumour
-      {"tumour_ml", double(data::count(tumour)) * vml},
-      {"tumour_count", data::count_components(tumour, mask.geo)},
-      {"seconds", times},
-      {"seconds_total", t.total()},
-      {"device", device_name(ctx.device())},
-      {"peak_device_pool_mib", to_mib(memory_pool(ctx.device()).stats().peak)},
-      {"peak_rss_mib", double(ru.ru_maxrss) / 1024.0},
-      {"checkpoint", m.checkpoint}};
+  out.stats = {{"case", id},
+               {"input", input},
+               {"output", output},
+               {"size", img.geo.size},
+               {"spacing_mm", img.geo.spacing},
+               {"orientation", data::orientation_code(img.geo)},
+               {"liver_ml", liver.ml},  // LiTS convention: liver includes tumour
+               {"liver_voxels", liver.voxels},
+               {"tumour_ml", tumour.ml},
+               {"tumour_voxels", tumour.voxels},
+               {"tumour_count", tumour.components},  // lesions: 26-connected components of label 2
+               {"largest_lesion_ml", tumour.largest_ml},
+               {"largest_lesion_voxels", tumour.largest_voxels},
+               {"labels", labels},
+               // Structures that reach the first or last slice of some axis: they may continue
+               // outside the scan, so their volume is a lower bound.
+               {"touches_border", incomplete},
+               {"seconds", times},
+               {"seconds_total", t.total()},
+               {"device", device_name(ctx.device())},
+               {"peak_device_pool_mib", to_mib(memory_pool(ctx.device()).stats().peak)},
+               {"peak_rss_mib", double(ru.ru_maxrss) / 1024.0},
+               {"checkpoint", m.checkpoint}};
   if (!preview.empty()) out.stats["preview"] = preview;
   if (!plan.is_null()) out.stats["plan"] = plan;
   std::string line;
@@ -202,6 +252,12 @@ CaseOut run_case(LoadedModel& m, Context& ctx, const GridOptions& gopt, size_t m
       id.c_str(), input.c_str(), output.c_str(), line.c_str(), t.total(),
       out.stats["liver_ml"].get<double>(), out.stats["tumour_ml"].get<double>(),
       out.stats["tumour_count"].get<int>());
+  if (tumour.components > 0)
+    std::printf("  largest lesion %.2f mL (%lld voxels)\n", tumour.largest_ml,
+                (long long)tumour.largest_voxels);
+  for (const auto& name : incomplete)
+    std::printf("  warning: the %s touches the image border: its volume is incomplete\n",
+                name.get<std::string>().c_str());
   if (reference) {
     out.metrics = data::evaluate_case(mask, *reference, id, true);
     const auto& c = *out.metrics;
@@ -280,12 +336,24 @@ int run(const Options& o) {
                 "--max-memory " << o.max_memory_mib << ": expected MiB >= 0");
   const size_t mm = size_t(o.max_memory_mib * 1024.0 * 1024.0);
   const bool folder = fs::is_directory(o.input) && data::dicom_series_uids(o.input).empty();
+  const bool dicom_seg = o.output_type == "dicom-seg";
+  if (dicom_seg)
+    CUSEG_REQUIRE(fs::is_directory(o.input) && !folder,
+                  "--output-type dicom-seg: " << o.input
+                                              << " is not a DICOM series folder; a DICOM SEG "
+                                                 "references the DICOM images it segments, so "
+                                                 "it needs a DICOM series as input (use "
+                                                 "--output-type nifti for other inputs)");
+  if (!o.preview.empty() && !folder)
+    CUSEG_REQUIRE(
+        ends_with(o.preview, ".png") || ends_with(o.preview, ".gif"),
+        "--preview " << o.preview << ": expected a .png (montage) or .gif (every slice) file name");
   std::vector<CaseOut> done;
   int failed = 0;
   if (!folder) {
     if (!fs::is_directory(o.input) && !fs::exists(o.input))
       CUSEG_THROW(o.input << ": no such file or folder");
-    {
+    if (!dicom_seg) {
       // The mask format follows the extension. niftilib cuts a name at its first ".nii", so
       // "a.nii.nii.gz" would land in "a.nii.gz": refuse such names up front.
       const std::string id = case_id(o.output);
@@ -300,7 +368,7 @@ int run(const Options& o) {
       fs::create_directories(fs::path(o.output).parent_path());
     std::string id =
         fs::is_directory(o.input) ? fs::path(o.input).filename().string() : case_id(o.input);
-    done.push_back(run_case(m, ctx, gopt, mm, o.input, o.output, o.preview, o.ref, id));
+    done.push_back(run_case(m, ctx, gopt, mm, o.input, o.output, o.preview, o.ref, id, dicom_seg));
     if (!o.ref.empty()) done.back().stats["reference"] = o.ref;
   } else {
     std::vector<fs::path> files;
@@ -314,7 +382,10 @@ int run(const Options& o) {
       const std::string id = case_id(f);
       const std::string out = (fs::path(o.output) / (id + ".nii.gz")).string();
       const std::string prev =
-          o.preview.empty() ? "" : (fs::path(o.preview) / (id + ".png")).string();
+          o.preview.empty()
+              ? ""
+              : (fs::path(o.preview) / (id + (o.preview_format == "gif" ? ".gif" : ".png")))
+                    .string();
       std::string ref;
       if (!o.ref.empty()) {
         for (const std::string& ext : data::image_extensions()) {
@@ -375,14 +446,16 @@ int main(int argc, char** argv) {
       "engine_infer: segment liver (1) and liver tumour (2) in CT with a trained cuseg model.\n"
       "INPUT: a NIfTI/NRRD/MHA file, a DICOM series folder, or a folder of image files (then "
       "OUTPUT is a folder).\n"
-      "Example: engine_infer -m runs/demo -i ct.nii.gz -o mask.nii.gz --preview mask.png "
-      "--stats stats.json"};
+      "Example: engine_infer -m runs/demo -i ct.nii.gz -o mask.nii.gz --preview mask.gif "
+      "--stats stats.json\n"
+      "DICOM: engine_infer -m runs/demo -i dicom_series/ -o seg.dcm --output-type dicom-seg"};
   Options o;
   app.add_option("-m,--model", o.model, "checkpoint file, or a run folder (uses best, else last)")
       ->required();
   app.add_option("-i,--input", o.input, "CT file, DICOM folder, or folder of CT files")->required();
   app.add_option("-o,--output", o.output,
-                 "mask file (.nii.gz, .nii, .nrrd, .mha), or a folder for folder input")
+                 "mask file (.nii.gz, .nii, .nrrd, .mha), a folder for folder input, or the "
+                 "DICOM SEG file (e.g. seg.dcm) with --output-type dicom-seg")
       ->required();
   app.add_option("--device", o.device, "auto | cuda | cpu (auto = CUDA when a device answers)")
       ->capture_default_str()
@@ -401,9 +474,19 @@ int main(int argc, char** argv) {
                  "aggregation of overlapping patches: crop | average | hann "
                  "(default: the model's inference.mode)")
       ->check(CLI::IsMember({"crop", "average", "hann"}));
+  app.add_option("--output-type", o.output_type,
+                 "nifti: a label mask file (see --output); dicom-seg: a DICOM Segmentation "
+                 "object (liver and tumour segments, SNOMED CT coded) referencing the input "
+                 "DICOM series (DICOM series input only)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"nifti", "dicom-seg"}));
   app.add_option("--preview", o.preview,
-                 "axial montage PNG of the CT with liver (green) and "
-                 "tumour (red) overlaid (a folder for folder input)");
+                 "picture of the CT with liver (green) and tumour (red) overlaid: x.png = axial "
+                 "montage, x.gif = every slice, animated, with legend and slice index (a "
+                 "folder for folder input, see --preview-format)");
+  app.add_option("--preview-format", o.preview_format,
+                 "for folder input: png (default) or gif previews")
+      ->check(CLI::IsMember({"png", "gif"}));
   app.add_option("--stats", o.stats,
                  "JSON: liver/tumour mL, tumour count, seconds per stage, "
                  "peak memory, device");

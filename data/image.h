@@ -90,6 +90,9 @@ std::string image_extension(const std::string& name);
 LabelMap read_label(const std::string& path);
 Image read_dicom_series(const std::string& dir, const std::string& series_uid = "");
 std::vector<std::string> dicom_series_uids(const std::string& dir);
+// The files of the series read_dicom_series(dir, series_uid) reads, in GDCM's order.
+std::vector<std::string> dicom_series_files(const std::string& dir,
+                                            const std::string& series_uid = "");
 
 // NaN/Inf stored in a NIfTI file. ITK's NIfTI reader (its bundled niftilib, nifti_read_buffer)
 // silently replaces every non-finite float with 0, so read_image/read_label cannot show them;

@@ -218,7 +218,7 @@ std::vector<std::string> dicom_series_uids(const std::string& dir) {
   return names->GetSeriesUIDs();
 }
 
-Image read_dicom_series(const std::string& dir, const std::string& series_uid) {
+std::vector<std::string> dicom_series_files(const std::string& dir, const std::string& series_uid) {
   register_factories();
   auto uids = dicom_series_uids(dir);
   CUSEG_REQUIRE(!uids.empty(), dir << ": no DICOM series found in this folder");
@@ -228,7 +228,13 @@ Image read_dicom_series(const std::string& dir, const std::string& series_uid) {
   auto names = itk::GDCMSeriesFileNames::New();
   names->SetUseSeriesDetails(true);
   names->SetDirectory(dir);
-  auto files = names->GetFileNames(uid);
+  return names->GetFileNames(uid);
+}
+
+Image read_dicom_series(const std::string& dir, const std::string& series_uid) {
+  register_factories();
+  const std::vector<std::string> files = dicom_series_files(dir, series_uid);
+  const std::string uid = series_uid.empty() ? dicom_series_uids(dir).front() : series_uid;
   using ImageT = itk::Image<float, 3>;
   auto reader = itk::ImageSeriesReader<ImageT>::New();
   reader->SetImageIO(itk::GDCMImageIO::New());

@@ -32,6 +32,9 @@ Image read_dicom_series(const std::string& dir, const std::string&) {
 std::vector<std::string> dicom_series_uids(const std::string& dir) {
   no_io(dir);
 }
+std::vector<std::string> dicom_series_files(const std::string& dir, const std::string&) {
+  no_io(dir);
+}
 NonFiniteScan scan_nifti_nonfinite(const std::string& path) {
   no_io(path);
 }

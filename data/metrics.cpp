@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <sstream>
 
@@ -162,20 +163,20 @@ SurfaceDistances surface_distances(const Mask& a, const Mask& b, const Geometry&
   return r;
 }
 
-int count_components(const Mask& m, const Geometry& g) {
+std::vector<int64_t> component_sizes(const Mask& m, const Geometry& g) {
   const int X = g.size[0], Y = g.size[1], Z = g.size[2];
-  CUSEG_CHECK(int64_t(m.size()) == g.numel(), "count_components: mask does not match geometry");
+  CUSEG_CHECK(int64_t(m.size()) == g.numel(), "component_sizes: mask does not match geometry");
   std::vector<uint8_t> seen(m.size(), 0);
-  std::vector<int64_t> stack;
-  int comps = 0;
+  std::vector<int64_t> stack, sizes;
   for (int64_t s = 0; s < g.numel(); ++s) {
     if (!m[size_t(s)] || seen[size_t(s)]) continue;
-    ++comps;
+    int64_t voxels = 0;
     seen[size_t(s)] = 1;
     stack.push_back(s);
     while (!stack.empty()) {
       const int64_t n = stack.back();
       stack.pop_back();
+      ++voxels;
       const int i = int(n % X), j = int(n / X % Y), k = int(n / (int64_t(X) * Y));
       for (int dk = -1; dk <= 1; ++dk)
         for (int dj = -1; dj <= 1; ++dj)
@@ -189,8 +190,38 @@ int count_components(const Mask& m, const Geometry& g) {
             }
           }
     }
+    sizes.push_back(voxels);
   }
-  return comps;
+  std::sort(sizes.begin(), sizes.end(), std::greater<int64_t>());
+  return sizes;
+}
+
+int count_components(const Mask& m, const Geometry& g) {
+  return int(component_sizes(m, g).size());
+}
+
+bool touches_border(const Mask& m, const Geometry& g) {
+  CUSEG_CHECK(int64_t(m.size()) == g.numel(), "touches_border: mask does not match geometry");
+  const int X = g.size[0], Y = g.size[1], Z = g.size[2];
+  for (int k = 0; k < Z; ++k)
+    for (int j = 0; j < Y; ++j) {
+      const bool face = k == 0 || k == Z - 1 || j == 0 || j == Y - 1;
+      for (int i = 0; i < X; ++i)
+        if ((face || i == 0 || i == X - 1) && m[size_t(g.index(i, j, k))]) return true;
+    }
+  return false;
+}
+
+StructureStats structure_stats(const Mask& m, const Geometry& g) {
+  StructureStats s;
+  const std::vector<int64_t> sizes = component_sizes(m, g);
+  for (int64_t v : sizes) s.voxels += v;
+  s.ml = double(s.voxels) * g.voxel_ml();
+  s.components = int(sizes.size());
+  s.largest_voxels = sizes.empty() ? 0 : sizes.front();
+  s.largest_ml = double(s.largest_voxels) * g.voxel_ml();
+  s.touches_border = touches_border(m, g);
+  return s;
 }
 
 CaseMetrics evaluate_case(const LabelMap& pred, const LabelMap& ref, const std::string& id,

@@ -41,6 +41,24 @@ struct SurfaceDistances {
 };
 SurfaceDistances surface_distances(const Mask& a, const Mask& b, const Geometry& g);
 int count_components(const Mask& m, const Geometry& g);  // 26-connectivity
+// Voxel counts of the 26-connected components, largest first.
+std::vector<int64_t> component_sizes(const Mask& m, const Geometry& g);
+// Whether any voxel of the mask lies on the first or last index of some axis: the structure
+// may then continue outside the field of view, so its volume is a lower bound.
+bool touches_border(const Mask& m, const Geometry& g);
+
+// Size statistics of one structure (a mask): voxel count, volume in mL (voxel volume from the
+// spacing), 26-connected components (for the tumour mask: the lesions) and the largest one,
+// and the border flag above.
+struct StructureStats {
+  int64_t voxels = 0;
+  double ml = 0;
+  int components = 0;
+  int64_t largest_voxels = 0;
+  double largest_ml = 0;
+  bool touches_border = false;
+};
+StructureStats structure_stats(const Mask& m, const Geometry& g);
 int64_t count(const Mask& m);
 
 struct CaseMetrics {

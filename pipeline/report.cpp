@@ -122,8 +122,20 @@ int display_scale(const data::Geometry& g, int min_pixels) {
   return std::max(1, (min_pixels + m - 1) / m);
 }
 
+std::array<uint8_t, 3> overlay_pixel(float v, int label, int grey_levels) {
+  v = std::clamp(v, 0.f, 1.f);
+  if (grey_levels > 1) v = float(std::lround(v * float(grey_levels - 1))) / float(grey_levels - 1);
+  float px[3] = {v * 255.f, v * 255.f, v * 255.f};
+  if (label == 1 || label == 2) {
+    const float a = label == 1 ? kLiverOpacity : kTumourOpacity;
+    const auto& c = label == 1 ? kLiverRGB : kTumourRGB;
+    for (int q = 0; q < 3; ++q) px[q] = (1 - a) * px[q] + a * float(c[size_t(q)]);
+  }
+  return {uint8_t(std::lround(px[0])), uint8_t(std::lround(px[1])), uint8_t(std::lround(px[2]))};
+}
+
 RGBImage render_axial(const data::Image& ct, const data::LabelMap* label, int k, float lo, float hi,
-                      int scale) {
+                      int scale, int grey_levels) {
   const int W = ct.geo.size[0], H = ct.geo.size[1];
   k = std::clamp(k, 0, ct.geo.size[2] - 1);
   RGBImage r = RGBImage::make(W * scale, H * scale);
@@ -131,19 +143,13 @@ RGBImage render_axial(const data::Image& ct, const data::LabelMap* label, int k,
   for (int row = 0; row < H; ++row)
     for (int col = 0; col < W; ++col) {
       const int i = W - 1 - col, j = H - 1 - row;  // radiological view of a RAS volume
-      const float v = std::clamp((ct.at(i, j, k) - lo) / span, 0.f, 1.f);
-      float px[3] = {v * 255.f, v * 255.f, v * 255.f};
       const int l = label && !label->v.empty() ? label->at(i, j, k) : 0;
-      if (l == 1 || l == 2) {
-        const float a = l == 1 ? 0.40f : 0.65f;
-        const float col_rgb[2][3] = {{40, 220, 60}, {240, 40, 40}};
-        for (int c = 0; c < 3; ++c) px[c] = (1 - a) * px[c] + a * col_rgb[l - 1][c];
-      }
+      const auto px = overlay_pixel((ct.at(i, j, k) - lo) / span, l, grey_levels);
       for (int dy = 0; dy < scale; ++dy)
         for (int dx = 0; dx < scale; ++dx) {
           uint8_t* p =
               &r.rgb[(size_t(row * scale + dy) * size_t(r.width) + size_t(col * scale + dx)) * 3];
-          for (int c = 0; c < 3; ++c) p[c] = uint8_t(std::lround(px[c]));
+          for (int c = 0; c < 3; ++c) p[c] = px[size_t(c)];
         }
     }
   return r;

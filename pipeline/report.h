@@ -6,6 +6,7 @@
 // left, anterior at the top), which for a RAS volume means column c <- i = W-1-c and row
 // r <- j = H-1-r. Liver is drawn green, tumour red, blended over the grey CT.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,10 +30,19 @@ bool read_png_size(const std::string& path, int* w, int* h);
 // Atomic text file (temp + rename).
 void write_text_atomic(const std::string& path, const std::string& text);
 
+// Overlay colours: liver (label 1) and tumour (label 2) blended over the grey CT with these
+// opacities (out = (1 - a) grey + a colour, per channel, rounded to nearest).
+constexpr std::array<uint8_t, 3> kLiverRGB{40, 220, 60}, kTumourRGB{240, 40, 40};
+constexpr float kLiverOpacity = 0.40f, kTumourOpacity = 0.65f;
+// The display colour of one voxel: `v` is the windowed intensity in [0, 1] (clamped), `label`
+// its class. grey_levels > 1 first rounds v to that many evenly spaced levels (the GIF
+// palette's grey ramp, see pipeline/animation.h); 0 keeps it continuous.
+std::array<uint8_t, 3> overlay_pixel(float v, int label, int grey_levels = 0);
+
 // One axial slice k of a RAS volume: grey CT windowed to [lo, hi] (image units), with the
 // label overlaid when `label` is non-null; nearest-neighbour upscaled by `scale`.
 RGBImage render_axial(const data::Image& ct, const data::LabelMap* label, int k, float lo, float hi,
-                      int scale);
+                      int scale, int grey_levels = 0);
 // Up to `max_tiles` axial slices spread over the labelled extent of `label` (whole volume when
 // empty), `columns` per row.
 RGBImage axial_montage(const data::Image& ct, const data::LabelMap& label, float lo, float hi,

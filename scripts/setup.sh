@@ -14,6 +14,8 @@ PKGS=(
   libopenblas-openmp-dev   # CPU GEMM for conv3d (im2col), OpenMP build (shares our thread pool)
   libpng-dev               # preview pictures
   libopenmpi-dev openmpi-bin  # distributed training: MPI between CPU ranks, NCCL bootstrap
+  libgif-dev               # animated slice-by-slice previews (giflib)
+  libdcmtk-dev             # DICOM SEG output (DCMTK dcmseg)
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
   python3-pip              # fetches the pinned cudnn-frontend wheel below (headers only)

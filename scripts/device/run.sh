@@ -104,7 +104,7 @@ fi
 stage "configure + build cuseg"
 build=$work/build
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCUSEG_CUDA=ON -DCUSEG_WITH_ITK=OFF \
-      -DCUSEG_BUILD_APPS=OFF -DCMAKE_CUDA_ARCHITECTURES=90 \
+      -DCUSEG_WITH_DCMTK=OFF -DCUSEG_WITH_GIF=OFF -DCUSEG_BUILD_APPS=OFF -DCMAKE_CUDA_ARCHITECTURES=90 \
       -DCMAKE_PREFIX_PATH="$prefix;$kit/cmake" -Dnlohmann_json_DIR="$kit/cmake/nlohmann_json" \
       -DCLI11_ROOT="$kit" -DCUDNN_INCLUDE_DIR="$cudnn_inc" -DCUDNN_LIBRARY="$cudnn_lib" \
       "${blas_args[@]}" >"$out/configure.log" 2>&1 || { note "FAIL: configure (configure.log)"; tail -30 "$out/configure.log"; exit 1; }

@@ -1,6 +1,7 @@
 // Metrics against hand-computed cases (data/metrics.h states the definitions and the policy).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -87,6 +88,42 @@ TEST(DataMetrics, ComponentsAre26Connected) {
   m[size_t(g.index(3, 3, 3))] = 1;  // separate
   m[size_t(g.index(4, 4, 0))] = 1;  // separate
   EXPECT_EQ(count_components(m, g), 3);
+}
+
+TEST(DataMetrics, StructureStatsSizesLesionsAndBorder) {
+  const Geometry g = geo(6, 6, 6, 2, 2, 5);  // voxel 20 mm^3 = 0.02 mL
+  Mask m(size_t(g.numel()), 0);
+  // An interior 2x2x2 lesion (8 voxels) and a 3-voxel one, not touching each other or the
+  // border (indices 1..4 only).
+  for (int k = 1; k < 3; ++k)
+    for (int j = 1; j < 3; ++j)
+      for (int i = 1; i < 3; ++i) m[size_t(g.index(i, j, k))] = 1;
+  for (int i = 2; i < 5; ++i) m[size_t(g.index(i, 4, 4))] = 1;
+  StructureStats s = structure_stats(m, g);
+  EXPECT_EQ(s.voxels, 11);
+  EXPECT_NEAR(s.ml, 11 * 0.02, 1e-12);
+  EXPECT_EQ(s.components, 2);
+  EXPECT_EQ(s.largest_voxels, 8);
+  EXPECT_NEAR(s.largest_ml, 8 * 0.02, 1e-12);
+  EXPECT_FALSE(s.touches_border);
+  EXPECT_EQ(component_sizes(m, g), (std::vector<int64_t>{8, 3}));
+  // One more voxel on each face in turn makes the structure touch the border.
+  for (int face = 0; face < 6; ++face) {
+    Mask f = m;
+    const int a = face / 2, at = face % 2 ? 5 : 0;
+    std::array<int, 3> idx{3, 3, 3};
+    idx[size_t(a)] = at;
+    f[size_t(g.index(idx[0], idx[1], idx[2]))] = 1;
+    const StructureStats t = structure_stats(f, g);
+    EXPECT_TRUE(t.touches_border) << "face " << face;
+    EXPECT_EQ(t.voxels, 12) << "face " << face;
+  }
+  // Empty mask: all zero, no border contact.
+  const StructureStats e = structure_stats(Mask(size_t(g.numel()), 0), g);
+  EXPECT_EQ(e.voxels, 0);
+  EXPECT_EQ(e.components, 0);
+  EXPECT_EQ(e.largest_voxels, 0);
+  EXPECT_FALSE(e.touches_border);
 }
 
 TEST(DataMetrics, CaseMetricsLitsConventions) {

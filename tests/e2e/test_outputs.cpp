@@ -1,0 +1,244 @@
+// engine_infer's outputs beyond the mask, as a user runs them (subprocesses): the animated
+// GIF preview, the statistics JSON, and DICOM SEG output for a DICOM series input (read back
+// with DCMTK: the same voxels and geometry as the NIfTI output), on a tiny phantom model.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "cuseg/data/dicom_seg.h"
+#include "cuseg/data/image.h"
+#include "cuseg/data/metrics.h"
+#include "cuseg/pipeline/animation.h"
+#include "cuseg/pipeline/gif.h"
+#include "test_util.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace cuseg;
+
+namespace {
+
+const std::string kBin = CUSEG_BINARY_DIR "/apps/";
+// Each test runs as its own process (ctest), possibly in parallel: a folder per process.
+const fs::path kWork =
+    fs::path(CUSEG_BINARY_DIR) / "e2e_outputs" / ("pid" + std::to_string(getpid()));
+
+struct Result {
+  int rc = -1;
+  std::string out;  // stdout + stderr
+};
+
+Result run(const std::string& cmd) {
+  Result r;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+// Tiny phantom run (as tests/e2e/test_apps.cpp): 6 cases 48x48x24, 16^3 patches, 2 levels,
+// one epoch (the outputs' plumbing is under test, not the model's quality).
+const char* kTinyYaml = R"(data:
+  dir: PHANTOM
+  phantom: {generate: true, cases: 6, size: [48, 48, 24], seed: 5}
+  val_fraction: 0.2
+preprocess:
+  resample_inplane: null
+  crop_or_pad: null
+  pad_value: minimum
+  clip: [-250, 250]
+sampler:
+  patch: [16, 16, 16]
+queue: {max_length: 8, samples_per_volume: 2, num_workers: 1}
+model:
+  filters: [4, 8]
+train:
+  epochs: 1
+  batch_size: 2
+  lr: 3.0e-3
+  dice_every: 1
+  log_every: 1
+  threads: 2
+inference:
+  patch: [16, 16, 16]
+  overlap: 4
+  batch: 4
+  mode: hann
+)";
+
+class Outputs : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::error_code ec;
+    fs::remove_all(kWork, ec);
+    fs::create_directories(kWork);
+    std::string y = kTinyYaml;
+    y.replace(y.find("PHANTOM"), 7, (kWork / "phantom").string());
+    std::ofstream(kWork / "tiny.yaml") << y;
+    const Result r = run(kBin + "engine_train -c " + (kWork / "tiny.yaml").string() + " -o " +
+                         (kWork / "run").string());
+    trained_ok_ = r.rc == 0;
+    if (!trained_ok_) std::printf("%s\n", r.out.c_str());
+  }
+  static void TearDownTestSuite() {
+    if (::testing::UnitTest::GetInstance()->Passed()) {
+      std::error_code ec;
+      fs::remove_all(kWork, ec);
+    }
+  }
+  static std::string model() { return (kWork / "run").string(); }
+  static std::string phantom_case(int n) {
+    return (kWork / "phantom" / "imagesTr" / ("liver_" + std::to_string(n) + ".nii.gz")).string();
+  }
+  static bool trained_ok_;
+};
+bool Outputs::trained_ok_ = false;
+
+}  // namespace
+
+TEST_F(Outputs, GifPreviewHasEverySliceAndStatsMatchTheMask) {
+  CUSEG_REQUIRE_FILE_IO();
+  if (!CUSEG_HAVE_GIF) GTEST_SKIP() << "built without giflib";
+  ASSERT_TRUE(trained_ok_);
+  const fs::path o = kWork / "gif";
+  const Result r = run(kBin + "engine_infer -m " + model() + " -i " + phantom_case(0) + " -o " +
+                       (o / "mask.nii.gz").string() + " --preview " + (o / "mask.gif").string() +
+                       " --stats " + (o / "stats.json").string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const data::LabelMap mask = data::read_label((o / "mask.nii.gz").string());
+  const DecodedGif g = read_gif((o / "mask.gif").string());
+  EXPECT_EQ(int(g.frames.size()), mask.geo.size[2]);  // every axial slice (RAS k = file k)
+  EXPECT_TRUE(g.loops);
+
+  // Statistics, recomputed here from the written mask.
+  const json s = json::parse(std::ifstream(o / "stats.json"));
+  const double vml = mask.geo.voxel_ml();
+  int64_t n[3] = {0, 0, 0};
+  for (uint8_t v : mask.v) n[v]++;
+  auto border = [&](int lo, int hi) {
+    const auto& z = mask.geo.size;
+    for (int k = 0; k < z[2]; ++k)
+      for (int j = 0; j < z[1]; ++j)
+        for (int i = 0; i < z[0]; ++i) {
+          const bool edge =
+              i == 0 || j == 0 || k == 0 || i == z[0] - 1 || j == z[1] - 1 || k == z[2] - 1;
+          const int l = mask.at(i, j, k);
+          if (edge && l >= lo && l <= hi) return true;
+        }
+    return false;
+  };
+  EXPECT_EQ(s["labels"]["1"]["voxels"].get<int64_t>(), n[1]);
+  EXPECT_EQ(s["labels"]["2"]["voxels"].get<int64_t>(), n[2]);
+  EXPECT_NEAR(s["labels"]["1"]["ml"].get<double>(), double(n[1]) * vml, 1e-9);
+  EXPECT_NEAR(s["labels"]["2"]["ml"].get<double>(), double(n[2]) * vml, 1e-9);
+  EXPECT_EQ(s["liver_voxels"].get<int64_t>(), n[1] + n[2]);  // LiTS: liver includes tumour
+  EXPECT_NEAR(s["liver_ml"].get<double>(), double(n[1] + n[2]) * vml, 1e-9);
+  const data::Mask tumour = data::tumour_mask(mask);
+  const auto sizes = data::component_sizes(tumour, mask.geo);
+  EXPECT_EQ(s["tumour_count"].get<int>(), int(sizes.size()));
+  EXPECT_EQ(s["largest_lesion_voxels"].get<int64_t>(), sizes.empty() ? 0 : sizes.front());
+  EXPECT_EQ(s["labels"]["1"]["touches_border"].get<bool>(), border(1, 1));
+  EXPECT_EQ(s["labels"]["2"]["touches_border"].get<bool>(), border(2, 2));
+  std::vector<std::string> incomplete;
+  if (border(1, 2)) incomplete.push_back("liver");
+  if (border(2, 2)) incomplete.push_back("tumour");
+  EXPECT_EQ(s["touches_border"].get<std::vector<std::string>>(), incomplete);
+  EXPECT_EQ(r.out.find("touches the image border") != std::string::npos, !incomplete.empty());
+}
+
+TEST_F(Outputs, BadPreviewNameIsAClearError) {
+  ASSERT_TRUE(trained_ok_);
+  const fs::path o = kWork / "badprev";
+  const Result r = run(kBin + "engine_infer -m " + model() + " -i " + phantom_case(1) + " -o " +
+                       (o / "mask.nii.gz").string() + " --preview " + (o / "mask.jpg").string());
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("mask.jpg"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(o / "mask.nii.gz"));
+}
+
+// DICOM series in: the SEG read back through DCMTK holds the NIfTI output's voxels on the
+// NIfTI output's grid, referencing the input series.
+TEST_F(Outputs, DicomSegMatchesTheNiftiOutput) {
+  CUSEG_REQUIRE_FILE_IO();
+  if (!CUSEG_HAVE_DCMTK) GTEST_SKIP() << "built without DCMTK";
+  ASSERT_TRUE(trained_ok_);
+  const fs::path o = kWork / "dicom";
+  const fs::path series = o / "series";
+  data::write_dicom_series(data::read_image(phantom_case(4)), series.string());
+  const std::string nii = (o / "mask.nii.gz").string(), seg = (o / "seg.dcm").string();
+  Result r = run(kBin + "engine_infer -m " + model() + " -i " + series.string() + " -o " + nii);
+  ASSERT_EQ(r.rc, 0) << r.out;
+  r = run(kBin + "engine_infer -m " + model() + " -i " + series.string() + " -o " + seg +
+          " --output-type dicom-seg");
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const data::LabelMap mask = data::read_label(nii);
+  const data::DicomSegContents c = data::read_dicom_seg(seg);
+  ASSERT_EQ(c.labels.geo.size, mask.geo.size);
+  EXPECT_TRUE(c.labels.v == mask.v);
+  // NIfTI stores the grid in float32 (relative 6e-8), the SEG in decimal text: 1e-4 mm / 1e-6.
+  for (int a = 0; a < 3; ++a) {
+    EXPECT_NEAR(c.labels.geo.spacing[size_t(a)], mask.geo.spacing[size_t(a)], 1e-5);
+    EXPECT_NEAR(c.labels.geo.origin[size_t(a)], mask.geo.origin[size_t(a)], 1e-4);
+  }
+  for (int e = 0; e < 9; ++e)
+    EXPECT_NEAR(c.labels.geo.direction[size_t(e)], mask.geo.direction[size_t(e)], 1e-6);
+  const data::DicomSeriesInfo src = data::dicom_series_info(series.string());
+  EXPECT_EQ(c.referenced_series_uid, src.series_instance_uid);
+  EXPECT_EQ(c.study_instance_uid, src.study_instance_uid);
+  EXPECT_EQ(c.frame_of_reference_uid, src.frame_of_reference_uid);
+  EXPECT_EQ(c.source_instance_per_slice, src.instance_per_slice);
+  ASSERT_EQ(c.segments.size(), 2u);
+  EXPECT_EQ(c.segments[0].type.value, "10200004");
+  EXPECT_EQ(c.segments[1].type.value, "108369006");
+}
+
+TEST_F(Outputs, DicomSegOfANonDicomInputIsAClearError) {
+  ASSERT_TRUE(trained_ok_);
+  const fs::path o = kWork / "segbad";
+  const Result r = run(kBin + "engine_infer -m " + model() + " -i " + phantom_case(2) + " -o " +
+                       (o / "seg.dcm").string() + " --output-type dicom-seg");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("--output-type dicom-seg"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("liver_2.nii.gz"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("not a DICOM series"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(o / "seg.dcm"));
+}
+
+// The same SEG checked outside the product by scripts/check_dicom_seg.py (pydicom, highdicom,
+// nibabel: not DCMTK, not ITK). Runs when the interpreter in CUSEG_PYTHON (default python3)
+// has those packages; skipped otherwise (as in CI).
+TEST_F(Outputs, DicomSegPassesTheIndependentPythonCheck) {
+  CUSEG_REQUIRE_FILE_IO();
+  if (!CUSEG_HAVE_DCMTK) GTEST_SKIP() << "built without DCMTK";
+  const char* env = std::getenv("CUSEG_PYTHON");
+  const std::string py = env && *env ? env : "python3";
+  if (run(py + " -c 'import highdicom, pydicom, nibabel, numpy'").rc != 0)
+    GTEST_SKIP() << py << " lacks highdicom / pydicom / nibabel (set CUSEG_PYTHON)";
+  ASSERT_TRUE(trained_ok_);
+  const fs::path o = kWork / "dicom_py";
+  const fs::path series = o / "series";
+  data::write_dicom_series(data::read_image(phantom_case(3)), series.string());
+  const std::string nii = (o / "mask.nii.gz").string(), seg = (o / "seg.dcm").string();
+  ASSERT_EQ(run(kBin + "engine_infer -m " + model() + " -i " + series.string() + " -o " + nii).rc,
+            0);
+  ASSERT_EQ(run(kBin + "engine_infer -m " + model() + " -i " + series.string() + " -o " + seg +
+                " --output-type dicom-seg")
+                .rc,
+            0);
+  const Result r = run(py + " " + CUSEG_SOURCE_DIR + "/scripts/check_dicom_seg.py " + seg + " " +
+                       nii + " " + series.string());
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("check_dicom_seg: passed"), std::string::npos) << r.out;
+}
