@@ -112,6 +112,16 @@ enum class PixelType { Int16, Float32, UInt8 };
 // .mha, .mhd). Int16 rounds to nearest and throws if a value is outside int16 range.
 void write_image(const Image& img, const std::string& path, PixelType type = PixelType::Float32);
 void write_label(const LabelMap& lab, const std::string& path);
+// Class probabilities (e.g. a softmax) as ONE 4-D NIfTI, dimensions (i, j, k, class) on the
+// grid of classes[0] (all classes must share it), stored as scaled uint8: q = round(255 p),
+// p clamped to [0, 1], with scl_slope = 1/255 and scl_inter = 0 in the header, so readers that
+// apply the NIfTI scaling (nibabel, ITK, SimpleITK) get p back within 1/510. The 4th axis has
+// spacing 1 and no orientation. `path` must end in .nii or .nii.gz. ITK reports such a file's
+// component type as float (it applies the scaling); on disk it is uint8.
+void write_probabilities(const std::vector<Image>& classes, const std::string& path);
+// Reads such a file back: one Image per class, values q / 255 (the header's scaling applied).
+std::vector<Image> read_probabilities(const std::string& path);
+
 // Writes an int16 CT DICOM series (one file per k-slice, IM0000.dcm, ...) into `dir` with
 // ImagePositionPatient / ImageOrientationPatient / PixelSpacing set from the geometry.
 // DICOM slice stacks are right-handed (normal = row x column direction), so the direction

@@ -11,6 +11,7 @@
 #include <itkImageSeriesWriter.h>
 #include <itkMetaDataObject.h>
 #include <itkMetaImageIOFactory.h>
+#include <itkNiftiImageIO.h>
 #include <itkNiftiImageIOFactory.h>
 #include <itkNrrdImageIOFactory.h>
 #include <zlib.h>  // zlib comes with ITK (ITKZLIB is a public dependency of ITKIONIFTI)
@@ -383,6 +384,107 @@ void write_label(const LabelMap& lab, const std::string& path) {
                 path << ": label buffer has " << lab.v.size() << " values, geometry needs "
                      << lab.geo.numel());
   write_itk<uint8_t>(lab, path, [&](size_t n) { return lab.v[n]; });
+}
+
+void write_probabilities(const std::vector<Image>& classes, const std::string& path) {
+  register_factories();
+  CUSEG_REQUIRE(!classes.empty(), path << ": no class probabilities to write");
+  auto ends = [&](const std::string& e) {
+    return path.size() > e.size() && path.compare(path.size() - e.size(), e.size(), e) == 0;
+  };
+  CUSEG_REQUIRE(ends(".nii") || ends(".nii.gz"),
+                path << ": probabilities are written as NIfTI; the name must end in .nii.gz or "
+                        ".nii");
+  const Geometry& g = classes[0].geo;
+  for (size_t c = 0; c < classes.size(); ++c) {
+    CUSEG_CHECK(classes[c].geo.size == g.size && int64_t(classes[c].v.size()) == g.numel(),
+                path << ": class " << c << " is not on the grid of class 0");
+  }
+  using Image4 = itk::Image<uint8_t, 4>;
+  auto im = Image4::New();
+  Image4::RegionType region;
+  Image4::SizeType sz;
+  Image4::SpacingType sp;
+  Image4::PointType org;
+  Image4::DirectionType dir;
+  dir.SetIdentity();
+  for (int a = 0; a < 3; ++a) {
+    sz[a] = size_t(g.size[size_t(a)]);
+    sp[a] = g.spacing[size_t(a)];
+    org[a] = g.origin[size_t(a)];
+    for (int b = 0; b < 3; ++b) dir(a, b) = g.direction[size_t(3 * a + b)];
+  }
+  sz[3] = classes.size();
+  sp[3] = 1.0;
+  org[3] = 0.0;
+  region.SetSize(sz);
+  im->SetRegions(region);
+  im->SetSpacing(sp);
+  im->SetOrigin(org);
+  im->SetDirection(dir);
+  im->Allocate();
+  uint8_t* buf = im->GetBufferPointer();
+  const size_t n = size_t(g.numel());
+  for (size_t c = 0; c < classes.size(); ++c)
+    for (size_t i = 0; i < n; ++i) {
+      const float p = classes[c].v[i];
+      CUSEG_CHECK(std::isfinite(p), path << ": class " << c << " probability " << p);
+      buf[c * n + i] = uint8_t(std::lround(std::min(1.f, std::max(0.f, p)) * 255.f));
+    }
+  auto io = itk::NiftiImageIO::New();
+  io->SetRescaleSlope(1.0 / 255.0);  // scl_slope / scl_inter: readers get q / 255
+  io->SetRescaleIntercept(0.0);
+  auto writer = itk::ImageFileWriter<Image4>::New();
+  writer->SetFileName(path);
+  writer->SetInput(im);
+  writer->SetImageIO(io);
+  writer->SetUseCompression(true);
+  try {
+    const fs::path parent = fs::path(path).parent_path();
+    if (!parent.empty()) fs::create_directories(parent);
+    writer->Update();
+  } catch (const itk::ExceptionObject& e) {
+    CUSEG_THROW(path << ": cannot write the probabilities: " << e.GetDescription());
+  } catch (const fs::filesystem_error& e) {
+    CUSEG_THROW(path << ": cannot create the folder: " << e.what());
+  }
+  std::error_code ec;
+  CUSEG_REQUIRE(fs::is_regular_file(path, ec),
+                path << ": the image writer reported success but did not create this file");
+}
+
+std::vector<Image> read_probabilities(const std::string& path) {
+  register_factories();
+  const FileInfo info = read_info(path);
+  CUSEG_REQUIRE(info.dimensions == 4 && info.components == 1,
+                path << ": expected a 4-D probability map (i, j, k, class), found "
+                     << info.dimensions << "-D");
+  using Image4 = itk::Image<float, 4>;
+  auto reader = itk::ImageFileReader<Image4>::New();
+  reader->SetFileName(path);
+  try {
+    reader->Update();
+  } catch (const itk::ExceptionObject& e) {
+    CUSEG_THROW(path << ": cannot read the probabilities: " << e.GetDescription());
+  }
+  const Image4* im = reader->GetOutput();
+  const auto sz = im->GetLargestPossibleRegion().GetSize();
+  Geometry g;
+  for (int a = 0; a < 3; ++a) {
+    g.size[size_t(a)] = int(sz[a]);
+    g.spacing[size_t(a)] = im->GetSpacing()[a];
+    g.origin[size_t(a)] = im->GetOrigin()[a];
+    for (int b = 0; b < 3; ++b) g.direction[size_t(3 * a + b)] = im->GetDirection()(a, b);
+  }
+  std::vector<Image> out;
+  const size_t n = size_t(g.numel());
+  const float* p = im->GetBufferPointer();
+  for (size_t c = 0; c < sz[3]; ++c) {
+    Image img = Image::make(g);
+    std::copy(p + c * n, p + (c + 1) * n, img.v.begin());
+    out.push_back(std::move(img));
+  }
+  return out;
 }
 
 void write_dicom_series(const Image& img, const std::string& dir) {

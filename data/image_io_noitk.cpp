@@ -44,6 +44,12 @@ void write_image(const Image&, const std::string& path, PixelType) {
 void write_label(const LabelMap&, const std::string& path) {
   no_io(path);
 }
+void write_probabilities(const std::vector<Image>&, const std::string& path) {
+  no_io(path);
+}
+std::vector<Image> read_probabilities(const std::string& path) {
+  no_io(path);
+}
 void write_dicom_series(const Image&, const std::string& dir) {
   no_io(dir);
 }
