@@ -9,22 +9,14 @@
 
 #include "cuseg/engine/tensor.h"
 #include "cuseg/kernels/mirror.h"
+#include "test_util.h"
 
 using namespace cuseg;
-
-namespace {
-Tensor random_tensor(const Shape& s, std::mt19937& rng, float scale = 4.f) {
-  Tensor t = Tensor::empty(s);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
-  return t;
-}
-}  // namespace
 
 TEST(Mirror, EveryAxisMaskFlipsByCoordinatesAndIsItsOwnInverse) {
   std::mt19937 rng(1);
   const int N = 2, C = 3, D = 4, H = 5, W = 6;
-  Tensor x = random_tensor({N, C, D, H, W}, rng);
+  Tensor x = uniform_tensor({N, C, D, H, W}, rng, -4.f, 4.f);
   for (int axes = 0; axes <= kMirrorAll; ++axes) {
     Tensor y = Tensor::empty(x.shape()), z = Tensor::empty(x.shape());
     mirror_cpu(x.vol(), y.vol(), axes);
@@ -51,7 +43,7 @@ TEST(Mirror, SoftmaxAccumulateAveragesTheFlippedBackProbabilities) {
   std::mt19937 rng(2);
   const int N = 2, C = 3, D = 3, H = 4, W = 5;
   Tensor logits[8];
-  for (auto& l : logits) l = random_tensor({N, C, D, H, W}, rng, 8.f);
+  for (auto& l : logits) l = uniform_tensor({N, C, D, H, W}, rng, -8.f, 8.f);
   Tensor acc = Tensor::zeros({N, C, D, H, W});
   for (int axes = 0; axes < 8; ++axes)
     softmax_mirror_accumulate_cpu(logits[axes].vol(), acc.vol(), axes, 1.f / 8.f);

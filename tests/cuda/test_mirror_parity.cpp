@@ -10,30 +10,20 @@
 #include "cuseg/engine/context.h"
 #include "cuseg/engine/tensor.h"
 #include "cuseg/kernels/mirror.h"
+#include "test_util.h"
 
 using namespace cuseg;
 
-#define REQUIRE_CUDA() \
-  if (!cuseg::cuda_available()) GTEST_SKIP() << "no CUDA device"
-
 #if CUSEG_HAVE_CUDA
-namespace {
-Tensor random_tensor(const Shape& s, std::mt19937& rng, float scale) {
-  Tensor t = Tensor::empty(s);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
-  return t;
-}
-}  // namespace
 
 TEST(MirrorParity, MirrorAndSoftmaxAccumulate) {
-  REQUIRE_CUDA();
+  CUSEG_REQUIRE_CUDA();
   std::mt19937 rng(3);
   // Odd extents, a single-voxel axis, and the reference patch (96^3, 3 classes).
   const std::vector<Shape> shapes = {{2, 3, 5, 7, 9}, {1, 3, 1, 4, 3}, {1, 3, 96, 96, 96}};
   for (const Shape& s : shapes)
     for (int axes = 0; axes < 8; ++axes) {
-      Tensor x = random_tensor(s, rng, 8.f);
+      Tensor x = uniform_tensor(s, rng, -8.f, 8.f);
       Tensor y = Tensor::empty(s);
       mirror_cpu(x.vol(), y.vol(), axes);
       Tensor xg = x.to(Device::CUDA), yg = Tensor::empty(s, DType::F32, Device::CUDA);
@@ -41,7 +31,7 @@ TEST(MirrorParity, MirrorAndSoftmaxAccumulate) {
       Tensor yb = yg.to(Device::CPU);
       for (int64_t i = 0; i < y.numel(); ++i) ASSERT_EQ(yb.f32()[i], y.f32()[i]) << axes;
 
-      Tensor acc = random_tensor(s, rng, 1.f);  // accumulate onto something non-zero
+      Tensor acc = uniform_tensor(s, rng, -1.f, 1.f);  // accumulate onto something non-zero
       Tensor accg = acc.to(Device::CUDA);
       softmax_mirror_accumulate_cpu(x.vol(), acc.vol(), axes, 0.125f);
       softmax_mirror_accumulate_cuda(xg.vol(), accg.vol(), axes, 0.125f, nullptr);
