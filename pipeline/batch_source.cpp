@@ -30,7 +30,7 @@ namespace {
 // The fused patch pipeline as the trainer's batch source.
 class FusedPatchSource : public BatchSource {
  public:
-  FusedPatchSource(const RunConfig& cfg, const TrainingData& data, Context& ctx)
+  FusedPatchSource(const RunConfig& cfg, const TrainingData& data, Context& ctx, uint32_t rank)
       : cfg_(cfg), data_(data), ctx_(ctx) {
     const int n = int(data.split().train.size());
     const data::PatchSpec spec = patch_spec(cfg);
@@ -50,7 +50,7 @@ class FusedPatchSource : public BatchSource {
         std::call_once(sl.once, [&] { sl.sub = load(s); });
         return sl.sub;
       };
-    patches_ = std::make_unique<TrainingPatches>(cfg, ctx, n, source);
+    patches_ = std::make_unique<TrainingPatches>(cfg, ctx, n, source, rank);
     batches_ = std::max<int64_t>(1, patches_->patches_per_epoch() / cfg.batch_size);
     const data::Index3 p = cfg.patch;
     image_shape_ = {cfg.batch_size, 1, p[2], p[1], p[0]};
@@ -100,8 +100,8 @@ class FusedPatchSource : public BatchSource {
 }  // namespace
 
 std::unique_ptr<BatchSource> make_batch_source(const RunConfig& cfg, const TrainingData& data,
-                                               Context& ctx) {
-  return std::make_unique<FusedPatchSource>(cfg, data, ctx);
+                                               Context& ctx, uint32_t rank) {
+  return std::make_unique<FusedPatchSource>(cfg, data, ctx, rank);
 }
 
 }  // namespace cuseg

@@ -51,9 +51,10 @@ class BatchSource {
 // written into the batch on ctx's stream) or on host worker threads (cases from `data`,
 // converted to the patch storage once and cached when data.cache). RandomAffine per case visit,
 // LabelSampler centres, torchio Queue order; the stream is keyed by (train.seed, epoch, rank,
-// patch index), so start_epoch(e, k) seeks straight to batch k. `data` and `ctx` must outlive
-// the source.
+// patch index), so start_epoch(e, k) seeks straight to batch k. Each data-parallel rank draws
+// its own stream (`rank` is in the key; the same patches for a rank whatever the world size).
+// `data` and `ctx` must outlive the source.
 std::unique_ptr<BatchSource> make_batch_source(const RunConfig& cfg, const TrainingData& data,
-                                               Context& ctx);
+                                               Context& ctx, uint32_t rank = 0);
 
 }  // namespace cuseg
