@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <string>
 
+#include "cuseg/core/check.h"
 #include "cuseg/engine/tensor.h"  // cuda_available
 
 // Builds configured with CUSEG_WITH_ITK=OFF (the GPU check kit) have no image file I/O: the
@@ -22,6 +24,16 @@ inline std::filesystem::path scratch_dir(const std::string& suite, const std::st
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
+}
+
+// The message of the cuseg::Error that f throws; "" when it throws none.
+inline std::string error_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const cuseg::Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 // A CPU float32 tensor of uniform values in [lo, hi) from `rng` (std distribution: the values

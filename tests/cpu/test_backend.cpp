@@ -10,21 +10,9 @@
 #include "cuseg/core/check.h"
 #include "cuseg/engine/backend_ops.h"
 #include "cuseg/engine/ops.h"
+#include "test_util.h"
 
 using namespace cuseg;
-
-namespace {
-
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-}  // namespace
 
 TEST(Backend, CpuHasEveryOp) {
   const Backend& cpu = backend(Device::CPU);
@@ -41,7 +29,7 @@ TEST(Backend, CudaTableMatchesTheBuild) {
   for (int i = 0; i < kOpCount; ++i) EXPECT_TRUE(backend(Device::CUDA).has(OpId(i))) << i;
 #else
   EXPECT_FALSE(backend_available(Device::CUDA));
-  EXPECT_NE(message_of([] { backend(Device::CUDA); }).find("no cuda backend in this build"),
+  EXPECT_NE(error_message([] { backend(Device::CUDA); }).find("no cuda backend in this build"),
             std::string::npos);
   Tensor y = Tensor::zeros({1, 1, 1, 1, 1});
   EXPECT_FALSE(supports_op(Device::CUDA, op::ReluForward{y}));
@@ -51,12 +39,12 @@ TEST(Backend, CudaTableMatchesTheBuild) {
 TEST(Backend, RunOpChecksBeforeTheBackend) {
   Context ctx(Device::CPU);
   Tensor x = Tensor::zeros({1, 2, 4, 4, 4}), y_bad = Tensor::zeros({1, 2, 3, 2, 2});
-  const std::string m = message_of([&] { maxpool3d_forward(ctx, x, y_bad); });
+  const std::string m = error_message([&] { maxpool3d_forward(ctx, x, y_bad); });
   EXPECT_NE(m.find("maxpool output [1, 2, 3, 2, 2] for input [1, 2, 4, 4, 4]"), std::string::npos)
       << m;
   // A 4-D tensor where the op needs NCDHW.
   Tensor flat = Tensor::zeros({2, 4, 4, 4});
-  EXPECT_NE(message_of([&] { relu_forward(ctx, flat); }).find("expected a 5-D NCDHW tensor"),
+  EXPECT_NE(error_message([&] { relu_forward(ctx, flat); }).find("expected a 5-D NCDHW tensor"),
             std::string::npos);
 }
 
@@ -91,19 +79,19 @@ TEST(Backend, SupportsPredicateAndMissingOps) {
   EXPECT_FALSE(b.supports(op::ReluForward{big}));
   b.call(ctx, op::ReluForward{small});
   EXPECT_EQ(g_calls, 1);
-  EXPECT_NE(message_of([&] {
+  EXPECT_NE(error_message([&] {
               b.call(ctx, op::ReluForward{big});
             }).find("relu_forward is not supported by the test backend for these arguments"),
             std::string::npos);
   EXPECT_EQ(g_calls, 1);
   // An op that was never registered.
   EXPECT_FALSE(b.has(OpId::AddInplace));
-  EXPECT_NE(message_of([&] {
+  EXPECT_NE(error_message([&] {
               b.call(ctx, op::AddInplace{small, small});
             }).find("add_inplace is not supported by the test backend"),
             std::string::npos);
   // Once per op and backend.
-  EXPECT_NE(message_of([&] { b.add<op::ReluForward>(relu_count); }).find("registered twice"),
+  EXPECT_NE(error_message([&] { b.add<op::ReluForward>(relu_count); }).find("registered twice"),
             std::string::npos);
   EXPECT_EQ(b.op_names(), std::vector<std::string>{"relu_forward"});
 }

@@ -8,21 +8,9 @@
 #include "cuseg/pipeline/config.h"
 #include "cuseg/pipeline/training_patches.h"
 #include "patch_fixture.h"
+#include "test_util.h"
 
 using namespace cuseg;
-
-namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
-}  // namespace
 
 TEST(TrainingPatches, ConfigKeysAreChecked) {
   const RunConfig d = parse_config("{}", "test.yaml");
@@ -34,12 +22,13 @@ TEST(TrainingPatches, ConfigKeysAreChecked) {
   EXPECT_EQ(c.pipeline, "host");
   EXPECT_EQ(c.storage, "f32");
   EXPECT_EQ(c.device_budget_mib, 512.0);
-  const std::string e1 = error_of([] { parse_config("data: {pipeline: gpu}", "a.yaml"); });
+  const std::string e1 = error_message([] { parse_config("data: {pipeline: gpu}", "a.yaml"); });
   EXPECT_NE(e1.find("a.yaml"), std::string::npos) << e1;
   EXPECT_NE(e1.find("data.pipeline"), std::string::npos) << e1;
-  const std::string e2 = error_of([] { parse_config("{}", "b.yaml", {"data.storage=f16"}); });
+  const std::string e2 = error_message([] { parse_config("{}", "b.yaml", {"data.storage=f16"}); });
   EXPECT_NE(e2.find("data.storage"), std::string::npos) << e2;
-  const std::string e3 = error_of([] { parse_config("data: {device_budget_mib: -1}", "c.yaml"); });
+  const std::string e3 =
+      error_message([] { parse_config("data: {device_budget_mib: -1}", "c.yaml"); });
   EXPECT_NE(e3.find("data.device_budget_mib"), std::string::npos) << e3;
 }
 
@@ -50,7 +39,7 @@ TEST(TrainingPatches, PipelineChoice) {
   cfg.pipeline = "host";
   EXPECT_FALSE(uses_device_pipeline(cfg, Device::CUDA));
   cfg.pipeline = "device";
-  const std::string e = error_of([&] { uses_device_pipeline(cfg, Device::CPU); });
+  const std::string e = error_message([&] { uses_device_pipeline(cfg, Device::CPU); });
   EXPECT_NE(e.find("data.pipeline"), std::string::npos) << e;
 }
 
