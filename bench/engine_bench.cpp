@@ -40,6 +40,7 @@
 #include "cuseg/data/phantom.h"
 #include "cuseg/data/samplers.h"
 #include "cuseg/data/transforms.h"
+#include "cuseg/engine/comm.h"
 #include "cuseg/engine/context.h"
 #include "cuseg/engine/memory.h"
 #include "cuseg/engine/ops.h"
@@ -642,6 +643,128 @@ int run_data(const Common& c, const DataOpts& o) {
 
 }  // namespace
 
+// ---------------------------------------------------------------- dist
+// Data-parallel training step across the ranks of an MPI or torchrun-style launch (world size
+// 1 without one): forward, the global class-weight normaliser (one small allreduce), backward
+// with bucketed gradient averaging overlapping it, Adam. Then, per gradient bucket, the time of
+// a blocking average-allreduce of that bucket's size alone. Rank 0 prints the JSON.
+struct DistOpts {
+  int batch = 1;  // per rank
+  int patch = 64;
+  double bucket_mib = 25;
+  double timeout_s = 300;
+};
+
+int run_dist(const Common& c, const DistOpts& o) {
+  const DistEnv env = detect_dist_env();
+  Device dev = resolve_device(c.device);
+  if (dev == Device::CUDA && env.distributed()) select_cuda_device(env.local_rank);
+  Context ctx(dev);
+  std::unique_ptr<Communicator> comm;
+  if (env.distributed()) comm = make_communicator(ctx, env, CommOptions{o.timeout_s});
+  const int W = env.world_size;
+  UNetConfig cfg;
+  cfg.filters = parse_ints(c.filters);
+  UNet3D model(cfg, dev, c.seed);
+  Adam adam(model.parameters(), AdamConfig{});
+  std::unique_ptr<GradientSync> sync;
+  if (comm) {
+    broadcast_parameters(*comm, model.parameters());
+    sync = std::make_unique<GradientSync>(*comm, model.parameters(),
+                                          size_t(o.bucket_mib * 1024 * 1024));
+    model.set_grad_ready_hook([&](Context& cx, const Param& p) { sync->mark_ready(cx, &p); });
+  }
+  const int P = o.patch;
+  // Each rank its own batch (seeded by rank), as each rank draws its own patches.
+  Tensor x = bench::random_tensor({o.batch, 1, P, P, P}, dev, c.seed + 1 + 7919 * env.rank);
+  Tensor y =
+      bench::random_labels({o.batch, P, P, P}, cfg.classes, dev, c.seed + 2 + 7919 * env.rank);
+  Tensor g = Tensor::empty({o.batch, cfg.classes, P, P, P}, DType::F32, dev);
+  const std::vector<float> weights = {1.f, 1.f, 3.f};
+
+  std::map<std::string, std::vector<double>> stage;
+  std::vector<double> total;
+  auto one_step = [&](bool timed) {
+    const auto t0 = Clock::now();
+    auto t = t0;
+    auto lap = [&](const char* name) {
+      ctx.synchronize();
+      if (timed) stage[name].push_back(seconds_since(t));
+      t = Clock::now();
+    };
+    const Tensor& logits = model.forward(ctx, x);
+    lap("forward");
+    double norm = class_weight_sum(ctx, y, weights);
+    if (comm) {
+      comm->allreduce_host(&norm, 1, ReduceOp::Sum);
+      norm /= double(W);  // average-allreduce of the gradients divides by W again
+    }
+    weighted_cross_entropy(ctx, logits, y, weights, g, norm);
+    lap("loss");
+    model.zero_grad();
+    if (sync) sync->begin();
+    model.backward(ctx, g);
+    lap("backward");
+    if (sync) sync->finish(ctx);
+    lap("gradient_sync_wait");
+    adam.step(ctx);
+    lap("adam");
+    if (timed) total.push_back(seconds_since(t0));
+  };
+  for (int i = 0; i < c.warmup; ++i) one_step(false);
+  ctx.synchronize();
+  memory_pool(dev).reset_peak();
+  for (int i = 0; i < c.iters; ++i) one_step(true);
+
+  json buckets = json::array();
+  if (sync) {
+    for (int b = 0; b < sync->buckets(); ++b) {
+      const size_t n = sync->bucket_floats(b);
+      Tensor buf = Tensor::zeros({int64_t(n)}, DType::F32, dev);
+      std::vector<double> ts;
+      for (int i = 0; i < c.warmup + c.iters; ++i) {
+        comm->barrier();
+        const auto t0 = Clock::now();
+        comm->allreduce(buf.f32(), n, ReduceOp::Average);
+        ctx.synchronize();
+        if (i >= c.warmup) ts.push_back(seconds_since(t0));
+      }
+      const double med = summarize(ts).median;
+      // Ring allreduce "bus bandwidth" convention (nccl-tests): 2 (W-1)/W bytes per byte.
+      buckets.push_back({{"bucket", b},
+                         {"floats", n},
+                         {"mib", double(n) * 4 / (1 << 20)},
+                         {"allreduce_s", to_json(summarize(ts))},
+                         {"bus_gb_per_s", 2.0 * (W - 1) / W * double(n) * 4 / med / 1e9}});
+    }
+  }
+  if (env.rank != 0) return 0;
+  const Summary s = summarize(total);
+  json j = header(c, dev, "dist");
+  j["config"] = {{"world_size", W},
+                 {"launcher", env.launcher},
+                 {"backend", comm ? comm->backend() : "none"},
+                 {"batch_per_rank", o.batch},
+                 {"global_batch", o.batch * W},
+                 {"patch", P},
+                 {"filters", join(cfg.filters)},
+                 {"params", model.num_parameters()},
+                 {"bucket_mib", o.bucket_mib},
+                 {"warmup", c.warmup},
+                 {"iters", c.iters},
+                 {"OMP_NUM_THREADS",
+                  std::getenv("OMP_NUM_THREADS") ? std::getenv("OMP_NUM_THREADS") : "unset"}};
+  j["step_s"] = to_json(s);
+  j["patches_per_s"] = o.batch * W / s.median;
+  json st;
+  for (auto& kv : stage) st[kv.first] = summarize(kv.second).median;
+  j["stage_median_s"] = st;
+  j["buckets"] = buckets;
+  j["memory"] = memory_json(dev);
+  emit(c, j);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"cuseg end-to-end benchmarks (training step, full-volume inference, data)"};
   app.require_subcommand(1);
@@ -714,8 +837,19 @@ int main(int argc, char** argv) {
   dat->add_option("--dump-subjects", dopt.dump_dir,
                   "write the preprocessed subjects for the torchio peer into DIR and exit");
 
+  DistOpts dso;
+  auto* dst = app.add_subcommand(
+      "dist", "data-parallel step under mpirun/srun/torchrun-style ranks + allreduce per bucket");
+  add_common(dst);
+  dst->add_option("--batch", dso.batch, "patches per rank per step")->capture_default_str();
+  dst->add_option("--patch", dso.patch, "cubic patch edge (voxels)")->capture_default_str();
+  dst->add_option("--bucket-mib", dso.bucket_mib, "gradient bucket size (MiB)")
+      ->capture_default_str();
+  dst->add_option("--timeout", dso.timeout_s, "collective timeout (s)")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   try {
+    if (dst->parsed()) return run_dist(c, dso);
     if (step->parsed()) return run_step(c, so);
     if (fwd->parsed()) return run_forward(c, fo);
     if (volume->parsed()) return run_volume(c, vo);
