@@ -4,6 +4,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include "cuseg/pipeline/config.h"
 #include "cuseg/pipeline/trainer.h"
@@ -53,6 +54,11 @@ int main(int argc, char** argv) {
   app.add_option("--stop-after-steps", opt.stop_after_steps,
                  "testing aid: behave as on Ctrl-C after N optimiser steps (global count)")
       ->capture_default_str();
+  app.add_option("--dist", opt.dist,
+                 "auto: data-parallel over the ranks of an mpirun / srun / torchrun-style "
+                 "launch (one process without one); none: one process")
+      ->check(CLI::IsMember({"auto", "none"}))
+      ->capture_default_str();
   app.add_flag("--print-default-config", print_config,
                "print every config key with its default and exit");
   app.get_option("--set")->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
@@ -76,7 +82,14 @@ int main(int argc, char** argv) {
   try {
     return cuseg::run_training(opt);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "engine_train: error: %s\n", e.what());
+    // In a distributed run every rank may report; say which one.
+    const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
+    if (!rank) rank = std::getenv("SLURM_PROCID");
+    if (!rank) rank = std::getenv("RANK");
+    if (rank && opt.dist != "none")
+      std::fprintf(stderr, "engine_train: rank %s: error: %s\n", rank, e.what());
+    else
+      std::fprintf(stderr, "engine_train: error: %s\n", e.what());
     return 1;
   }
 }

@@ -653,6 +653,9 @@ struct DistOpts {
   int patch = 64;
   double bucket_mib = 25;
   double timeout_s = 300;
+  // "auto": a communicator only for world size > 1; "always": also for one rank (a single
+  // GPU exercising and timing the NCCL path in the GPU check kit).
+  std::string comm = "auto";
 };
 
 int run_dist(const Common& c, const DistOpts& o) {
@@ -661,7 +664,15 @@ int run_dist(const Common& c, const DistOpts& o) {
   if (dev == Device::CUDA && env.distributed()) select_cuda_device(env.local_rank);
   Context ctx(dev);
   std::unique_ptr<Communicator> comm;
-  if (env.distributed()) comm = make_communicator(ctx, env, CommOptions{o.timeout_s});
+  if (env.distributed() || o.comm == "always") {
+    DistEnv e = env;
+    if (!e.distributed() && e.launcher == "none") {  // one rank talking to itself
+      e.launcher = "env";
+      e.master_addr = "127.0.0.1";
+      e.master_port = 29500;
+    }
+    comm = make_communicator(ctx, e, CommOptions{o.timeout_s});
+  }
   const int W = env.world_size;
   UNetConfig cfg;
   cfg.filters = parse_ints(c.filters);
@@ -846,6 +857,9 @@ int main(int argc, char** argv) {
   dst->add_option("--bucket-mib", dso.bucket_mib, "gradient bucket size (MiB)")
       ->capture_default_str();
   dst->add_option("--timeout", dso.timeout_s, "collective timeout (s)")->capture_default_str();
+  dst->add_option("--comm", dso.comm, "auto: communicator for world size > 1; always: also 1")
+      ->check(CLI::IsMember({"auto", "always"}))
+      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   try {

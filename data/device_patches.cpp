@@ -272,6 +272,12 @@ struct DevicePatchPipeline::Impl {
                 "patch pipeline: seek to patch " << patch << " of " << per);
     const int64_t g = int64_t(e) * per + patch;
     if (g == next_g) return;
+    // Forward (a data-parallel rank skipping the other ranks' slices of a global batch): the
+    // fill state stays valid, next() begins whichever fill the new position is in.
+    if (next_g >= 0 && g > next_g) {
+      next_g = g;
+      return;
+    }
     cuda_stream_synchronize(compute);
     cuda_stream_synchronize(copy);
     next_g = g;

@@ -480,6 +480,15 @@ void HostPatchPipeline::seek(uint32_t epoch, int64_t patch) {
               "patch pipeline: seek to patch " << patch << " of " << per);
   const int64_t g = int64_t(epoch) * per + patch;
   if (g == next_g_ && !threads_.empty()) return;
+  // A short jump forward (a data-parallel rank skipping the other ranks' slices of a global
+  // batch) keeps the workers and what they prefetched: the skipped patches are taken and
+  // dropped. Anything else restarts the workers at g.
+  if (!threads_.empty() && g > next_g_ && g - next_g_ <= 4 * int64_t(prefetch_)) {
+    const size_t value_bytes = spec_.out_type == kOutBF16 ? 2 : 4;
+    std::vector<uint8_t> image(size_t(voxels_) * value_bytes), label(size_t(voxels_));
+    while (next_g_ < g) next(1, image.data(), label.data());
+    return;
+  }
   stop_workers();
   next_g_ = claim_g_ = g;
   visits_.clear();

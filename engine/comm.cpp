@@ -29,13 +29,16 @@ std::vector<std::string> comm_backends() {
 
 std::unique_ptr<Communicator> make_communicator(Context& ctx, const DistEnv& env,
                                                 const CommOptions& opt) {
-  CUSEG_CHECK(env.world_size > 1, "make_communicator: world size " << env.world_size);
+  // World size 1 gets no communicator in training; it is allowed here so that a single GPU
+  // can exercise the NCCL path (the GPU check kit's test and benchmark).
+  CUSEG_CHECK(env.world_size >= 1, "make_communicator: world size " << env.world_size);
   if (ctx.device() == Device::CUDA) {
 #if CUSEG_HAVE_CUDA && CUSEG_HAVE_NCCL
     return make_nccl_communicator(ctx, env, opt);
 #else
-    CUSEG_THROW("distributed training on CUDA needs NCCL, and this build has none "
-                "(rebuild with NCCL found, or train with --dist none)");
+    CUSEG_THROW(
+        "distributed training on CUDA needs NCCL, and this build has none "
+        "(rebuild with NCCL found, or train with --dist none)");
 #endif
   }
 #if CUSEG_HAVE_MPI
@@ -45,18 +48,19 @@ std::unique_ptr<Communicator> make_communicator(Context& ctx, const DistEnv& env
                     << env.launcher << " variables (" << env.describe() << ")");
   return make_mpi_communicator(env, opt);
 #else
-  CUSEG_THROW("distributed training on the CPU needs MPI, and this build has none (install "
-              "libopenmpi-dev and rebuild, or train with --dist none)");
+  CUSEG_THROW(
+      "distributed training on the CPU needs MPI, and this build has none (install "
+      "libopenmpi-dev and rebuild, or train with --dist none)");
 #endif
 }
 
 // ---------------------------------------------------------------- GradientSync
 
 struct GradientSync::Bucket {
-  std::vector<int> params;       // indices into params_
-  std::vector<size_t> offsets;   // float offset of each parameter in `flat`
+  std::vector<int> params;      // indices into params_
+  std::vector<size_t> offsets;  // float offset of each parameter in `flat`
   size_t floats = 0;
-  Tensor flat;                   // on the communicator's device
+  Tensor flat;  // on the communicator's device
   int ready = 0;
   bool launched = false;
   std::unique_ptr<CommRequest> request;

@@ -67,7 +67,8 @@ class Communicator {
 
 // The communicator for `env` on ctx's device: NCCL for CUDA, MPI for the CPU. Throws with a
 // clear message when the build lacks the backend (e.g. a CPU run under torchrun-style
-// variables, which has no MPI launcher behind it). Requires env.world_size > 1.
+// variables, which has no MPI launcher behind it). Training creates one only for world size
+// > 1; world size 1 is accepted (a single GPU exercising NCCL in tests and benchmarks).
 std::unique_ptr<Communicator> make_communicator(Context& ctx, const DistEnv& env,
                                                 const CommOptions& opt = {});
 // Which backends this build has ("mpi", "nccl").

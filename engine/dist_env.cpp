@@ -17,9 +17,9 @@ int int_var(const std::function<const char*(const char*)>& get, const char* name
   errno = 0;
   char* end = nullptr;
   const long x = std::strtol(v, &end, 10);
-  CUSEG_REQUIRE(errno == 0 && end != v && *end == '\0' && x >= 0 && x <= 1 << 24,
-                "environment variable " << name << "='" << v
-                                        << "': expected a non-negative integer");
+  CUSEG_REQUIRE(
+      errno == 0 && end != v && *end == '\0' && x >= 0 && x <= 1 << 24,
+      "environment variable " << name << "='" << v << "': expected a non-negative integer");
   return int(x);
 }
 
@@ -69,9 +69,9 @@ DistEnv dist_env_from(const std::function<const char*(const char*)>& get) {
         CUSEG_REQUIRE(addr && *addr, "environment: WORLD_SIZE=" << e.world_size
                                                                 << " needs MASTER_ADDR (the "
                                                                    "rendezvous host)");
-        CUSEG_REQUIRE(port > 0 && port < 65536,
-                      "environment: WORLD_SIZE=" << e.world_size
-                                                 << " needs MASTER_PORT (1..65535)");
+        CUSEG_REQUIRE(
+            port > 0 && port < 65536,
+            "environment: WORLD_SIZE=" << e.world_size << " needs MASTER_PORT (1..65535)");
       }
       e.master_addr = addr ? addr : "";
       e.master_port = port > 0 ? port : 0;

@@ -16,9 +16,9 @@ namespace cuseg {
 struct DistEnv {
   int rank = 0;
   int world_size = 1;
-  int local_rank = 0;          // index among the ranks on this node: the CUDA device to use
+  int local_rank = 0;             // index among the ranks on this node: the CUDA device to use
   std::string launcher = "none";  // "mpirun", "srun", "env" or "none"
-  std::string master_addr;     // "env" launcher only (TCP rendezvous), may be empty otherwise
+  std::string master_addr;        // "env" launcher only (TCP rendezvous), may be empty otherwise
   int master_port = 0;
   bool distributed() const { return world_size > 1; }
   std::string describe() const;  // "rank 1 of 4 (local 1), launched by srun"

@@ -126,10 +126,10 @@ std::vector<uint8_t> serve(const RendezvousConfig& cfg, const std::vector<uint8_
   std::vector<bool> seen(size_t(cfg.world_size), false);
   int remaining = cfg.world_size - 1;
   while (remaining > 0) {
-    CUSEG_REQUIRE(wait_fd(ls.fd, POLLIN, deadline),
-                  "rendezvous: rank 0 waited " << cfg.timeout_s << " s on port "
-                                               << cfg.master_port << " and " << remaining
-                                               << " rank(s) never connected");
+    CUSEG_REQUIRE(wait_fd(ls.fd, POLLIN, deadline), "rendezvous: rank 0 waited "
+                                                        << cfg.timeout_s << " s on port "
+                                                        << cfg.master_port << " and " << remaining
+                                                        << " rank(s) never connected");
     Fd c(::accept(ls.fd, nullptr, nullptr));
     if (c.fd < 0) continue;
     uint8_t hello[16];
@@ -209,8 +209,7 @@ std::vector<uint8_t> tcp_rendezvous_broadcast(const RendezvousConfig& cfg,
   if (cfg.world_size == 1) return blob;
   CUSEG_REQUIRE(cfg.master_port > 0 && cfg.master_port < 65536,
                 "rendezvous: MASTER_PORT " << cfg.master_port << " out of range");
-  const auto deadline =
-      Clock::now() + std::chrono::milliseconds(int64_t(cfg.timeout_s * 1000.0));
+  const auto deadline = Clock::now() + std::chrono::milliseconds(int64_t(cfg.timeout_s * 1000.0));
   return cfg.rank == 0 ? serve(cfg, blob, deadline) : fetch(cfg, deadline);
 }
 

@@ -30,8 +30,9 @@ namespace {
 // The fused patch pipeline as the trainer's batch source.
 class FusedPatchSource : public BatchSource {
  public:
-  FusedPatchSource(const RunConfig& cfg, const TrainingData& data, Context& ctx, uint32_t rank)
-      : cfg_(cfg), data_(data), ctx_(ctx) {
+  FusedPatchSource(const RunConfig& cfg, const TrainingData& data, Context& ctx, int rank,
+                   int world)
+      : cfg_(cfg), data_(data), ctx_(ctx), rank_(rank), world_(world) {
     const int n = int(data.split().train.size());
     const data::PatchSpec spec = patch_spec(cfg);
     for (int s = 0; s < n; ++s) cache_.push_back(std::make_unique<Slot>());
@@ -50,8 +51,11 @@ class FusedPatchSource : public BatchSource {
         std::call_once(sl.once, [&] { sl.sub = load(s); });
         return sl.sub;
       };
-    patches_ = std::make_unique<TrainingPatches>(cfg, ctx, n, source, rank);
-    batches_ = std::max<int64_t>(1, patches_->patches_per_epoch() / cfg.batch_size);
+    patches_ = std::make_unique<TrainingPatches>(cfg, ctx, n, source);
+    // Every rank follows the rank-0 stream (the shared stream of batch_source.h); global
+    // batches of world x batch patches, full ones only.
+    global_batch_ = int64_t(cfg.batch_size) * world;
+    batches_ = std::max<int64_t>(1, patches_->patches_per_epoch() / global_batch_);
     const data::Index3 p = cfg.patch;
     image_shape_ = {cfg.batch_size, 1, p[2], p[1], p[0]};
     label_shape_ = {cfg.batch_size, p[2], p[1], p[0]};
@@ -60,7 +64,9 @@ class FusedPatchSource : public BatchSource {
   int64_t batches_per_epoch() const override { return batches_; }
 
   void start_epoch(int epoch, int64_t skip_batches) override {
-    patches_->seek(epoch, skip_batches * cfg_.batch_size);
+    epoch_ = epoch;
+    batch_in_epoch_ = skip_batches;
+    patches_->seek(epoch, first_patch());
     wait_ = 0;
   }
 
@@ -70,7 +76,11 @@ class FusedPatchSource : public BatchSource {
                  {}};
     std::vector<int> subjects;
     const double t0 = now_s();
+    // This rank's slice of the global batch (a no-op seek for a single process, where the
+    // slices are contiguous).
+    patches_->seek(epoch_, first_patch());
     patches_->next(b.image, b.label, &subjects);
+    ++batch_in_epoch_;
     wait_ += now_s() - t0;
     for (int s : subjects) b.cases.push_back(data_.split().train[size_t(s)]);
     return b;
@@ -92,6 +102,14 @@ class FusedPatchSource : public BatchSource {
   Context& ctx_;
   std::vector<std::unique_ptr<Slot>> cache_;
   std::unique_ptr<TrainingPatches> patches_;
+  int rank_ = 0, world_ = 1;
+  int64_t global_batch_ = 1;
+  int epoch_ = 0;
+  int64_t batch_in_epoch_ = 0;
+  // First patch of this rank's slice of the current global batch.
+  int64_t first_patch() const {
+    return batch_in_epoch_ * global_batch_ + int64_t(rank_) * cfg_.batch_size;
+  }
   int64_t batches_ = 0;
   Shape image_shape_, label_shape_;
   double wait_ = 0;
@@ -100,8 +118,8 @@ class FusedPatchSource : public BatchSource {
 }  // namespace
 
 std::unique_ptr<BatchSource> make_batch_source(const RunConfig& cfg, const TrainingData& data,
-                                               Context& ctx, uint32_t rank) {
-  return std::make_unique<FusedPatchSource>(cfg, data, ctx, rank);
+                                               Context& ctx, int rank, int world_size) {
+  return std::make_unique<FusedPatchSource>(cfg, data, ctx, rank, world_size);
 }
 
 }  // namespace cuseg

@@ -50,11 +50,19 @@ class BatchSource {
 // data.pipeline, on the device (every training case loaded once from `data`, uploaded, patches
 // written into the batch on ctx's stream) or on host worker threads (cases from `data`,
 // converted to the patch storage once and cached when data.cache). RandomAffine per case visit,
-// LabelSampler centres, torchio Queue order; the stream is keyed by (train.seed, epoch, rank,
-// patch index), so start_epoch(e, k) seeks straight to batch k. Each data-parallel rank draws
-// its own stream (`rank` is in the key; the same patches for a rank whatever the world size).
-// `data` and `ctx` must outlive the source.
+// LabelSampler centres, torchio Queue order; the stream is keyed by (train.seed, epoch, patch
+// index), so start_epoch(e, k) seeks straight to batch k. `data` and `ctx` must outlive the
+// source.
+//
+// Data-parallel ranks (pipeline/distributed.h): every rank follows the same epoch stream, cut
+// into global batches of world_size x train.batch_size patches, and takes slice `rank` of each
+// global batch (the rank enters the patch index: rank r's patches of global batch b are
+// b W B + r B .. b W B + r B + B - 1). batches_per_epoch() and start_epoch()'s skip count
+// global batches, so every rank takes the same number of steps, and one rank with batch W B
+// sees the same patches as W ranks with batch B. The device pipeline computes only this rank's
+// patches; the host pipeline's workers compute the whole global batch and the other ranks'
+// patches are dropped (W times the host augmentation work: CPU ranks are for testing).
 std::unique_ptr<BatchSource> make_batch_source(const RunConfig& cfg, const TrainingData& data,
-                                               Context& ctx, uint32_t rank = 0);
+                                               Context& ctx, int rank = 0, int world_size = 1);
 
 }  // namespace cuseg

@@ -14,6 +14,9 @@ void save_training_checkpoint(const std::string& path, const RunConfig& cfg, Dev
   meta[kConfigKey] = cfg.resolved_yaml;
   meta["cuseg.epoch"] = std::to_string(p.epoch);
   meta["cuseg.step_in_epoch"] = std::to_string(p.step_in_epoch);
+  meta["cuseg.world_size"] = std::to_string(p.world_size);
+  meta["cuseg.patches_in_epoch"] =
+      std::to_string(p.step_in_epoch * int64_t(cfg.batch_size) * p.world_size);
   meta["cuseg.global_step"] = std::to_string(p.global_step);
   meta["cuseg.best_val_loss"] = fmt("%.17g", p.best_val_loss);
   meta["cuseg.elapsed_s"] = fmt("%.3f", p.elapsed_s);
@@ -21,7 +24,8 @@ void save_training_checkpoint(const std::string& path, const RunConfig& cfg, Dev
   meta["cuseg.rng"] =
       fmt("patch stream: Philox4x32-10 keyed by (seed %llu, epoch %d, rank 0, patch index); "
           "%lld patches of the epoch consumed",
-          (unsigned long long)cfg.seed, p.epoch, (long long)(p.step_in_epoch * cfg.batch_size));
+          (unsigned long long)cfg.seed, p.epoch,
+          (long long)(p.step_in_epoch * cfg.batch_size * p.world_size));
   meta["cuseg.device"] = device_name(dev);
   save_checkpoint(path, net.parameters(), meta, adam);
 }
@@ -40,10 +44,22 @@ TrainProgress restore_training_checkpoint(const std::string& path, const RunConf
   p.global_step = std::stoll(get("cuseg.global_step"));
   p.best_val_loss = std::stod(get("cuseg.best_val_loss"));
   p.elapsed_s = std::stod(get("cuseg.elapsed_s"));
+  // Checkpoints of single-process runs before data-parallel training have neither key.
+  p.world_size = meta.count("cuseg.world_size") ? int(std::stoll(get("cuseg.world_size"))) : 1;
+  p.patches_in_epoch = meta.count("cuseg.patches_in_epoch")
+                           ? std::stoll(get("cuseg.patches_in_epoch"))
+                           : p.step_in_epoch * int64_t(cfg.batch_size);
   CUSEG_CHECK(uint64_t(std::stoull(get("cuseg.rng_seed"))) == cfg.seed,
               path << ": train.seed differs from the checkpoint's; a resumed run must keep it");
   adam.config().lr = cfg.lr;
   return p;
+}
+
+int64_t resume_position(TrainProgress& p, const RunConfig& cfg, int world_size) {
+  const int64_t global_batch = int64_t(cfg.batch_size) * world_size;
+  p.world_size = world_size;
+  p.step_in_epoch = p.patches_in_epoch / global_batch;
+  return p.patches_in_epoch % global_batch;
 }
 
 }  // namespace cuseg

@@ -22,7 +22,12 @@ namespace cuseg {
 struct TrainProgress {
   int epoch = 0;              // 0-based epoch in progress (= epochs completed)
   int64_t step_in_epoch = 0;  // optimiser steps already done in that epoch
-  int64_t global_step = 0;    // optimiser steps since the start of the run
+  // Data-parallel runs: the ranks of the run (each step consumes world_size x
+  // train.batch_size patches), and the patches of the epoch consumed so far, which is what a
+  // run resumed on another world size or batch size continues from (resume_position()).
+  int world_size = 1;
+  int64_t patches_in_epoch = 0;
+  int64_t global_step = 0;  // optimiser steps since the start of the run
   double best_val_loss = INFINITY;
   double elapsed_s = 0;  // training wall time of all sessions up to the save
 };
@@ -37,5 +42,11 @@ void save_training_checkpoint(const std::string& path, const RunConfig& cfg, Dev
 // change it). Throws naming the file when the metadata is missing or train.seed differs.
 TrainProgress restore_training_checkpoint(const std::string& path, const RunConfig& cfg,
                                           UNet3D& net, Adam& adam);
+
+// Re-expresses a restored position for `world_size` ranks of cfg.batch_size: step_in_epoch =
+// patches_in_epoch / (world_size x batch). Returns the number of patches that the resumed run
+// will draw a second time because the position is not a whole number of the new global
+// batches (0 when the world and batch sizes are unchanged).
+int64_t resume_position(TrainProgress& p, const RunConfig& cfg, int world_size);
 
 }  // namespace cuseg

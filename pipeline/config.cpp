@@ -70,6 +70,9 @@ train:
   seed: 0
   device: auto                  # auto | cuda | cpu
   threads: 0                    # CPU threads (0 = all cores)
+dist:                           # data-parallel ranks (engine_train --dist auto under a launcher)
+  timeout_s: 600                # a collective waiting longer stops every rank (a rank died/hangs)
+  bucket_mib: 25                # gradients averaged in buckets of this size during backward
 inference:
   patch: [96, 96, 96]
   overlap: 8
@@ -357,6 +360,10 @@ RunConfig extract(const Ctx& c) {
           "must be auto, cuda or cpu");
   r.threads = get_int(c, "train.threads");
   require(r.threads >= 0, c, "train.threads", "must be >= 0");
+  r.dist_timeout_s = get_num(c, "dist.timeout_s");
+  require(r.dist_timeout_s > 0, c, "dist.timeout_s", "must be > 0 (seconds)");
+  r.dist_bucket_mib = get_num(c, "dist.bucket_mib");
+  require(r.dist_bucket_mib > 0, c, "dist.bucket_mib", "must be > 0 (MiB)");
 
   {
     auto p = list<int>(c, "inference.patch", 3, "integers");

@@ -77,6 +77,10 @@ struct RunConfig {
   std::string device = "auto";
   int threads = 0;  // OpenMP threads for the CPU backend (0 = all cores)
 
+  // distributed (pipeline/distributed.h)
+  double dist_timeout_s = 600;  // bound on one collective before every rank is stopped
+  double dist_bucket_mib = 25;  // gradient bucket size
+
   // inference
   data::Index3 infer_patch{96, 96, 96};
   int overlap = 8;

@@ -55,8 +55,9 @@ std::vector<CurvePoint> trim_metrics(const std::string& path, int64_t step) {
 
 }  // namespace
 
-MetricsLog::MetricsLog(const std::string& path, bool resume, int64_t checkpoint_step)
-    : path_(path) {
+MetricsLog::MetricsLog(const std::string& path, bool resume, int64_t checkpoint_step, bool write)
+    : path_(path), write_(write) {
+  if (!write) return;
   if (resume) {
     history_ = trim_metrics(path, checkpoint_step);
   } else {
@@ -70,6 +71,7 @@ MetricsLog::~MetricsLog() {
 }
 
 void MetricsLog::write_line(const std::string& line) {
+  if (!write_) return;
   if (!f_) {
     f_ = std::fopen(path_.c_str(), "a");
     if (!f_) CUSEG_THROW(path_ << ": cannot open for appending (" << std::strerror(errno) << ")");

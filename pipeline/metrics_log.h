@@ -41,8 +41,9 @@ class MetricsLog {
  public:
   // New run: starts an empty file. Resume: keeps the records up to `checkpoint_step` (those
   // after it belong to steps the resumed run repeats; a torn last line from a hard kill is
-  // dropped) and reads the epoch history back.
-  MetricsLog(const std::string& path, bool resume, int64_t checkpoint_step);
+  // dropped) and reads the epoch history back. write = false (ranks other than 0 of a
+  // distributed run): the file is neither read nor written, records are dropped.
+  MetricsLog(const std::string& path, bool resume, int64_t checkpoint_step, bool write = true);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
@@ -54,6 +55,7 @@ class MetricsLog {
  private:
   void write_line(const std::string& line);
   std::string path_;
+  bool write_ = true;
   std::FILE* f_ = nullptr;  // opened for appending on the first record
   std::vector<CurvePoint> history_;
 };

@@ -17,12 +17,13 @@ std::string RunFolder::file(const std::string& name) const {
 }
 
 OpenedRun open_run_folder(const std::string& run_dir, const std::string& config_path,
-                          const std::vector<std::string>& overrides, bool resume, bool overwrite) {
+                          const std::vector<std::string>& overrides, bool resume, bool overwrite,
+                          bool writer) {
   OpenedRun r;
   r.folder.dir = run_dir;
   r.resume = resume;
   const RunFolder& run = r.folder;
-  fs::create_directories(run.dir);
+  if (writer) fs::create_directories(run.dir);
   if (resume) {
     if (!fs::exists(run.last()))
       CUSEG_THROW(run.dir << ": --resume but there is no last.safetensors in this run folder");
@@ -37,6 +38,7 @@ OpenedRun open_run_folder(const std::string& run_dir, const std::string& config_
     if (fs::exists(run.last()) && !overwrite)
       CUSEG_THROW(run.dir << ": already holds a run (last.safetensors); continue it with "
                              "--resume, or start over with --overwrite");
+    if (!writer) return r;
     // Starting over: drop the previous run's outputs so nothing stale is mixed in.
     std::error_code ec;
     for (const char* f :
@@ -45,7 +47,7 @@ OpenedRun open_run_folder(const std::string& run_dir, const std::string& config_
       fs::remove(run.file(f), ec);
     fs::remove_all(run.previews(), ec);
   }
-  write_text_atomic(run.config_yaml(), r.cfg.resolved_yaml);
+  if (writer) write_text_atomic(run.config_yaml(), r.cfg.resolved_yaml);
   return r;
 }
 

@@ -37,7 +37,10 @@ struct OpenedRun {
 // run unless `overwrite`, which deletes the previous run's outputs. Resume: RUN_DIR/config.yaml
 // + overrides (a resumed run keeps its config; --set may change e.g. train.epochs or train.lr).
 // Creates the folder and writes config.yaml. Throws cuseg::Error naming the folder or file.
+// writer = false (ranks other than 0 of a distributed run): the same checks and config, but
+// nothing created, deleted or written.
 OpenedRun open_run_folder(const std::string& run_dir, const std::string& config_path,
-                          const std::vector<std::string>& overrides, bool resume, bool overwrite);
+                          const std::vector<std::string>& overrides, bool resume, bool overwrite,
+                          bool writer = true);
 
 }  // namespace cuseg

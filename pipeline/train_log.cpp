@@ -10,7 +10,8 @@
 
 namespace cuseg {
 
-TrainLog::TrainLog(const std::string& path) : path_(path) {
+TrainLog::TrainLog(const std::string& path, bool write) : path_(path) {
+  if (!write) return;
   f_ = std::fopen(path.c_str(), "a");
   if (!f_) CUSEG_THROW(path << ": cannot open the log file (" << std::strerror(errno) << ")");
 }
@@ -20,6 +21,7 @@ TrainLog::~TrainLog() {
 }
 
 void TrainLog::line(const std::string& s) {
+  if (!f_) return;  // a silent log (see the constructor)
   std::printf("%s\n", s.c_str());
   std::fflush(stdout);
   if (std::fprintf(f_, "%s\n", s.c_str()) < 0 || std::fflush(f_) != 0)

@@ -9,8 +9,9 @@ namespace cuseg {
 
 class TrainLog {
  public:
-  // Opens `path` for appending; throws cuseg::Error naming it when that fails.
-  explicit TrainLog(const std::string& path);
+  // Opens `path` for appending; throws cuseg::Error naming it when that fails. With
+  // write = false (ranks other than 0 of a distributed run) the log neither prints nor writes.
+  explicit TrainLog(const std::string& path, bool write = true);
   ~TrainLog();
   TrainLog(const TrainLog&) = delete;
   TrainLog& operator=(const TrainLog&) = delete;

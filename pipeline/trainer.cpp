@@ -16,6 +16,7 @@
 #include "cuseg/model/unet3d.h"
 #include "cuseg/pipeline/batch_source.h"
 #include "cuseg/pipeline/checkpointing.h"
+#include "cuseg/pipeline/distributed.h"
 #include "cuseg/pipeline/metrics_log.h"
 #include "cuseg/pipeline/previews.h"
 #include "cuseg/pipeline/run_folder.h"
@@ -51,28 +52,56 @@ struct Run {
   MetricsLog& metrics;
   TrainProgress& progress;
   RunClock& clock;
+  TrainDist& dist;
   Tensor grad;  // d loss / d logits, reused while the batch shape stays
   double session_steps = 0, session_step_time = 0;  // for the ETA
 };
 
+// This rank's own reason to stop (Ctrl-C, --stop-after-steps) after the step in progress.
 bool stop_requested(const Run& r) {
   return (r.opt.stop && r.opt.stop->load()) ||
-         (r.opt.stop_after_steps >= 0 && r.progress.global_step >= r.opt.stop_after_steps);
+         (r.opt.stop_after_steps >= 0 && r.progress.global_step + 1 >= r.opt.stop_after_steps);
 }
 
-// Forward and loss; leaves d loss / d logits in r.grad.
-double forward_loss(Run& r, const TrainBatch& batch) {
+struct StepResult {
+  double loss = 0;    // of the global batch (every rank's patches)
+  bool stop = false;  // some rank asked to stop after this step
+};
+
+// Forward and loss; leaves d loss / d logits in r.grad. With several ranks the loss is
+// normalised by the whole global batch's class-weight sum (one allreduce, which also carries
+// every rank's stop request; see distributed.h), so the averaged gradients are those of the
+// global batch.
+StepResult forward_loss(Run& r, const TrainBatch& batch) {
   const Tensor& logits = r.net.forward(r.ctx, batch.image);
   if (!r.grad.defined() || r.grad.shape() != logits.shape())
     r.grad = Tensor::empty(logits.shape(), DType::F32, r.ctx.device());
-  return weighted_cross_entropy(r.ctx, logits, batch.label, r.cfg.class_weights, r.grad);
+  StepResult s;
+  if (!r.dist.distributed()) {
+    s.loss = weighted_cross_entropy(r.ctx, logits, batch.label, r.cfg.class_weights, r.grad);
+    s.stop = stop_requested(r);
+    return s;
+  }
+  std::vector<double> v = {class_weight_sum(r.ctx, batch.label, r.cfg.class_weights),
+                           stop_requested(r) ? 1.0 : 0.0};
+  r.dist.sum(v);
+  // Average-allreduce divides every gradient by the world size: normalise by the global sum
+  // over the world size so that the average is the global batch's gradient.
+  const double normaliser = v[0] / double(r.dist.world_size());
+  const double local =
+      weighted_cross_entropy(r.ctx, logits, batch.label, r.cfg.class_weights, r.grad, normaliser);
+  s.loss = r.dist.average(local);
+  s.stop = v[1] > 0;
+  return s;
 }
 
-// Backward, then the optimiser step. Gradient averaging across ranks (TrainHooks::
-// after_backward) runs between the two.
+// Backward, then the optimiser step. Gradients are averaged across ranks in buckets while
+// backward runs (TrainDist); TrainHooks::after_backward runs between backward and the step.
 void backward_and_update(Run& r) {
   r.net.zero_grad();
+  r.dist.begin_backward();
   r.net.backward(r.ctx, r.grad);
+  r.dist.finish_backward(r.ctx);
   if (r.opt.hooks.after_backward) r.opt.hooks.after_backward(r.ctx, r.net.parameters());
   r.adam.step(r.ctx);
   r.ctx.synchronize();
@@ -102,7 +131,8 @@ EpochOutcome train_one_epoch(Run& r) {
     const double t0 = now_s();
     const TrainBatch batch = r.batches.next();
     const double t1 = now_s();
-    const double loss = forward_loss(r, batch);
+    const StepResult step = forward_loss(r, batch);
+    const double loss = step.loss;
     CUSEG_CHECK(std::isfinite(loss),
                 "training diverged: loss is " << loss << " at step " << p.global_step + 1);
     backward_and_update(r);
@@ -111,7 +141,7 @@ EpochOutcome train_one_epoch(Run& r) {
     out.loss_sum += loss, ++out.steps;
     win_loss += loss, ++win_n, win_wait += t1 - t0;
     r.session_steps += 1, r.session_step_time += t2 - t0;
-    const bool stop_now = stop_requested(r);
+    const bool stop_now = step.stop;
     if (p.global_step % cfg.log_every == 0 || p.step_in_epoch == steps_per_epoch || stop_now) {
       const double dt = now_s() - win_t0;
       TrainRecord rec;
@@ -120,7 +150,7 @@ EpochOutcome train_one_epoch(Run& r) {
       rec.loss = win_loss / double(win_n);
       rec.last_loss = loss;
       rec.lr = cfg.lr;
-      rec.patches_per_s = double(win_n * cfg.batch_size) / std::max(dt, 1e-9);
+      rec.patches_per_s = double(win_n * cfg.batch_size * r.dist.world_size()) / std::max(dt, 1e-9);
       rec.data_wait = win_wait / std::max(dt, 1e-9);
       rec.peak_mib = to_mib(memory_pool(r.ctx.device()).stats().peak);
       const double eta = r.session_step_time / std::max(r.session_steps, 1.0) *
@@ -146,9 +176,11 @@ EpochOutcome train_one_epoch(Run& r) {
 }
 
 // Saves last.safetensors mid-epoch (Ctrl-C, --stop-after-steps) and says how to continue.
+// Rank 0 writes; every rank returns 130.
 int save_interrupted(Run& r) {
   r.progress.elapsed_s = r.clock.total();
-  save_training_checkpoint(r.folder.last(), r.cfg, r.ctx.device(), r.net, &r.adam, r.progress);
+  if (r.dist.is_root())
+    save_training_checkpoint(r.folder.last(), r.cfg, r.ctx.device(), r.net, &r.adam, r.progress);
   r.log.line(fmt("interrupted at epoch %d step %lld: saved %s; continue with --resume -o %s",
                  r.progress.epoch + 1, (long long)r.progress.step_in_epoch, r.folder.last().c_str(),
                  r.folder.dir.c_str()));
@@ -163,6 +195,11 @@ void record_epoch(Run& r, const EpochOutcome& e, ValidationResult& v, double val
   const RunConfig& cfg = r.cfg;
   TrainProgress& p = r.progress;
   const int epoch = p.epoch;  // 0-based, just finished
+  if (!r.dist.is_root()) {    // the other ranks only keep the progress in step with rank 0
+    if (v.loss < p.best_val_loss) p.best_val_loss = v.loss;
+    p.epoch = epoch + 1, p.step_in_epoch = 0;
+    return;
+  }
   if (with_preview) {
     if (v.first_prediction.v.empty())
       v.first_prediction = predict_preprocessed(r.net, r.ctx, cfg, r.val.volumes[0]);
@@ -216,24 +253,41 @@ std::string filters_str(const UNetConfig& m) {
 
 int run_training(const TrainOptions& opt) {
   RunClock clock;
-  // 1. Run folder and config.
-  const OpenedRun start =
-      open_run_folder(opt.run_dir, opt.config_path, opt.overrides, opt.resume, opt.overwrite);
+  // 0. Ranks: one process, or one of several (mpirun / srun / torchrun-style launch).
+  const DistEnv env = TrainDist::environment(opt.dist);
+  const bool root = env.rank == 0;
+  // 1. Run folder and config (rank 0 alone writes; the others resolve the same config).
+  const OpenedRun start = open_run_folder(opt.run_dir, opt.config_path, opt.overrides, opt.resume,
+                                          opt.overwrite, /*writer=*/root);
   const RunFolder& folder = start.folder;
   const RunConfig& cfg = start.cfg;
-  TrainLog log(folder.train_log());
+  TrainLog log(folder.train_log(), /*write=*/root);
   log.line(fmt("engine_train: %s run in %s (config %s)", start.resume ? "resuming" : "new",
                folder.dir.c_str(), cfg.source.c_str()));
   if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
   const Device dev = resolve_device(cfg.device);
+  if (env.distributed() && dev == Device::CUDA) select_cuda_device(env.local_rank);
   Context ctx(dev);
+  TrainDist dist(env, ctx, cfg.dist_timeout_s);
   log.line(fmt("device: %s (requested %s), CPU threads %d", device_name(dev), cfg.device.c_str(),
                omp_get_max_threads()));
+  if (dist.distributed())
+    log.line(
+        fmt("distributed: %d ranks (%s, %s), batch %d per rank = %d per step; rank 0 "
+            "writes the run folder",
+            env.world_size, env.launcher.c_str(), dist.comm()->backend(), cfg.batch_size,
+            cfg.batch_size * env.world_size));
 
   // 2. Data: dataset, split, preprocessing, validation set. 3. The training batch source.
-  const TrainingData data(cfg, folder.splits(), log);
+  // Rank 0 first: it may generate the phantom and writes splits.json, which the others read.
+  std::unique_ptr<TrainingData> data_ptr;
+  if (root) data_ptr = std::make_unique<TrainingData>(cfg, folder.splits(), log);
+  dist.barrier();
+  if (!root) data_ptr = std::make_unique<TrainingData>(cfg, folder.splits(), log);
+  const TrainingData& data = *data_ptr;
   const ValidationSet val = build_validation_set(cfg, data, log);
-  const std::unique_ptr<BatchSource> batches = make_batch_source(cfg, data, ctx);
+  const std::unique_ptr<BatchSource> batches =
+      make_batch_source(cfg, data, ctx, env.rank, env.world_size);
 
   // 4. Model and optimiser; on --resume their state and the progress from last.safetensors.
   UNet3D net(cfg.model, dev, cfg.seed);
@@ -242,8 +296,21 @@ int run_training(const TrainOptions& opt) {
   if (start.resume) {
     progress = restore_training_checkpoint(folder.last(), cfg, net, adam);
     clock.before = progress.elapsed_s;
+    const int saved_world = progress.world_size;
+    const int64_t again = resume_position(progress, cfg, env.world_size);
+    if (saved_world != env.world_size)
+      log.line(fmt("resuming a run of %d rank(s) on %d: position %lld patches into the epoch",
+                   saved_world, env.world_size, (long long)progress.patches_in_epoch));
+    if (again > 0)
+      log.warn(
+          fmt("%lld patch(es) of this epoch are drawn again: the position is not a whole "
+              "number of global batches of %d",
+              (long long)again, cfg.batch_size * env.world_size));
   }
-  MetricsLog metrics(folder.metrics(), start.resume, progress.global_step);
+  progress.world_size = env.world_size;
+  // Same weights and optimiser state on every rank, then bucketed gradient averaging.
+  dist.attach(net, adam, cfg.dist_bucket_mib);
+  MetricsLog metrics(folder.metrics(), start.resume, progress.global_step, /*write=*/root);
   if (start.resume)
     log.line(
         fmt("resumed from %s: epoch %d, step %lld in epoch, global step %lld, best val "
@@ -258,11 +325,11 @@ int run_training(const TrainOptions& opt) {
                  progress.epoch, cfg.epochs));
     return 0;
   }
-  fs::create_directories(folder.previews());
+  if (root) fs::create_directories(folder.previews());
 
   // 5-6. Epochs: train, validate, record (preview, checkpoints, metrics, curves).
-  Run r{opt, folder,  cfg,      log,   ctx,      net, adam, *batches,
-        val, metrics, progress, clock, Tensor(), 0,   0};
+  Run r{opt, folder,  cfg,      log,   ctx,  net,      adam, *batches,
+        val, metrics, progress, clock, dist, Tensor(), 0,    0};
   for (; progress.epoch < cfg.epochs;) {
     const EpochOutcome e = train_one_epoch(r);
     if (e.interrupted) return save_interrupted(r);
@@ -273,10 +340,13 @@ int run_training(const TrainOptions& opt) {
     const bool with_dice = cfg.dice_every > 0 && (done % cfg.dice_every == 0 || last_epoch);
     const bool with_preview =
         cfg.preview_every > 0 && (done % cfg.preview_every == 0 || last_epoch);
-    ValidationResult v = validate(net, ctx, cfg, val, with_dice);
+    ValidationResult v = validate(net, ctx, cfg, val, with_dice, &dist);
     record_epoch(r, e, v, tv0, with_preview);
 
-    if (opt.stop && opt.stop->load()) {
+    // Every rank must agree to stop here (the flag may have reached only some of them).
+    std::vector<double> stop = {opt.stop && opt.stop->load() ? 1.0 : 0.0};
+    dist.sum(stop);
+    if (stop[0] > 0) {
       log.line(fmt("interrupted after epoch %d: saved %s; continue with --resume -o %s",
                    progress.epoch, folder.last().c_str(), folder.dir.c_str()));
       return 130;

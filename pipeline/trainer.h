@@ -48,6 +48,9 @@ struct TrainOptions {
   int64_t stop_after_steps = -1;
   const std::atomic<bool>* stop = nullptr;  // set by the SIGINT handler
   TrainHooks hooks;
+  // "auto": data-parallel over the ranks of an mpirun / srun / torchrun-style launch (one
+  // process without one); "none": one process whatever the environment (pipeline/distributed.h).
+  std::string dist = "auto";
 };
 
 // Exit codes: 0 finished, 130 interrupted (checkpoint saved). Throws cuseg::Error on bad input.

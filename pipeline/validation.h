@@ -19,8 +19,12 @@ struct ValidationResult {
   data::LabelMap first_prediction;  // of volumes[0] when Dice was measured (for the preview)
 };
 
+// With several ranks (`dist`, may be null for one process), volumes and batches are dealt out
+// round-robin and the sums allreduced: every rank returns the same loss and Dice, and
+// first_prediction is filled on rank 0 (which owns volume 0).
+class TrainDist;
 ValidationResult validate(UNet3D& net, Context& ctx, const RunConfig& cfg, const ValidationSet& val,
-                          bool with_dice);
+                          bool with_dice, TrainDist* dist = nullptr);
 
 // Grid inference on one preprocessed volume, the mask on that volume's grid.
 data::LabelMap predict_preprocessed(UNet3D& net, Context& ctx, const RunConfig& cfg,

@@ -118,10 +118,18 @@ class NcclCommunicator final : public Communicator {
     // mpi_ (if any) finalises or aborts MPI after NCCL is gone.
   }
 
-  int rank() const override { return rank_; }
-  int world_size() const override { return size_; }
-  const char* backend() const override { return "nccl"; }
-  Device device() const override { return Device::CUDA; }
+  int rank() const override {
+    return rank_;
+  }
+  int world_size() const override {
+    return size_;
+  }
+  const char* backend() const override {
+    return "nccl";
+  }
+  Device device() const override {
+    return Device::CUDA;
+  }
 
   void allreduce(float* data, size_t n, ReduceOp op) override {
     NcclRequest r;
@@ -136,20 +144,19 @@ class NcclCommunicator final : public Communicator {
     auto* dev = static_cast<double*>(scratch_.raw());
     NcclRequest r;
     enqueue_after(stream_, r);
-    CUDA_CHECK(cudaMemcpyAsync(dev, data, n * sizeof(double), cudaMemcpyHostToDevice,
-                               comm_stream_));
+    CUDA_CHECK(
+        cudaMemcpyAsync(dev, data, n * sizeof(double), cudaMemcpyHostToDevice, comm_stream_));
     settle(ncclAllReduce(dev, dev, n, ncclFloat64, nccl_op(op), comm_, comm_stream_),
            "ncclAllReduce (host values)");
-    CUDA_CHECK(cudaMemcpyAsync(data, dev, n * sizeof(double), cudaMemcpyDeviceToHost,
-                               comm_stream_));
+    CUDA_CHECK(
+        cudaMemcpyAsync(data, dev, n * sizeof(double), cudaMemcpyDeviceToHost, comm_stream_));
     complete(stream_, r, "allreduce of host values");
   }
 
   void broadcast(void* data, size_t bytes, int root) override {
     NcclRequest r;
     enqueue_after(stream_, r);
-    settle(ncclBroadcast(data, data, bytes, ncclUint8, root, comm_, comm_stream_),
-           "ncclBroadcast");
+    settle(ncclBroadcast(data, data, bytes, ncclUint8, root, comm_, comm_stream_), "ncclBroadcast");
     complete(stream_, r, "broadcast");
   }
 

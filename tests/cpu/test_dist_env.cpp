@@ -76,10 +76,10 @@ TEST(DistEnv, MpirunWinsOverSlurmVariablesOfTheAllocation) {
 }
 
 TEST(DistEnv, InconsistentVariablesNameTheVariable) {
-  EXPECT_NE(error_of({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"},
-                      {"MASTER_PORT", "1"}})
-                .find("RANK=2 but WORLD_SIZE=2"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of({{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "1"}})
+          .find("RANK=2 but WORLD_SIZE=2"),
+      std::string::npos);
   EXPECT_NE(error_of({{"SLURM_PROCID", "x1"}, {"SLURM_NTASKS", "2"}}).find("SLURM_PROCID='x1'"),
             std::string::npos);
   EXPECT_NE(error_of({{"OMPI_COMM_WORLD_RANK", "0"}}).find("OMPI_COMM_WORLD_SIZE is missing"),

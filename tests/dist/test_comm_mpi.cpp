@@ -112,8 +112,7 @@ TEST(CommMpi, GradientSyncAveragesEveryBucket) {
     // Average over ranks of (r + 1) * x = (W + 1) / 2 * x.
     for (size_t k = 0; k < m.ps.size(); ++k)
       for (int64_t i = 0; i < m.ps[k].grad.numel(); ++i)
-        ASSERT_EQ(m.ps[k].grad.f32()[i],
-                  float(W * (W + 1) / 2) * float(i % 5 + int(k)) / float(W))
+        ASSERT_EQ(m.ps[k].grad.f32()[i], float(W * (W + 1) / 2) * float(i % 5 + int(k)) / float(W))
             << "param " << k << " element " << i << " step " << step;
   }
 }
