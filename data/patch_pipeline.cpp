@@ -485,7 +485,8 @@ void HostPatchPipeline::seek(uint32_t epoch, int64_t patch) {
   // dropped. Anything else restarts the workers at g.
   if (!threads_.empty() && g > next_g_ && g - next_g_ <= 4 * int64_t(prefetch_)) {
     const size_t value_bytes = spec_.out_type == kOutBF16 ? 2 : 4;
-    std::vector<uint8_t> image(size_t(voxels_) * value_bytes), label(size_t(voxels_));
+    std::vector<uint8_t> image(size_t(voxels_) * value_bytes);
+    std::vector<uint8_t> label(static_cast<size_t>(voxels_));
     while (next_g_ < g) next(1, image.data(), label.data());
     return;
   }
