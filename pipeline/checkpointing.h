@@ -4,7 +4,8 @@
 // training progress below; the optimiser state goes to the companion "<stem>.optim" file.
 //
 // Determinism and resume: the only randomness is the network init (train.seed) and the batch
-// stream, whose every draw is Philox keyed by (train.seed, epoch, rank, patch index)
+// stream, whose every draw is Philox keyed by (train.seed, epoch, patch index; data-parallel
+// ranks share the rank-0 stream and take slices of it, batch_source.h)
 // (batch_source.h, data/patch_pipeline.h). So (epoch, steps done in it) is the whole RNG state:
 // --resume seeks the stream to the next patch, and the resumed run continues the interrupted
 // one's loss curve exactly (same device).
