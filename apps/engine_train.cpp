@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "cuseg/pipeline/config.h"
+#include "cuseg/pipeline/previews.h"
 #include "cuseg/pipeline/trainer.h"
 
 namespace {
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "engine_train: train the cuseg 3-D U-Net (liver + liver tumour CT segmentation).\n"
       "Writes RUN_DIR/{config.yaml, train.log, metrics.jsonl, curves.svg, previews/, "
+      "best_<case>.gif (slice-by-slice preview of a validation case at each new best), "
       "last.safetensors, best.safetensors, splits.json}. Ctrl-C saves a checkpoint; "
       "--resume continues it.\n"
       "Example: engine_train -c configs/demo.yaml -o runs/demo"};
@@ -76,6 +78,12 @@ int main(int argc, char** argv) {
                  "--resume -o RUN_DIR\n");
     return 2;
   }
+#if CUSEG_HAVE_GIF
+  // Each new best checkpoint: the slice-by-slice GIF of the first validation case.
+  opt.hooks.on_best_checkpoint = [](const cuseg::BestCheckpoint& b) {
+    cuseg::write_best_preview_gif(b);
+  };
+#endif
   opt.stop = &g_stop;
   std::signal(SIGINT, on_sigint);
   std::signal(SIGTERM, on_sigint);

@@ -26,8 +26,8 @@ __global__ void softmax_mirror_accumulate_kernel(Vol logits, Vol acc, int axes, 
     const int64_t r = i % dhw;
     const int x = int(r % logits.w), y = int(r / logits.w % logits.h),
               z = int(r / (int64_t(logits.w) * logits.h));
-    softmax_add(logits.at(n, 0) + mirror_offset(z, y, x, logits.d, logits.h, logits.w, axes),
-                dhw, logits.c, scale, acc.at(n, 0) + r, dhw);
+    softmax_add(logits.at(n, 0) + mirror_offset(z, y, x, logits.d, logits.h, logits.w, axes), dhw,
+                logits.c, scale, acc.at(n, 0) + r, dhw);
   }
 }
 
@@ -45,7 +45,7 @@ void softmax_mirror_accumulate_cuda(const Vol& logits, const Vol& acc, int axes,
   const int64_t total = int64_t(logits.n) * logits.spatial();
   if (total == 0) return;
   softmax_mirror_accumulate_kernel<<<grid_for(total), kThreads, 0, cu(s)>>>(logits, acc, axes,
-                                                                           scale, total);
+                                                                            scale, total);
   CUSEG_LAUNCH_CHECK();
 }
 

@@ -13,8 +13,7 @@ void mirror_cpu(const Vol& in, const Vol& out, int axes) {
       for (int z = 0; z < in.d; ++z)
         for (int y = 0; y < in.h; ++y)
           for (int x = 0; x < in.w; ++x)
-            dst[lin3(z, y, x, in.h, in.w)] =
-                src[mirror_offset(z, y, x, in.d, in.h, in.w, axes)];
+            dst[lin3(z, y, x, in.h, in.w)] = src[mirror_offset(z, y, x, in.d, in.h, in.w, axes)];
     }
 }
 

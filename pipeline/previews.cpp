@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "cuseg/pipeline/animation.h"
 #include "cuseg/pipeline/report.h"
 #include "cuseg/pipeline/train_log.h"
 
@@ -25,6 +26,15 @@ std::string write_epoch_preview(const RunConfig& cfg, const Preprocessed& p,
   const std::string path =
       (fs::path(previews_dir) / fmt("epoch_%03d_%s_z%d.png", epoch, case_id.c_str(), k)).string();
   write_png(panel, path);
+  return path;
+}
+
+std::string write_best_preview_gif(const BestCheckpoint& b) {
+  const std::string path = (fs::path(b.run_dir) / ("best_" + b.case_id + ".gif")).string();
+  // The animation shows RAS volumes; the model grid is in cfg.orientation (RAS by default).
+  data::Reorientation r = data::plan_reorientation(b.volume.image.geo, "RAS");
+  write_overlay_gif(data::reorient(b.volume.image, r), data::reorient(b.prediction, r),
+                    b.cfg.rescale_lo, b.cfg.rescale_hi, path);
   return path;
 }
 

@@ -4,12 +4,15 @@
 //
 // Pictures made when the best checkpoint changes belong to the on_best_checkpoint step of the
 // trainer (trainer.h, TrainHooks; run_training calls it right after best.safetensors is
-// written), so they always show the weights in best.safetensors.
+// written), so they always show the weights in best.safetensors: write_best_preview_gif, the
+// slice-by-slice GIF of engine_infer --preview x.gif (pipeline/animation.h) for the first
+// validation case, RUN_DIR/best_<case>.gif, rewritten at each new best.
 #pragma once
 #include <string>
 
 #include "cuseg/pipeline/config.h"
 #include "cuseg/pipeline/inference.h"
+#include "cuseg/pipeline/trainer.h"
 
 namespace cuseg {
 
@@ -17,5 +20,9 @@ namespace cuseg {
 std::string write_epoch_preview(const RunConfig& cfg, const Preprocessed& volume,
                                 const std::string& case_id, const data::LabelMap& prediction,
                                 int epoch, const std::string& previews_dir);
+
+// Every axial slice of b.volume (model grid, normalised intensities shown over the rescale
+// range) with b.prediction overlaid, as one GIF RUN_DIR/best_<case>.gif; returns the path.
+std::string write_best_preview_gif(const BestCheckpoint& b);
 
 }  // namespace cuseg

@@ -46,6 +46,11 @@ OpenedRun open_run_folder(const std::string& run_dir, const std::string& config_
           "best.optim.safetensors", "metrics.jsonl", "train.log", "splits.json", "curves.svg"})
       fs::remove(run.file(f), ec);
     fs::remove_all(run.previews(), ec);
+    for (const auto& e : fs::directory_iterator(run.dir, ec)) {  // best_<case>.gif
+      const std::string n = e.path().filename().string();
+      if (n.rfind("best_", 0) == 0 && n.size() > 4 && n.compare(n.size() - 4, 4, ".gif") == 0)
+        fs::remove(e.path(), ec);
+    }
   }
   if (writer) write_text_atomic(run.config_yaml(), r.cfg.resolved_yaml);
   return r;

@@ -5,7 +5,8 @@
 // RUN_DIR holds: config.yaml (the resolved config), train.log (appended by every session),
 // metrics.jsonl (one JSON record per logged step and per epoch), curves.svg, splits.json,
 // previews/ (PNG per epoch), last.safetensors + last.optim.safetensors (weights and optimiser
-// state at the last epoch end or interruption), best.safetensors (lowest validation loss).
+// state at the last epoch end or interruption), best.safetensors (lowest validation loss),
+// best_<case>.gif (engine_train's best-checkpoint animation, previews.h).
 #pragma once
 #include <string>
 #include <vector>

@@ -214,7 +214,13 @@ void record_epoch(Run& r, const EpochOutcome& e, ValidationResult& v, double val
   save_training_checkpoint(r.folder.last(), cfg, r.ctx.device(), r.net, &r.adam, p);
   if (improved) {
     save_training_checkpoint(r.folder.best(), cfg, r.ctx.device(), r.net, nullptr, p);
-    if (r.opt.hooks.on_best_checkpoint) r.opt.hooks.on_best_checkpoint(epoch + 1, r.folder.best());
+    if (r.opt.hooks.on_best_checkpoint) {
+      if (v.first_prediction.v.empty())
+        v.first_prediction = predict_preprocessed(r.net, r.ctx, cfg, r.val.volumes[0]);
+      const std::string best = r.folder.best();
+      r.opt.hooks.on_best_checkpoint(BestCheckpoint{
+          epoch + 1, best, r.folder.dir, cfg, r.val.volumes[0], r.val.ids[0], v.first_prediction});
+    }
   }
   const double peak = to_mib(memory_pool(r.ctx.device()).stats().peak);
   const double train_loss = e.steps ? e.loss_sum / double(e.steps) : NAN;

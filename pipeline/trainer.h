@@ -21,10 +21,24 @@
 #include <string>
 #include <vector>
 
+#include "cuseg/data/image.h"
 #include "cuseg/engine/context.h"
 #include "cuseg/engine/param.h"
+#include "cuseg/pipeline/config.h"
+#include "cuseg/pipeline/inference.h"
 
 namespace cuseg {
+
+// What TrainHooks::on_best_checkpoint is given (references valid during the call only).
+struct BestCheckpoint {
+  int epoch;                // 1-based epoch whose weights best.safetensors now holds
+  const std::string& path;  // best.safetensors
+  const std::string& run_dir;
+  const RunConfig& cfg;
+  const Preprocessed& volume;  // the first validation case, on the model grid
+  const std::string& case_id;
+  const data::LabelMap& prediction;  // its prediction by those weights
+};
 
 // Extension points for code that drives training. Every hook is optional.
 struct TrainHooks {
@@ -32,10 +46,9 @@ struct TrainHooks {
   // gradients in params[i]->grad (on the training device). Distributed training averages the
   // gradients across ranks here (all-reduce, then divide by the number of ranks).
   std::function<void(Context& ctx, const std::vector<Param*>& params)> after_backward;
-  // Runs right after best.safetensors was written (the validation loss improved), with the
-  // 1-based epoch and the file's path: pictures of the best model (e.g. an animated preview)
-  // go here.
-  std::function<void(int epoch, const std::string& best_checkpoint)> on_best_checkpoint;
+  // Runs right after best.safetensors was written (the validation loss improved): pictures of
+  // the best model go here (engine_train installs write_best_preview_gif, previews.h).
+  std::function<void(const BestCheckpoint& best)> on_best_checkpoint;
 };
 
 struct TrainOptions {

@@ -59,7 +59,8 @@ TEST(Mirror, SoftmaxAccumulateAveragesTheFlippedBackProbabilities) {
             std::vector<double> e(C);
             double s = 0;
             for (int c = 0; c < C; ++c)
-              s += e[size_t(c)] = std::exp(double(logits[axes].vol().at(n, c)[lin3(sd, sh, sw, H, W)]));
+              s += e[size_t(c)] =
+                  std::exp(double(logits[axes].vol().at(n, c)[lin3(sd, sh, sw, H, W)]));
             for (int c = 0; c < C; ++c) want[size_t(c)] += e[size_t(c)] / s / 8.0;
           }
           double total = 0;

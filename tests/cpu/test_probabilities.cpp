@@ -4,8 +4,8 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "cuseg/core/check.h"
@@ -108,7 +108,8 @@ TEST(Probabilities, InverseWithResamplingIsLinearAndKeepsTheSum) {
   std::array<double, 3> dir{w1[0] - w0[0], w1[1] - w0[1], w1[2] - w0[2]};
   const double len2 = dir[0] * dir[0] + dir[1] * dir[1] + dir[2] * dir[2];
   auto ramp = [&](const std::array<double, 3>& w) {
-    const double t = ((w[0] - w0[0]) * dir[0] + (w[1] - w0[1]) * dir[1] + (w[2] - w0[2]) * dir[2]) / len2;
+    const double t =
+        ((w[0] - w0[0]) * dir[0] + (w[1] - w0[1]) * dir[1] + (w[2] - w0[2]) * dir[2]) / len2;
     return 0.2 + 0.6 * t;  // in [0.2, 0.8] over the model grid
   };
   std::vector<data::Image> p(3, data::Image::make(mg, 0.f));

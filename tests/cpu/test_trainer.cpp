@@ -100,12 +100,16 @@ TEST(TrainHooks, OnBestCheckpointRunsWhenBestChanges) {
   opt.run_dir = (dir / "run").string();
   opt.overrides = {"train.device=cpu", "train.epochs=3"};
   std::vector<int> best_epochs;
-  opt.hooks.on_best_checkpoint = [&](int epoch, const std::string& path) {
-    best_epochs.push_back(epoch);
+  opt.hooks.on_best_checkpoint = [&](const BestCheckpoint& b) {
+    best_epochs.push_back(b.epoch);
     // The hook sees the file it is told about, already holding this epoch's weights.
     Metadata meta;
-    read_safetensors(path, &meta);
-    EXPECT_EQ(meta.at("cuseg.epoch"), std::to_string(epoch));
+    read_safetensors(b.path, &meta);
+    EXPECT_EQ(meta.at("cuseg.epoch"), std::to_string(b.epoch));
+    // ... and the first validation case with a prediction on its grid.
+    EXPECT_EQ(b.prediction.geo.size, b.volume.image.geo.size);
+    EXPECT_FALSE(b.case_id.empty());
+    EXPECT_EQ(b.run_dir, opt.run_dir);
   };
   ASSERT_EQ(run_training(opt), 0);
   std::vector<int> expected;

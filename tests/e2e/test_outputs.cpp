@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "cuseg/data/dicom_seg.h"
 #include "cuseg/data/image.h"
@@ -156,6 +157,22 @@ TEST_F(Outputs, GifPreviewHasEverySliceAndStatsMatchTheMask) {
   if (border(2, 2)) incomplete.push_back("tumour");
   EXPECT_EQ(s["touches_border"].get<std::vector<std::string>>(), incomplete);
   EXPECT_EQ(r.out.find("touches the image border") != std::string::npos, !incomplete.empty());
+}
+
+// engine_train writes the slice-by-slice GIF of the first validation case whenever the best
+// checkpoint changes: RUN_DIR/best_<case>.gif, every slice of the (48x48x24) phantom.
+TEST_F(Outputs, TrainingWritesTheBestCheckpointGif) {
+  CUSEG_REQUIRE_FILE_IO();
+  if (!CUSEG_HAVE_GIF) GTEST_SKIP() << "built without giflib";
+  ASSERT_TRUE(trained_ok_);
+  std::vector<fs::path> gifs;
+  for (const auto& e : fs::directory_iterator(kWork / "run"))
+    if (e.path().extension() == ".gif") gifs.push_back(e.path());
+  ASSERT_EQ(gifs.size(), 1u);
+  EXPECT_EQ(gifs[0].filename().string().rfind("best_liver_", 0), 0u) << gifs[0];
+  const DecodedGif g = read_gif(gifs[0].string());
+  EXPECT_EQ(g.frames.size(), 24u);
+  EXPECT_TRUE(g.loops);
 }
 
 TEST_F(Outputs, BadPreviewNameIsAClearError) {
