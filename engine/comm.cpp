@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <unordered_map>
 
 #include "cuseg/core/check.h"
+#include "cuseg/core/clock.h"
 #include "cuseg/engine/comm_impl.h"
 #include "cuseg/engine/tensor.h"
 #if CUSEG_HAVE_CUDA
@@ -15,6 +17,15 @@
 #endif
 
 namespace cuseg {
+
+std::string collective_timeout_message(const char* what, double timeout_s) {
+  char b[256];
+  std::snprintf(b, sizeof b,
+                "%s did not complete within %.0f s (dist.timeout_s): another rank died, hangs or "
+                "was stopped",
+                what, timeout_s);
+  return b;
+}
 
 std::vector<std::string> comm_backends() {
   std::vector<std::string> b;
@@ -151,7 +162,7 @@ void GradientSync::mark_ready(Context& ctx, const Param* p) {
 }
 
 void GradientSync::finish(Context& ctx) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const double t0 = now_s();
   for (auto& b : buckets_)
     if (!b->launched) launch(ctx, *b);
   for (auto& b : buckets_) {
@@ -163,7 +174,7 @@ void GradientSync::finish(Context& ctx) {
       copy_in_stream(ctx, p->grad.raw(), flat + b->offsets[k], p->grad.nbytes());
     }
   }
-  finish_wait_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  finish_wait_s_ = now_s() - t0;
 }
 
 // ---------------------------------------------------------------- parameters

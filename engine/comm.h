@@ -71,6 +71,9 @@ class Communicator {
 // > 1; world size 1 is accepted (a single GPU exercising NCCL in tests and benchmarks).
 std::unique_ptr<Communicator> make_communicator(Context& ctx, const DistEnv& env,
                                                 const CommOptions& opt = {});
+// "<what> did not complete within T s (dist.timeout_s): another rank died, hangs or was
+// stopped": the message every backend gives when a collective times out.
+std::string collective_timeout_message(const char* what, double timeout_s);
 // Which backends this build has ("mpi", "nccl").
 std::vector<std::string> comm_backends();
 

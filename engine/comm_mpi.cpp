@@ -158,12 +158,7 @@ class MpiCommunicator final : public Communicator {
       check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "MPI_Test");
       if (done) return;
       if (Clock::now() > deadline) {
-        char b[256];
-        std::snprintf(b, sizeof b,
-                      "%s did not complete within %.0f s (dist.timeout_s): another rank died, "
-                      "hangs or was stopped",
-                      what, opt_.timeout_s);
-        abort(b);
+        abort(collective_timeout_message(what, opt_.timeout_s));
       }
       // Spin briefly (collectives of a training step complete in micro- to milliseconds),
       // then yield the core: ranks oversubscribe the CPU cores when testing on one machine.

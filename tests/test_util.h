@@ -1,7 +1,10 @@
 // Helpers shared by the test files (tests/ is on every test's include path).
 #pragma once
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <random>
@@ -51,3 +54,24 @@ inline cuseg::Tensor uniform_tensor(const cuseg::Shape& s, std::mt19937& rng, fl
   do {                                                                \
     if (!::cuseg::cuda_available()) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
+
+// Runs a shell command (tests only: the apps as a user runs them) and captures stdout + stderr.
+// rc: the exit status, or 128 + the signal that ended the shell.
+struct CommandResult {
+  int rc = -1;
+  std::string out;
+  double seconds = 0;
+};
+inline CommandResult run_command(const std::string& cmd) {
+  CommandResult r;
+  const auto t0 = std::chrono::steady_clock::now();
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}

@@ -247,12 +247,7 @@ class NcclCommunicator final : public Communicator {
       if (async != ncclSuccess && async != ncclInProgress)
         abort(std::string(what) + ": NCCL reported " + error_text(async));
       if (Clock::now() > deadline) {
-        char b[256];
-        std::snprintf(b, sizeof b,
-                      "%s did not complete within %.0f s (dist.timeout_s): another rank died, "
-                      "hangs or was stopped",
-                      what, opt_.timeout_s);
-        abort(b);
+        abort(collective_timeout_message(what, opt_.timeout_s));
       }
       if (++spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
     }

@@ -18,6 +18,7 @@
 
 #include "cuseg/data/image.h"
 #include "cuseg/pipeline/report.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -31,21 +32,9 @@ const std::string kData = CUSEG_TEST_DATA_DIR;
 // works (and trains its tiny model, ~1 s) in its own folder.
 const fs::path kWork = fs::path(CUSEG_BINARY_DIR) / "e2e_work" / ("pid" + std::to_string(getpid()));
 
-struct Result {
-  int rc = -1;
-  std::string out;  // stdout + stderr
-};
-
+using Result = CommandResult;
 Result run(const std::string& cmd) {
-  Result r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return run_command(cmd);
 }
 
 // Tiny phantom run: 6 cases 48x48x24 (5 train / 1 val), 16^3 patches, a 2-level net.

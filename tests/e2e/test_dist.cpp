@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cuseg/engine/checkpoint.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -30,24 +31,9 @@ const std::string kTrain = CUSEG_BINARY_DIR "/apps/engine_train";
 const fs::path kWork =
     fs::path(CUSEG_BINARY_DIR) / "e2e_work" / ("dist_pid" + std::to_string(getpid()));
 
-struct Result {
-  int rc = -1;
-  std::string out;
-  double seconds = 0;
-};
-
+using Result = CommandResult;
 Result run(const std::string& cmd) {
-  Result r;
-  const auto t0 = std::chrono::steady_clock::now();
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return r;
+  return run_command(cmd);
 }
 
 std::string mpirun(int ranks) {
