@@ -224,7 +224,8 @@ void grid_aggregate_cases(const oc::GridCase& gc) {
   std::vector<int> starts = gc.grid_starts();
   starts.resize(size_t(3 * np));
   for (AggregateMode mode : oc::grid_aggregate().modes) {
-    const GridAggregateParams gp{mode, gc.overlap, gc.overlap, gc.overlap};
+    const GridAggregateParams gp =
+        grid_aggregate_params(mode, gc.overlap, gc.overlap, gc.overlap, gc.pd, gc.ph, gc.pw);
     cases().push_back({std::string("grid_aggregate_") + oc::GridSpec::mode_name(mode) + "/" +
                            gc.label + "_" + dims(ps) + "_into_" + dims(ss),
                        0, gc.bytes(np), false, [=](Context& ctx) -> Op {

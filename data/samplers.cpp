@@ -200,7 +200,8 @@ void GridAggregator::add(const float* patches, int n, const Index3* ini) {
       const_cast<float*>(patches), n, channels_, patch_[2], patch_[1], patch_[0], pvol * channels_};
   Vol vs{sum_.data(), 1, channels_, geo_.size[2], geo_.size[1], geo_.size[0], int64_t(sum_.size())};
   Vol vw{weight_.data(), 1, 1, geo_.size[2], geo_.size[1], geo_.size[0], int64_t(weight_.size())};
-  GridAggregateParams p{mode_, overlap_[2], overlap_[1], overlap_[0]};
+  const GridAggregateParams p = grid_aggregate_params(mode_, overlap_[2], overlap_[1], overlap_[0],
+                                                      patch_[2], patch_[1], patch_[0]);
   grid_aggregate_cpu(vp, starts.data(), vs, vw, p);
 }
 

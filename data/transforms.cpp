@@ -92,6 +92,15 @@ Volume<T> resample_affine(const Volume<T>& in, const Geometry& out_geo, const M3
 }  // namespace
 
 // ---------------------------------------------------------------- CropOrPad
+Geometry crop_or_pad_geometry(const Geometry& in, const std::array<int, 3>& target) {
+  Geometry g = in;
+  g.size = target;
+  g.origin =
+      in.world(crop_or_pad_offset(in.size[0], target[0]), crop_or_pad_offset(in.size[1], target[1]),
+               crop_or_pad_offset(in.size[2], target[2]));
+  return g;
+}
+
 template <class T>
 Volume<T> crop_or_pad(const Volume<T>& in, const std::array<int, 3>& target, T pad_value) {
   for (int a = 0; a < 3; ++a)
@@ -100,9 +109,7 @@ Volume<T> crop_or_pad(const Volume<T>& in, const std::array<int, 3>& target, T p
   const auto& s = in.geo.size;
   const int off[3] = {crop_or_pad_offset(s[0], target[0]), crop_or_pad_offset(s[1], target[1]),
                       crop_or_pad_offset(s[2], target[2])};
-  Geometry g = in.geo;
-  g.size = target;
-  g.origin = in.geo.world(off[0], off[1], off[2]);
+  const Geometry g = crop_or_pad_geometry(in.geo, target);
   Volume<T> out;
   out.geo = g;
   out.v.resize(size_t(g.numel()));

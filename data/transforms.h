@@ -16,6 +16,8 @@ namespace data {
 // padded) voxel; spacing and direction are unchanged. Index maths: kernels/crop_or_pad.h.
 template <class T>
 Volume<T> crop_or_pad(const Volume<T>& in, const std::array<int, 3>& target, T pad_value = T(0));
+// The geometry crop_or_pad gives a volume of geometry `g` (target size, origin moved).
+Geometry crop_or_pad_geometry(const Geometry& g, const std::array<int, 3>& target);
 // Inverse for inference: back to `original` (the input geometry of the forward call); kept
 // voxels return to where they came from, cropped-away regions get pad_value, and the geometry
 // is restored verbatim.

@@ -50,6 +50,7 @@ enum class OpId : int {
   RescaleIntensity,
   AffinePatchPresence,
   AffinePatch,
+  Minmax,
   Count
 };
 constexpr int kOpCount = int(OpId::Count);

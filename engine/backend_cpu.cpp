@@ -116,6 +116,12 @@ void affine_patch(Context&, const op::AffinePatch& a) {
   affine_patch_cpu(a.visit, a.job);
 }
 
+std::pair<float, float> minmax(Context&, const op::Minmax& a) {
+  float r[2];
+  minmax_cpu(a.x.f32(), a.x.numel(), r);
+  return {r[0], r[1]};
+}
+
 Backend make_cpu_backend() {
   Backend b(Device::CPU, "cpu");
   b.add<op::Conv3dForward>(conv3d_forward);
@@ -138,6 +144,7 @@ Backend make_cpu_backend() {
   b.add<op::RescaleIntensity>(rescale_intensity);
   b.add<op::AffinePatchPresence>(affine_patch_presence);
   b.add<op::AffinePatch>(affine_patch);
+  b.add<op::Minmax>(minmax);
   return b;
 }
 

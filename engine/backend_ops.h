@@ -9,6 +9,7 @@
 // headers in kernels/. 5-D tensors are NCDHW float32; any of them may be a channel slice.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "cuseg/engine/backend.h"
@@ -160,6 +161,15 @@ struct AffinePatch {
   CUSEG_OP_HEADER(AffinePatch, "affine_patch", void);
   const PatchVisit& visit;
   const PatchJob& job;
+};
+
+// (min, max) of a contiguous float32 tensor, NaN skipped (kernels/rescale_intensity.h: the
+// RescaleIntensity cut-offs for percentiles (0, 100)). Returned to the host: on CUDA the
+// reduction runs on the device and only the two floats come back.
+using MinmaxResult = std::pair<float, float>;  // (min, max); a name: the macro splits at commas
+struct Minmax {
+  CUSEG_OP_HEADER(Minmax, "minmax", MinmaxResult);
+  const Tensor& x;
 };
 
 #undef CUSEG_OP_HEADER

@@ -278,6 +278,13 @@ void AffinePatch::check(const Context&) const {
               "affine_patch: unknown output type " << job.out_type);
 }
 
+void Minmax::check(const Context& ctx) const {
+  same_device(ctx, {&x});
+  CUSEG_CHECK(x.dtype() == DType::F32 && x.is_contiguous() && x.numel() > 0,
+              "minmax: " << shape_str(x.shape()) << " (" << dtype_name(x.dtype())
+                         << ") (expected a non-empty contiguous float32 tensor)");
+}
+
 }  // namespace op
 
 // ---------------------------------------------------------------- public functions
@@ -381,6 +388,10 @@ void affine_patch_presence(Context& ctx, const PatchVisit& v, uint8_t* present, 
 
 void affine_patch(Context& ctx, const PatchVisit& v, const PatchJob& job) {
   run_op(ctx, op::AffinePatch{v, job});
+}
+
+std::pair<float, float> minmax(Context& ctx, const Tensor& x) {
+  return run_op(ctx, op::Minmax{x});
 }
 
 }  // namespace cuseg

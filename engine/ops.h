@@ -7,6 +7,7 @@
 // with Tensor::zero(). Activations are 5-D NCDHW float32; any of them may be a channel
 // slice (batch-strided view) of a wider tensor, which is how concat is zero-copy.
 #pragma once
+#include <utility>
 #include <vector>
 
 #include "cuseg/engine/context.h"
@@ -84,6 +85,9 @@ void grid_aggregate_finalize(Context& ctx, const Tensor& sum, const Tensor& weig
 // out = clip(in, in_min, in_max) mapped linearly to [out_min, out_max] (kernels/
 // rescale_intensity.h); contiguous float32 tensors of equal size, out may be in.
 void rescale_intensity(Context& ctx, const Tensor& in, const Tensor& out, const RescaleParams& p);
+// (min, max) of a non-empty contiguous float32 tensor, NaN skipped (the RescaleIntensity
+// cut-offs for percentiles (0, 100)); on CUDA only the two floats come back (8 bytes).
+std::pair<float, float> minmax(Context& ctx, const Tensor& x);
 
 // Training patches (kernels/affine_patch.h; data/patch_pipeline.h builds the arguments). The
 // visit's volume and every output live in the context's device memory; on CUDA both run on

@@ -340,6 +340,32 @@ void Tensor::copy_from(const Tensor& src) {
 #endif
 }
 
+void Tensor::copy_from_host(const void* src, size_t bytes) {
+  CUSEG_CHECK(is_contiguous() && bytes == nbytes(),
+              "copy_from_host: " << bytes << " bytes into a " << (is_contiguous() ? "" : "strided ")
+                                 << "tensor of " << nbytes());
+  if (device_ == Device::CPU) {
+    std::memcpy(raw(), src, bytes);
+    return;
+  }
+#if CUSEG_HAVE_CUDA
+  cuda_copy_2d(raw(), bytes, src, bytes, bytes, 1, true, false);
+#endif
+}
+
+void Tensor::copy_to_host(void* dst, size_t bytes) const {
+  CUSEG_CHECK(is_contiguous() && bytes == nbytes(),
+              "copy_to_host: " << bytes << " bytes from a " << (is_contiguous() ? "" : "strided ")
+                               << "tensor of " << nbytes());
+  if (device_ == Device::CPU) {
+    std::memcpy(dst, raw(), bytes);
+    return;
+  }
+#if CUSEG_HAVE_CUDA
+  cuda_copy_2d(dst, bytes, raw(), bytes, bytes, 1, false, true);
+#endif
+}
+
 Tensor Tensor::to(Device dev) const {
   // A dense non-packed layout (channels-last) keeps its strides; anything else becomes packed.
   Tensor t = (!is_contiguous() && is_dense()) ? empty_strided(shape_, strides_, dtype_, dev)

@@ -113,6 +113,10 @@ class Tensor {
   // Copies (contiguous or batch-strided, or dense with equal strides) between any devices;
   // shapes must match.
   void copy_from(const Tensor& src);
+  // Whole contiguous tensor from / to plain host memory of nbytes() bytes (a memcpy on the
+  // CPU, one host <-> device copy on CUDA, counted in transfer_stats()).
+  void copy_from_host(const void* src, size_t bytes);
+  void copy_to_host(void* dst, size_t bytes) const;
   Tensor to(Device dev) const;
   Tensor clone() const { return to(device_); }
   void zero();

@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include "cuseg/core/check.h"
+#include "cuseg/core/transfer_stats.h"
 #include "cuseg/kernels/cross_entropy.h"
 #include "cuseg/kernels/cuda_launch.cuh"
 
@@ -125,6 +126,7 @@ bool label_histogram_cuda(const uint8_t* labels, int64_t n, int K, int64_t* coun
   }
   unsigned long long host[256];
   CUDA_CHECK(cudaMemcpyAsync(host, h, sizeof(host), cudaMemcpyDeviceToHost, cu(s)));
+  count_transfer(TransferDirection::DeviceToHost, sizeof(host));
   CUDA_CHECK(cudaStreamSynchronize(cu(s)));
   for (int k = 0; k < K; ++k) counts[k] = int64_t(host[k]);
   for (int v = K; v < 256; ++v)
@@ -153,6 +155,7 @@ double cross_entropy_cuda(const CeArgs& a, void* workspace, size_t workspace_byt
   CUSEG_LAUNCH_CHECK();
   double host = 0;
   CUDA_CHECK(cudaMemcpyAsync(&host, total, sizeof(double), cudaMemcpyDeviceToHost, cu(s)));
+  count_transfer(TransferDirection::DeviceToHost, sizeof(double));
   CUDA_CHECK(cudaStreamSynchronize(cu(s)));  // the one read-back of the training step's loss
   return host;
 }
@@ -174,6 +177,7 @@ double cross_entropy_cl_cuda(const CeArgsCL& a, void* workspace, size_t workspac
   CUSEG_LAUNCH_CHECK();
   double host = 0;
   CUDA_CHECK(cudaMemcpyAsync(&host, total, sizeof(double), cudaMemcpyDeviceToHost, cu(s)));
+  count_transfer(TransferDirection::DeviceToHost, sizeof(double));
   CUDA_CHECK(cudaStreamSynchronize(cu(s)));
   return host;
 }

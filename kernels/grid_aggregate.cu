@@ -1,5 +1,5 @@
 // CUDA twin of kernels/grid_aggregate_cpu.cpp: accumulate patch outputs into a volume
-// (crop / average / hann), then normalise.
+// (crop / average / hann / gaussian), then normalise.
 //
 // Patches are applied in the order given, one launch per patch, all on one stream: within a
 // patch every destination voxel is written by exactly one thread, and launches on a stream
@@ -7,9 +7,12 @@
 // and hann modes are the CPU's (deterministic, no atomics). Patch origins are read on the
 // device (starts_device); the host only needs the patch extent to size each launch. The
 // products and sums use __fmul_rn / __fadd_rn so nvcc cannot contract them into FMAs: crop
-// and average are then bit-identical to the CPU; hann weights come from a double cos()
-// rounded to float on both sides (CUDA's cos is within 2 ulp in double, so the floats agree
-// except in rare rounding ties).
+// and average are then bit-identical to the CPU. The weights come from the shared
+// grid_patch_weight() (products only, nothing to contract): hann from a double cos() rounded to
+// float (CUDA's cos is within 2 ulp in double, so the floats agree except in rare rounding
+// ties), gaussian from a double exp() rounded to float, then to float16 (CUDA's exp is within
+// 1 ulp in double; the float16 rounding makes a difference vanishingly rare, and the parity
+// test checks that its shapes have none).
 #include "cuseg/core/check.h"
 #include "cuseg/kernels/cuda_launch.cuh"
 #include "cuseg/kernels/grid_aggregate.h"
@@ -39,9 +42,7 @@ __global__ void grid_aggregate_patch_kernel(Vol patches, int q, const int* __res
     const int x = int(i % pw), y = int((i / pw) % ph), z = int(i / (int64_t(pw) * ph));
     if (z < lo0 || z >= hi0 || y < lo1 || y >= hi1 || x < lo2 || x >= hi2) continue;
     const int64_t dst = lin3(z0 + z, y0 + y, x0 + x, sum.h, sum.w);
-    float w = 1.f;
-    if (p.mode == AggregateMode::Hann)
-      w = __fmul_rn(__fmul_rn(hann_weight(x, pw), hann_weight(y, ph)), hann_weight(z, pd));
+    const float w = grid_patch_weight(p, x, y, z, pw, ph, pd);
     for (int c = 0; c < sum.c; ++c) {
       const float v = patches.at(q, c)[i];
       float* s = sum.at(0, c) + dst;
@@ -71,6 +72,8 @@ void grid_aggregate_cuda(const Vol& patches, const int* starts_device, const Vol
               "grid_aggregate: weight and sum volumes differ");
   CUSEG_CHECK(patches.d <= sum.d && patches.h <= sum.h && patches.w <= sum.w,
               "grid_aggregate: patch larger than the volume");
+  CUSEG_CHECK(p.mode != AggregateMode::Gaussian || p.gaussian_floor > 0.f,
+              "grid_aggregate: Gaussian mode needs gaussian_floor (grid_aggregate_params)");
   const int64_t total = patches.spatial();
   if (total == 0) return;
   for (int q = 0; q < patches.n; ++q) {

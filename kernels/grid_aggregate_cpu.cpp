@@ -4,6 +4,29 @@
 
 namespace cuseg {
 
+float gaussian_weight_floor(int pd, int ph, int pw) {
+  float floor = 0.f;
+  for (int z = 0; z < pd; ++z)
+    for (int y = 0; y < ph; ++y)
+      for (int x = 0; x < pw; ++x) {
+        const float w = gaussian_weight_unclamped(x, y, z, pw, ph, pd);
+        if (w > 0.f && (floor == 0.f || w < floor)) floor = w;
+      }
+  // The centre weighs 10: a patch always has a non-zero weight.
+  return floor;
+}
+
+GridAggregateParams grid_aggregate_params(AggregateMode mode, int overlap_d, int overlap_h,
+                                          int overlap_w, int pd, int ph, int pw) {
+  GridAggregateParams p;
+  p.mode = mode;
+  p.overlap_d = overlap_d;
+  p.overlap_h = overlap_h;
+  p.overlap_w = overlap_w;
+  if (mode == AggregateMode::Gaussian) p.gaussian_floor = gaussian_weight_floor(pd, ph, pw);
+  return p;
+}
+
 void grid_aggregate_cpu(const Vol& patches, const int* starts, const Vol& sum, const Vol& weight,
                         const GridAggregateParams& p) {
   CUSEG_CHECK(sum.n == 1 && weight.n == 1 && weight.c == 1 && patches.c == sum.c,
@@ -13,6 +36,8 @@ void grid_aggregate_cpu(const Vol& patches, const int* starts, const Vol& sum, c
   CUSEG_CHECK(weight.d == sum.d && weight.h == sum.h && weight.w == sum.w,
               "grid_aggregate: weight and sum volumes differ");
   const int pd = patches.d, ph = patches.h, pw = patches.w;
+  CUSEG_CHECK(p.mode != AggregateMode::Gaussian || p.gaussian_floor > 0.f,
+              "grid_aggregate: Gaussian mode needs gaussian_floor (grid_aggregate_params)");
   for (int q = 0; q < patches.n; ++q) {
     const int z0 = starts[3 * q], y0 = starts[3 * q + 1], x0 = starts[3 * q + 2];
     CUSEG_CHECK(
@@ -35,10 +60,7 @@ void grid_aggregate_cpu(const Vol& patches, const int* starts, const Vol& sum, c
         for (int x = lo[2]; x < hi[2]; ++x) {
           const int64_t dst = lin3(z0 + z, y0 + y, x0 + x, sum.h, sum.w);
           const int64_t src = lin3(z, y, x, ph, pw);
-          float w = 1.f;
-          if (p.mode == AggregateMode::Hann)
-            // torchio's product order: ((w_i * w_j) * w_k) = ((x * y) * z).
-            w = hann_weight(x, pw) * hann_weight(y, ph) * hann_weight(z, pd);
+          const float w = grid_patch_weight(p, x, y, z, pw, ph, pd);
           for (int c = 0; c < sum.c; ++c) {
             const float v = patches.at(q, c)[src];
             if (p.mode == AggregateMode::Crop)

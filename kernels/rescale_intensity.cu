@@ -69,8 +69,8 @@ void rescale_intensity_cuda(const float* in, float* out, int64_t n, const Rescal
   CUSEG_LAUNCH_CHECK();
 }
 
-void minmax_cuda(const float* in, int64_t n, float* mn, float* mx, void* workspace,
-                 size_t workspace_bytes, Stream s) {
+void minmax_cuda(const float* in, int64_t n, float* out, void* workspace, size_t workspace_bytes,
+                 Stream s) {
   CUSEG_CHECK(n > 0, "minmax of an empty array");
   CUSEG_CHECK(
       workspace_bytes >= minmax_workspace_bytes(),
@@ -79,13 +79,8 @@ void minmax_cuda(const float* in, int64_t n, float* mn, float* mx, void* workspa
   float* part = static_cast<float*>(workspace);
   minmax_kernel<<<blocks, kThreads, 0, cu(s)>>>(in, n, part);
   CUSEG_LAUNCH_CHECK();
-  minmax_final_kernel<<<1, kThreads, 0, cu(s)>>>(part, int(blocks), part + 2 * blocks);
+  minmax_final_kernel<<<1, kThreads, 0, cu(s)>>>(part, int(blocks), out);
   CUSEG_LAUNCH_CHECK();
-  float host[2];
-  CUDA_CHECK(cudaMemcpyAsync(host, part + 2 * blocks, sizeof(host), cudaMemcpyDeviceToHost, cu(s)));
-  CUDA_CHECK(cudaStreamSynchronize(cu(s)));
-  *mn = host[0];
-  *mx = host[1];
 }
 
 }  // namespace cuseg

@@ -2,6 +2,7 @@
 
 #include <cuda_runtime.h>
 
+#include "cuseg/core/transfer_stats.h"
 #include "cuseg/engine/context.h"
 #include "cuseg/engine/cuda/cuda_check.h"
 #include "cuseg/engine/cuda/cuda_context.h"
@@ -73,6 +74,8 @@ void cuda_copy_async(void* dst, const void* src, size_t bytes, bool dst_on_devic
       dst_on_device ? (src_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
                     : (src_on_device ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, raw(s)));
+  if (kind == cudaMemcpyHostToDevice) count_transfer(TransferDirection::HostToDevice, bytes);
+  if (kind == cudaMemcpyDeviceToHost) count_transfer(TransferDirection::DeviceToHost, bytes);
 }
 
 void cuda_memory_info(size_t* free_bytes, size_t* total_bytes) {

@@ -113,6 +113,17 @@ void affine_patch(Context& ctx, const op::AffinePatch& a) {
   affine_patch_cuda(a.visit, a.job, stream_of(ctx));
 }
 
+std::pair<float, float> minmax(Context& ctx, const op::Minmax& a) {
+  Tensor ws = scratch_bytes(minmax_workspace_bytes());
+  Tensor out = Tensor::empty({2}, DType::F32, Device::CUDA);
+  minmax_cuda(a.x.f32(), a.x.numel(), out.f32(), ws.raw(), ws.nbytes(), stream_of(ctx));
+  // A synchronous copy on the legacy default stream, which the context's blocking stream is
+  // ordered with (engine/cuda/cuda_context.cpp): it waits for the reduction.
+  float r[2];
+  out.copy_to_host(r, sizeof(r));
+  return {r[0], r[1]};
+}
+
 Backend make_cuda_backend() {
   Backend b(Device::CUDA, "cuda");
   b.add<op::Conv3dForward>(conv3d_forward);
@@ -135,6 +146,7 @@ Backend make_cuda_backend() {
   b.add<op::RescaleIntensity>(rescale_intensity);
   b.add<op::AffinePatchPresence>(affine_patch_presence);
   b.add<op::AffinePatch>(affine_patch);
+  b.add<op::Minmax>(minmax);
   return b;
 }
 

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "cuseg/core/check.h"
+#include "cuseg/core/transfer_stats.h"
 #include "cuseg/engine/comm_impl.h"
 #include "cuseg/engine/cuda/cuda_check.h"
 #include "cuseg/engine/cuda/cuda_context.h"
@@ -146,10 +147,12 @@ class NcclCommunicator final : public Communicator {
     enqueue_after(stream_, r);
     CUDA_CHECK(
         cudaMemcpyAsync(dev, data, n * sizeof(double), cudaMemcpyHostToDevice, comm_stream_));
+    count_transfer(TransferDirection::HostToDevice, n * sizeof(double));
     settle(ncclAllReduce(dev, dev, n, ncclFloat64, nccl_op(op), comm_, comm_stream_),
            "ncclAllReduce (host values)");
     CUDA_CHECK(
         cudaMemcpyAsync(data, dev, n * sizeof(double), cudaMemcpyDeviceToHost, comm_stream_));
+    count_transfer(TransferDirection::DeviceToHost, n * sizeof(double));
     complete(stream_, r, "allreduce of host values");
   }
 

@@ -2,6 +2,7 @@
 
 #include <cuda_runtime.h>
 
+#include "cuseg/core/transfer_stats.h"
 #include "cuseg/engine/cuda/cuda_check.h"
 #include "cuseg/engine/memory.h"
 
@@ -64,6 +65,10 @@ static bool pitch_ok(size_t pitch) {
 void cuda_copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
                   size_t rows, bool dst_on_device, bool src_on_device) {
   const cudaMemcpyKind kind = kind_of(dst_on_device, src_on_device);
+  if (kind == cudaMemcpyHostToDevice)
+    count_transfer(TransferDirection::HostToDevice, row_bytes * rows);
+  else if (kind == cudaMemcpyDeviceToHost)
+    count_transfer(TransferDirection::DeviceToHost, row_bytes * rows);
   if (rows <= 1 || (dst_pitch == row_bytes && src_pitch == row_bytes)) {
     CUDA_CHECK(cudaMemcpy(dst, src, row_bytes * rows, kind));
   } else if (pitch_ok(dst_pitch) && pitch_ok(src_pitch)) {

@@ -40,8 +40,8 @@ TEST(DataSamplers, GridRoundTripReproducesVolume) {
   Image im = Image::make(g);
   for (size_t n = 0; n < im.v.size(); ++n) im.v[n] = float((n * 37) % 101) - 50.f;
   const Index3 patch{6, 5, 4}, overlap{2, 2, 2};
-  for (auto mode :
-       {cuseg::AggregateMode::Crop, cuseg::AggregateMode::Average, cuseg::AggregateMode::Hann}) {
+  for (auto mode : {cuseg::AggregateMode::Crop, cuseg::AggregateMode::Average,
+                    cuseg::AggregateMode::Hann, cuseg::AggregateMode::Gaussian}) {
     GridAggregator agg(g, 1, patch, overlap, mode);
     for (const auto& ini : grid_locations(g.size, patch, overlap)) {
       const Patch p = extract_patch(im, nullptr, ini, patch);

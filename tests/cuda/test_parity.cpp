@@ -473,6 +473,26 @@ TEST(Parity, CropOrPad) {
   }
 }
 
+// Gaussian weights (kernels/grid_aggregate.h) are the same double formula on both sides: they
+// are equal on the device when no weight of the patch changes for exp() results up to 2 ulp
+// either side of the host's (CUDA's exp is within 1 ulp).
+bool gaussian_weights_robust(int pd, int ph, int pw) {
+  for (int z = 0; z < pd; ++z)
+    for (int y = 0; y < ph; ++y)
+      for (int x = 0; x < pw; ++x) {
+        const double e = std::exp(-0.5 * gaussian_exponent(x, y, z, pw, ph, pd));
+        double lo = e, hi = e;
+        for (int u = 0; u < 2; ++u) {
+          lo = std::nextafter(lo, 0.0);
+          hi = std::nextafter(hi, 1.0);
+          if (gaussian_from_exp(lo) != gaussian_from_exp(e) ||
+              gaussian_from_exp(hi) != gaussian_from_exp(e))
+            return false;
+        }
+      }
+  return true;
+}
+
 TEST(Parity, GridAggregate) {
   CUSEG_REQUIRE_CUDA();
   Devices dv;
@@ -483,9 +503,10 @@ TEST(Parity, GridAggregate) {
       const std::vector<int> starts = cs.grid_starts();
       const int np = int(starts.size() / 3);
       Tensor patches = int_tensor(cs.patches_shape(np), rng);
-      GridAggregateParams p;
-      p.mode = mode;
-      p.overlap_d = p.overlap_h = p.overlap_w = cs.overlap;
+      const GridAggregateParams p =
+          grid_aggregate_params(mode, cs.overlap, cs.overlap, cs.overlap, cs.pd, cs.ph, cs.pw);
+      if (mode == AggregateMode::Gaussian)
+        ASSERT_TRUE(gaussian_weights_robust(cs.pd, cs.ph, cs.pw)) << cs.str();
       Tensor st = Tensor::empty({np, 3}, DType::I32);
       std::copy(starts.begin(), starts.end(), st.data<int32_t>());
       // Two calls (batches) as inference does: first half, then the rest.
@@ -509,8 +530,10 @@ TEST(Parity, GridAggregate) {
       const std::string tag =
           std::string(GridSpec::mode_name(mode)) + "_" + cs.label + "_" + cs.str();
       const bool hann = mode == AggregateMode::Hann;
-      const Tolerance& t = hann ? spec.parity_hann : spec.parity_exact;
-      const Tolerance& t_out = hann ? spec.parity_hann_out : spec.parity_exact;
+      const Tolerance& t = hann                              ? spec.parity_hann
+                           : mode == AggregateMode::Gaussian ? spec.parity_gaussian
+                                                             : spec.parity_exact;
+      const Tolerance& t_out = hann ? spec.parity_hann_out : t;
       EXPECT_TRUE(close("grid_sum", tag, sum, sumg, t, {{"patches", patches}}));
       EXPECT_TRUE(close("grid_weight", tag, wt, wtg, t));
       EXPECT_TRUE(close("grid_out", tag, out, outg, t_out));
@@ -527,18 +550,14 @@ TEST(Parity, RescaleIntensity) {
     const std::string tag = rc.label + "_n" + std::to_string(n);
     Tensor in = uniform_tensor(rc.shape, rng, -1024.f, 3071.f);
     Tensor ing = in.to(Device::CUDA);
-#if CUSEG_HAVE_CUDA
-    // The device min / max reduction (percentiles 0 and 100 of the rescale): not a table op
-    // yet (it has no CPU twin), so its launcher is called directly, on the legacy default
-    // stream (ordered with the synchronous copies that bring results back).
+    // The min / max reduction (percentiles 0 and 100 of the rescale), a table op: both
+    // backends against std::minmax_element.
     const float* h = in.f32();
     const auto mm = std::minmax_element(h, h + n);
-    float mn = 0, mx = 0;
-    Tensor ws = Tensor::empty({int64_t(minmax_workspace_bytes())}, DType::U8, Device::CUDA);
-    minmax_cuda(ing.f32(), n, &mn, &mx, ws.raw(), ws.nbytes(), nullptr);
-    EXPECT_EQ(mn, *mm.first) << "min " << tag << " (" << spec.parity_minmax.why << ")";
-    EXPECT_EQ(mx, *mm.second) << "max " << tag;
-#endif
+    const auto mmc = minmax(dv.cpu, in), mmg = minmax(dv.gpu, ing);
+    EXPECT_EQ(mmg.first, *mm.first) << "min " << tag << " (" << spec.parity_minmax.why << ")";
+    EXPECT_EQ(mmg.second, *mm.second) << "max " << tag;
+    EXPECT_EQ(mmc, mmg) << "CPU twin " << tag;
     RescaleParams p;
     p.in_min = -200.f;
     p.in_max = 300.f;  // clips part of the range

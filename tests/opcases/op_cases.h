@@ -192,8 +192,8 @@ struct GridCase {
 struct GridSpec {
   std::vector<GridCase> cases;
   std::vector<AggregateMode> modes;
-  // crop and average: exact; hann: sum and weight, and the finalised volume.
-  Tolerance parity_exact, parity_hann, parity_hann_out;
+  // crop and average: exact; hann: sum and weight, and the finalised volume; gaussian.
+  Tolerance parity_exact, parity_hann, parity_hann_out, parity_gaussian;
   static const char* mode_name(AggregateMode m);
 };
 const GridSpec& grid_aggregate();
