@@ -2,8 +2,9 @@
 //
 //   step     one training step of the U-Net (forward, weighted CE, backward, Adam)
 //   forward  the forward pass alone (inference timing of one batch of patches)
-//   volume   full-volume inference: grid patches -> batches -> forward -> aggregation ->
-//            argmax, time per stage; then the whole volume in one pass when it fits
+//   volume   full-volume inference through the product's pipeline (pipeline/inference.h,
+//            segment(), what engine_infer runs): time per stage, bytes moved between host
+//            and device, peak memory; then the whole volume in one pass when it fits
 //   data     training patches/s: the fused patch pipeline on host threads or on the device,
 //            or today's PatchQueue chain (phantoms in memory)
 //
@@ -25,6 +26,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -47,6 +49,7 @@
 #include "cuseg/engine/optim.h"
 #include "cuseg/model/unet3d.h"
 #include "cuseg/pipeline/config.h"
+#include "cuseg/pipeline/inference.h"
 #if CUSEG_HAVE_CUDA
 #include <cuda_runtime.h>
 
@@ -253,6 +256,8 @@ int run_forward(const Common& c, const StepOpts& o) {
 }
 
 // ---------------------------------------------------------------- volume
+// The product's inference pipeline (pipeline/inference.h, segment()), the very function
+// engine_infer calls per case, on a synthetic CT held in memory (no file I/O).
 struct VolumeOpts {
   std::vector<int> size = {256, 256, 200};  // (i, j, k) = (W, H, D), as the reference recipe
   int patch = 96;
@@ -275,156 +280,129 @@ double device_free_mib(Device dev) {
   return 0;
 }
 
-int run_volume(const Common& c, const VolumeOpts& o) {
-  const Device dev = resolve_device(c.device);
-  Context ctx(dev);
-  UNetConfig cfg;
-  cfg.filters = parse_ints(c.filters);
-  UNet3D model(cfg, dev, c.seed);
-  CUSEG_CHECK(o.size.size() == 3, "--size takes three extents (i j k)");
-  const int W = o.size[0], H = o.size[1], D = o.size[2], P = o.patch, K = cfg.classes;
-  const data::Index3 vsize{W, H, D}, psize{P, P, P}, ov{o.overlap, o.overlap, o.overlap};
-  const std::vector<data::Index3> locs = data::grid_locations(vsize, psize, ov);
-  const int n_patches = int(locs.size());
-  const GridAggregateParams gp{parse_mode(o.mode), o.overlap, o.overlap, o.overlap};
+json transfers_json(const TransferStats& t) {
+  return {{"host_to_device_bytes", t.host_to_device_bytes},
+          {"device_to_host_bytes", t.device_to_host_bytes},
+          {"host_to_device_copies", t.host_to_device_copies},
+          {"device_to_host_copies", t.device_to_host_copies}};
+}
 
-  // Host volume (normalised intensities in [-1, 1)), uploaded each iteration as a stage.
-  Tensor host_vol = bench::random_tensor({1, 1, D, H, W}, Device::CPU, c.seed + 3);
-  Tensor vol = Tensor::empty({1, 1, D, H, W}, DType::F32, dev);
-  // Patch origins as (z, y, x) ints for the aggregation kernel, on the device.
-  Tensor starts_h = Tensor::empty({n_patches, 3}, DType::I32, Device::CPU);
-  for (int q = 0; q < n_patches; ++q) {
-    starts_h.data<int>()[3 * q] = locs[q][2];
-    starts_h.data<int>()[3 * q + 1] = locs[q][1];
-    starts_h.data<int>()[3 * q + 2] = locs[q][0];
-  }
-  Tensor starts = starts_h.to(dev);
-  Tensor sum = Tensor::empty({1, K, D, H, W}, DType::F32, dev);
-  Tensor weight = Tensor::empty({1, 1, D, H, W}, DType::F32, dev);
-  Tensor mask = Tensor::empty({1, D, H, W}, DType::U8, dev);
-  Tensor mask_h = Tensor::empty({1, D, H, W}, DType::U8, Device::CPU);
-  std::vector<Tensor> batches;  // one input tensor per batch size in use (full, last)
-  auto batch_input = [&](int n) -> Tensor& {
-    for (Tensor& t : batches)
-      if (t.dim(0) == n) return t;
-    batches.push_back(Tensor::empty({n, 1, P, P, P}, DType::F32, dev));
-    return batches.back();
-  };
+json plan_json(const InferencePlan& p) {
+  return {{"whole_volume", p.whole_volume},
+          {"patch", {p.grid.patch[0], p.grid.patch[1], p.grid.patch[2]}},
+          {"overlap", p.grid.overlap},
+          {"batch", p.grid.batch},
+          {"mode", mode_name(p.grid.mode)},
+          {"patches", p.patches},
+          {"padded_grid", {p.padded[0], p.padded[1], p.padded[2]}},
+          {"budget_mib", to_mib(p.budget_bytes)},
+          {"estimated_mib", to_mib(p.estimated_bytes)}};
+}
 
+// Runs segment() `warmup` untimed then `iters` timed times; the pool's peak is reset after
+// warm-up. Fills volume_s, times_s, stage_median_s, transfers (of one call: every call moves
+// the same bytes), plan and memory.
+json time_segment(const Common& c, Context& ctx, UNet3D& model, const RunConfig& cfg,
+                  const data::Image& ct, const SegmentOptions& so, int warmup) {
   std::map<std::string, std::vector<double>> stage;
   std::vector<double> total;
-  auto one_volume = [&](bool timed) {
-    std::map<std::string, double> acc;
-    auto t = Clock::now();
-    const auto t0 = t;
-    auto lap = [&](const char* name) {
+  Segmentation last;
+  for (int i = 0; i < warmup + c.iters; ++i) {
+    if (i == warmup) {
       ctx.synchronize();
-      acc[name] += seconds_since(t);
-      t = Clock::now();
-    };
-    vol.copy_from(host_vol);
-    sum.zero();
-    weight.zero();
-    lap("upload");
-    for (int b0 = 0; b0 < n_patches; b0 += o.batch) {
-      const int n = std::min(o.batch, n_patches - b0);
-      Tensor& xb = batch_input(n);
-      for (int q = 0; q < n; ++q) {
-        const data::Index3& l = locs[size_t(b0 + q)];
-        crop_or_pad(ctx, vol, xb.batch_slice(q, q + 1), CropOrPadParams{l[2], l[1], l[0], 0.f});
-      }
-      lap("sample");
-      const Tensor& logits = model.forward(ctx, xb);
-      lap("forward");
-      grid_aggregate(ctx, logits, starts.batch_slice(b0, b0 + n), sum, weight, gp);
-      lap("aggregate");
+      memory_pool(ctx.device()).reset_peak();
     }
-    grid_aggregate_finalize(ctx, sum, weight, sum);
-    argmax_channels(ctx, sum, mask);
-    lap("argmax");
-    mask_h.copy_from(mask);
-    lap("download");
-    if (timed) {
-      total.push_back(seconds_since(t0));
-      for (auto& kv : acc) stage[kv.first].push_back(kv.second);
+    const auto t0 = Clock::now();
+    Segmentation s = segment(model, ctx, cfg, ct, so);  // ends with the mask's download
+    const double dt = seconds_since(t0);
+    if (i >= warmup) {
+      total.push_back(dt);
+      for (const auto& kv : s.times.stages) stage[kv.first].push_back(kv.second);
     }
-  };
-  for (int i = 0; i < c.warmup; ++i) one_volume(false);
-  ctx.synchronize();
-  memory_pool(dev).reset_peak();
-  for (int i = 0; i < c.iters; ++i) one_volume(true);
-
-  const Summary s = summarize(total);
-  json j = header(c, dev, "volume");
-  j["config"] = {{"size_ijk", o.size},
-                 {"patch", P},
-                 {"overlap", o.overlap},
-                 {"batch", o.batch},
-                 {"mode", o.mode},
-                 {"patches", n_patches},
-                 {"filters", join(cfg.filters)},
-                 {"params", model.num_parameters()},
-                 {"warmup", c.warmup},
-                 {"iters", c.iters},
-                 {"precision", "fp32"},
-                 {"data_path",
-                  "volume uploaded once per run; patches cropped on the device "
-                  "(crop_or_pad kernel); aggregation on the device (grid_aggregate)"}};
-  j["volume_s"] = to_json(s);
+    last = std::move(s);
+  }
+  json j;
+  j["volume_s"] = to_json(summarize(total));
   j["times_s"] = total;
   json st;
   for (auto& kv : stage) st[kv.first] = summarize(kv.second).median;
   j["stage_median_s"] = st;
-  j["memory"] = memory_json(dev);
-  j["memory"]["activation_bytes_patch_batch"] = model.activation_bytes();
+  j["transfers"] = transfers_json(last.transfers);
+  j["plan"] = plan_json(last.plan);
+  j["memory"] = memory_json(ctx.device());
+  j["memory"]["activation_bytes"] = model.activation_bytes();
+  j["memory"]["estimated_bytes"] = last.plan.estimated_bytes;
+  return j;
+}
 
-  // Whole volume in one pass: estimate from the planned bytes per voxel of the patch batch
-  // (the plan scales linearly with voxels), plus what is live besides the plan.
-  const int last_n = n_patches - (n_patches - 1) / o.batch * o.batch;  // the model's current plan
-  const double act_per_voxel = double(model.activation_bytes()) / (double(last_n) * P * P * P);
-  const double live_other =
-      double(memory_pool(dev).stats().live) - double(model.activation_bytes());
-  const double need_mib =
-      to_mib(size_t(act_per_voxel * double(D) * H * W + std::max(0.0, live_other)));
+int run_volume(const Common& c, const VolumeOpts& o) {
+  const Device dev = resolve_device(c.device);
+  Context ctx(dev);
+  CUSEG_CHECK(o.size.size() == 3, "--size takes three extents (i j k)");
+  // The model grid is the volume itself: no resample / crop (the reference's 256x256x200 needs
+  // none), intensities rescaled from min/max to [-1, 1] on the device, as the recipe does.
+  RunConfig cfg;
+  cfg.model.filters = parse_ints(c.filters);
+  cfg.resample_inplane = {0, 0};
+  cfg.crop_or_pad = {0, 0, 0};
+  UNet3D model(cfg.model, dev, c.seed);
+  // Synthetic CT in HU (seeded uniform in [-1024, 3071)), RAS so reorientation is a copy.
+  data::Image ct;
+  ct.geo.size = {o.size[0], o.size[1], o.size[2]};
+  ct.geo.direction = {-1, 0, 0, 0, -1, 0, 0, 0, 1};  // LPS+ world: i -> R, j -> A, k -> S
+  {
+    Tensor hu = bench::random_tensor({ct.geo.numel()}, Device::CPU, c.seed + 3, -1024.f, 3071.f);
+    ct.v.assign(hu.f32(), hu.f32() + hu.numel());
+  }
+  SegmentOptions so;
+  so.grid.patch = {o.patch, o.patch, o.patch};
+  so.grid.overlap = o.overlap;
+  so.grid.batch = o.batch;
+  so.grid.mode = parse_mode(o.mode);
+
+  json j = header(c, dev, "volume");
+  j["config"] = {{"size_ijk", o.size},
+                 {"patch", o.patch},
+                 {"overlap", o.overlap},
+                 {"batch", o.batch},
+                 {"mode", o.mode},
+                 {"filters", join(cfg.model.filters)},
+                 {"params", model.num_parameters()},
+                 {"warmup", c.warmup},
+                 {"iters", c.iters},
+                 {"precision", "fp32"},
+                 {"pipeline",
+                  "pipeline/inference.h segment(), the function engine_infer runs per case: "
+                  "host reorientation copy, one upload, min/max + rescale, patches cut into the "
+                  "batch by crop_or_pad, forward, grid_aggregate, argmax on the device, uint8 "
+                  "mask download; bytes moved are counted at the copies"}};
+  const json grid = time_segment(c, ctx, model, cfg, ct, so, c.warmup);
+  for (auto it = grid.begin(); it != grid.end(); ++it) j[it.key()] = it.value();
+
+  // The whole volume in one pass, when the plan under the budget says it fits.
   double budget = o.max_memory_mib;
   if (budget <= 0 && dev == Device::CUDA)
     budget = 0.9 * (device_free_mib(dev) + to_mib(memory_pool(dev).stats().reserved));
-  const int64_t div = int64_t(1) << (cfg.filters.size() - 1);
-  const bool divisible = D % div == 0 && H % div == 0 && W % div == 0;
-  json wj = {{"estimated_mib", need_mib}, {"budget_mib", budget}};
-  bool run_whole = o.whole == "on" || (o.whole == "auto" && budget > 0 && need_mib <= budget);
-  if (!divisible) {
-    run_whole = false;
-    wj["skipped"] = "extents not divisible by " + std::to_string(div);
-  } else if (!run_whole) {
-    wj["skipped"] = o.whole == "off" ? "--whole off" : "estimate exceeds the budget (--max-memory)";
-  }
-  if (run_whole) {
-    // The forward on the new shape frees the patch plan before planning the whole volume;
-    // the pool gives cached blocks back to the system if an allocation fails.
-    batches.clear();
-    memory_pool(dev).release_cached();
-    std::vector<double> wt, wf;
-    for (int i = 0; i < std::max(1, c.warmup > 0 ? 1 : 0) + c.iters; ++i) {
-      const bool timed = i >= (c.warmup > 0 ? 1 : 0);
-      if (timed && wt.empty()) memory_pool(dev).reset_peak();
-      const auto t0 = Clock::now();
-      vol.copy_from(host_vol);
-      const Tensor& logits = model.forward(ctx, vol);
-      ctx.synchronize();
-      const double tf = seconds_since(t0);
-      argmax_channels(ctx, logits, mask);
-      mask_h.copy_from(mask);
-      if (timed) {
-        wt.push_back(seconds_since(t0));
-        wf.push_back(tf);
-      }
+  json wj = {{"budget_mib", budget}};
+  SegmentOptions wo = so;
+  wo.max_memory_bytes = o.whole == "on" ? std::numeric_limits<size_t>::max()
+                                        : size_t(std::max(0.0, budget) * 1024.0 * 1024.0);
+  if (o.whole == "off") {
+    wj["skipped"] = "--whole off";
+  } else if (wo.max_memory_bytes == 0) {
+    wj["skipped"] = "no budget (CPU: give --max-memory or --whole on)";
+  } else {
+    const InferencePlan plan =
+        plan_inference(ctx, cfg.model, ct.geo.size, wo.grid, wo.max_memory_bytes);
+    wj["estimated_mib"] = to_mib(plan.estimated_bytes);
+    if (!plan.whole_volume) {
+      wj["skipped"] = "the whole volume does not fit the budget (--max-memory)";
+    } else {
+      // The patch plan's buffers go back to the system before the whole-volume plan.
+      memory_pool(dev).release_cached();
+      const json w = time_segment(c, ctx, model, cfg, ct, wo, c.warmup > 0 ? 1 : 0);
+      for (auto it = w.begin(); it != w.end(); ++it) wj[it.key()] = it.value();
     }
-    wj["volume_s"] = to_json(summarize(wt));
-    wj["upload_forward_s_median"] = summarize(wf).median;
-    wj["times_s"] = wt;
-    wj["memory"] = memory_json(dev);
-    wj["memory"]["activation_bytes"] = model.activation_bytes();
   }
   j["whole_volume"] = wj;
   emit(c, j);
@@ -814,13 +792,17 @@ int main(int argc, char** argv) {
   volume->add_option("--patch", vo.patch, "grid patch edge")->capture_default_str();
   volume->add_option("--overlap", vo.overlap, "grid overlap (even)")->capture_default_str();
   volume->add_option("--batch", vo.batch, "patches per forward")->capture_default_str();
-  volume->add_option("--mode", vo.mode, "aggregation: crop | average | hann")
-      ->capture_default_str();
-  volume->add_option("--whole", vo.whole, "whole-volume pass: auto | on | off")
-      ->capture_default_str();
+  volume->add_option("--mode", vo.mode, "aggregation: crop | average | hann | gaussian")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"crop", "average", "hann", "gaussian"}));
+  volume
+      ->add_option("--whole", vo.whole,
+                   "whole-volume pass: auto (when it fits the budget) | on | off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   volume
       ->add_option("--max-memory", vo.max_memory_mib,
-                   "MiB budget for the whole-volume pass (0: CUDA 90% of free; CPU: off)")
+                   "MiB budget of the whole-volume plan (0: CUDA 90% of free; CPU: off)")
       ->capture_default_str();
 
   DataOpts dopt;

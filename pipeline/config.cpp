@@ -77,7 +77,7 @@ inference:
   patch: [96, 96, 96]
   overlap: 8
   batch: 4
-  mode: crop                    # crop | average | hann
+  mode: crop                    # crop | average | hann | gaussian (nnU-Net, sigma = patch / 8)
 )";
 
 // Keys whose children are free (any key allowed, values checked on extraction).
@@ -409,7 +409,22 @@ AggregateMode parse_mode(const std::string& s) {
   if (s == "crop") return AggregateMode::Crop;
   if (s == "average") return AggregateMode::Average;
   if (s == "hann") return AggregateMode::Hann;
-  CUSEG_THROW("unknown aggregation mode '" << s << "' (known: crop, average, hann)");
+  if (s == "gaussian") return AggregateMode::Gaussian;
+  CUSEG_THROW("unknown aggregation mode '" << s << "' (known: crop, average, hann, gaussian)");
+}
+
+const char* mode_name(AggregateMode m) {
+  switch (m) {
+    case AggregateMode::Crop:
+      return "crop";
+    case AggregateMode::Average:
+      return "average";
+    case AggregateMode::Hann:
+      return "hann";
+    case AggregateMode::Gaussian:
+      return "gaussian";
+  }
+  return "?";
 }
 
 RunConfig parse_config(const std::string& yaml_text, const std::string& origin,

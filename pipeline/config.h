@@ -85,7 +85,8 @@ struct RunConfig {
   data::Index3 infer_patch{96, 96, 96};
   int overlap = 8;
   int infer_batch = 4;
-  std::string mode = "crop";  // crop | average | hann (torchio GridAggregator overlap_mode)
+  std::string mode = "crop";  // crop | average | hann (torchio GridAggregator overlap_mode) |
+                              // gaussian (nnU-Net's importance weighting, kernels/grid_aggregate.h)
 };
 
 // The schema: every valid key with its default value and a comment.
@@ -99,5 +100,6 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& origin,
                        const std::vector<std::string>& overrides = {});
 
 AggregateMode parse_mode(const std::string& s);  // throws listing the known modes
+const char* mode_name(AggregateMode m);          // the config spelling
 
 }  // namespace cuseg

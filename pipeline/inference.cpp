@@ -1,4 +1,5 @@
-// Preprocessing + inverse, grid inference and model loading (see inference.h).
+// Preprocessing + inverse, the memory plan, the device-side inference pipeline and model
+// loading (see inference.h).
 #include "cuseg/pipeline/inference.h"
 
 #include <algorithm>
@@ -8,6 +9,8 @@
 #include "cuseg/core/check.h"
 #include "cuseg/core/clock.h"
 #include "cuseg/data/transforms.h"
+#include "cuseg/engine/memory.h"
+#include "cuseg/engine/ops.h"
 #include "cuseg/kernels/conv3d.h"
 
 namespace fs = std::filesystem;
@@ -23,6 +26,35 @@ namespace {
 float min_value(const Image& img) {
   return img.v.empty() ? 0.f : *std::min_element(img.v.begin(), img.v.end());
 }
+float clamp_to(float v, float lo, float hi) {
+  return std::min(hi, std::max(lo, v));  // data::clamp's expression, value for value
+}
+int64_t numel3(const Index3& s) {
+  return int64_t(s[0]) * s[1] * s[2];
+}
+// A block of the device pool: the request rounded up to the pool's granularity.
+size_t pool_block(size_t bytes) {
+  return (bytes + MemoryPool::kAlign - 1) / MemoryPool::kAlign * MemoryPool::kAlign;
+}
+
+// Times stages when asked: each lap waits for the device, then adds the seconds since the last
+// lap to `name`.
+class Laps {
+ public:
+  Laps(Context& ctx, StageTimes* t) : ctx_(ctx), t_(t), last_(t ? now_s() : 0) {}
+  void lap(const char* name) {
+    if (!t_) return;
+    ctx_.synchronize();
+    const double now = now_s();
+    t_->add(name, now - last_);
+    last_ = now;
+  }
+
+ private:
+  Context& ctx_;
+  StageTimes* t_;
+  double last_;
+};
 }  // namespace
 
 void StageTimes::add(const std::string& name, double seconds) {
@@ -39,8 +71,8 @@ double StageTimes::total() const {
   return t;
 }
 
-Preprocessed preprocess(const RunConfig& cfg, const Image& image, const LabelMap* label,
-                        const Index3* patch) {
+// ---------------------------------------------------------------- preprocessing
+Preprocessed preprocess_geometry(const RunConfig& cfg, const Image& image, const LabelMap* label) {
   Preprocessed p;
   if (label) {
     std::string why;
@@ -74,11 +106,17 @@ Preprocessed preprocess(const RunConfig& cfg, const Image& image, const LabelMap
     p.image = data::crop_or_pad(p.image, cfg.crop_or_pad, pad);
     if (label) p.label = data::crop_or_pad(p.label, cfg.crop_or_pad, uint8_t(0));
   }
+  return p;
+}
+
+Preprocessed preprocess(const RunConfig& cfg, const Image& image, const LabelMap* label,
+                        const Index3* patch) {
+  Preprocessed p = preprocess_geometry(cfg, image, label);
   // 4. Intensity: optional HU window, then RescaleIntensity with percentile cut-offs.
   if (cfg.clip) data::clamp(p.image, cfg.clip_lo, cfg.clip_hi);
   data::rescale_intensity(p.image, cfg.rescale_lo, cfg.rescale_hi, cfg.percentile_lo,
                           cfg.percentile_hi);
-  // 5. Inference only: at least one patch per axis (padded with the normalised minimum).
+  // 5. Optionally at least one patch per axis (padded with the normalised minimum).
   if (patch) {
     bool need = false;
     for (int a = 0; a < 3; ++a) need |= p.image.geo.size[size_t(a)] < (*patch)[size_t(a)];
@@ -102,6 +140,19 @@ LabelMap restore_geometry(const Preprocessed& p, const LabelMap& model_grid) {
   return m;
 }
 
+IntensitySpec intensity_spec(const RunConfig& cfg) {
+  IntensitySpec s;
+  s.clip = cfg.clip;
+  s.clip_lo = cfg.clip_lo;
+  s.clip_hi = cfg.clip_hi;
+  s.percentile_lo = cfg.percentile_lo;
+  s.percentile_hi = cfg.percentile_hi;
+  s.out_lo = cfg.rescale_lo;
+  s.out_hi = cfg.rescale_hi;
+  return s;
+}
+
+// ---------------------------------------------------------------- grid and memory plan
 GridOptions grid_options(const RunConfig& cfg) {
   GridOptions o;
   o.patch = cfg.infer_patch;
@@ -111,95 +162,312 @@ GridOptions grid_options(const RunConfig& cfg) {
   return o;
 }
 
+Index3 padded_grid(const Index3& model_grid, const Index3& patch) {
+  Index3 p;
+  for (size_t a = 0; a < 3; ++a) p[a] = std::max(model_grid[a], patch[a]);
+  return p;
+}
+
+namespace {
+// Patches per network call: the configured batch, at most the number of grid positions.
+int batch_size(const GridOptions& g, size_t patches) {
+  return std::max(1, std::min<int>(g.batch, int(patches)));
+}
+}  // namespace
+
+size_t inference_bytes(const Context& ctx, const UNetConfig& net, const Index3& model_grid,
+                       const GridOptions& grid) {
+  const Index3 padded = padded_grid(model_grid, grid.patch);
+  const size_t patches =
+      data::grid_locations(padded, grid.patch, {grid.overlap, grid.overlap, grid.overlap}).size();
+  const int n = batch_size(grid, patches);
+  const Shape in = {n, net.in_channels, grid.patch[2], grid.patch[1], grid.patch[0]};
+  // Network: the parameters and their gradient buffers (UNet3D allocates both when it is
+  // built): its 4 levels - 1 convolutions (2 per encoder and per decoder level, the final 1x1)
+  // hold a weight and a bias tensor each, every tensor rounded up to a pool block; the planned
+  // activations; the convolution workspace at its cap.
+  const size_t workspace_bytes =
+      ctx.device() == Device::CUDA ? ctx.options().workspace_budget_bytes : kConvColumnBudget;
+  const size_t param_tensors = 2 * (4 * net.filters.size() - 1);
+  const size_t params = 2 * (size_t(unet_parameter_count(net)) * sizeof(float) +
+                             param_tensors * (MemoryPool::kAlign - 1));
+  const size_t network = params + unet_forward_bytes(net, in) + workspace_bytes;
+  // Pipeline buffers (VolumePredictor), each one pool block.
+  const size_t vox = size_t(numel3(padded));
+  const size_t pipeline = pool_block(size_t(numel3(model_grid)) * sizeof(float)) +  // volume
+                          pool_block(size_t(shape_numel(in)) * sizeof(float)) +     // batch
+                          pool_block(patches * 3 * sizeof(int32_t)) +               // origins
+                          pool_block(vox * size_t(net.classes) * sizeof(float)) +   // sums
+                          pool_block(vox * sizeof(float)) +                         // weights
+                          pool_block(vox) +                                         // mask
+                          pool_block(minmax_workspace_bytes()) + pool_block(2 * sizeof(float));
+  return network + pipeline;
+}
+
+InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, const Index3& model_grid,
+                             const GridOptions& grid, size_t budget_bytes) {
+  InferencePlan plan;
+  plan.grid = grid;
+  plan.budget_bytes = budget_bytes;
+  plan.model_grid = model_grid;
+  if (budget_bytes > 0) {
+    const int div = 1 << (int(net.filters.size()) - 1);
+    GridOptions whole = grid;
+    for (size_t a = 0; a < 3; ++a) {
+      const int v = std::max(model_grid[a], grid.patch[a]);
+      whole.patch[a] = (v + div - 1) / div * div;
+    }
+    whole.batch = 1;
+    whole.overlap = 0;
+    if (inference_bytes(ctx, net, model_grid, whole) <= budget_bytes) {
+      plan.whole_volume = true;
+      plan.grid = whole;
+    } else {
+      int best = 0;
+      for (int n = 1; n <= 64; ++n) {
+        GridOptions g = grid;
+        g.batch = n;
+        if (inference_bytes(ctx, net, model_grid, g) <= budget_bytes) best = n;
+      }
+      GridOptions one = grid;
+      one.batch = 1;
+      if (best == 0)
+        CUSEG_THROW("--max-memory "
+                    << to_mib(budget_bytes) << " MiB is below what one " << grid.patch[0] << "x"
+                    << grid.patch[1] << "x" << grid.patch[2] << " patch needs ("
+                    << to_mib(inference_bytes(ctx, net, model_grid, one)) << " MiB)");
+      plan.grid.batch = best;
+    }
+  }
+  plan.padded = padded_grid(model_grid, plan.grid.patch);
+  plan.patches = int(data::grid_locations(plan.padded, plan.grid.patch,
+                                          {plan.grid.overlap, plan.grid.overlap, plan.grid.overlap})
+                         .size());
+  plan.estimated_bytes = inference_bytes(ctx, net, model_grid, plan.grid);
+  return plan;
+}
+
+// ---------------------------------------------------------------- VolumePredictor
+struct VolumePredictor::Impl {
+  UNet3D& net;
+  Context& ctx;
+  GridOptions grid;
+  GridAggregateParams agg;
+  Geometry padded_geo;
+  Index3 pad_offset{0, 0, 0};  // unpadded index = padded index + pad_offset (<= 0)
+  float pad_value = 0.f;
+  std::vector<Index3> locs;
+  Tensor volume;  // [1, 1, D, H, W] model grid, normalised
+  Tensor batch;   // [n, 1, pd, ph, pw]
+  Tensor starts;  // [patches, 3] int32 (z, y, x)
+  Tensor sum;     // [1, C, PD, PH, PW] padded grid; scores after finalise
+  Tensor weight;  // [1, 1, PD, PH, PW]
+  Tensor labels;  // [1, PD, PH, PW] uint8
+  bool finalised = false;
+
+  Impl(UNet3D& n, Context& c, const GridOptions& g) : net(n), ctx(c), grid(g) {}
+};
+
+VolumePredictor::VolumePredictor(UNet3D& net, Context& ctx, const GridOptions& grid)
+    : impl_(std::make_unique<Impl>(net, ctx, grid)) {
+  CUSEG_CHECK(net.device() == ctx.device(), "model on " << device_name(net.device())
+                                                        << ", context on "
+                                                        << device_name(ctx.device()));
+  const Index3& p = grid.patch;
+  impl_->agg =
+      grid_aggregate_params(grid.mode, grid.overlap, grid.overlap, grid.overlap, p[2], p[1], p[0]);
+}
+
+VolumePredictor::~VolumePredictor() = default;
+
+void VolumePredictor::load(const Image& image, const IntensitySpec* intensity, float pad_value,
+                           StageTimes* times) {
+  Impl& m = *impl_;
+  const Device dev = m.ctx.device();
+  const Index3& s = image.geo.size;
+  const Index3& patch = m.grid.patch;
+  CUSEG_CHECK(int64_t(image.v.size()) == numel3(s) && numel3(s) > 0,
+              "VolumePredictor: image of " << image.v.size() << " voxels for size " << s[0] << "x"
+                                           << s[1] << "x" << s[2]);
+  Laps laps(m.ctx, times);
+  // Geometry of the padded grid and the patch origins on it.
+  const Index3 padded = padded_grid(s, patch);
+  m.padded_geo = data::crop_or_pad_geometry(image.geo, padded);
+  for (size_t a = 0; a < 3; ++a) m.pad_offset[a] = crop_or_pad_offset(s[a], padded[a]);
+  m.pad_value = pad_value;
+  m.locs = data::grid_locations(padded, patch, {m.grid.overlap, m.grid.overlap, m.grid.overlap});
+  const int n = batch_size(m.grid, m.locs.size());
+
+  // Release the previous volume's buffers before allocating this one's.
+  m.volume = m.batch = m.starts = m.sum = m.weight = m.labels = Tensor();
+  m.finalised = false;
+
+  // Upload: the volume and the patch origins (z, y, x), once.
+  m.volume = Tensor::empty({1, 1, s[2], s[1], s[0]}, DType::F32, dev);
+  m.volume.copy_from_host(image.v.data(), image.v.size() * sizeof(float));
+  std::vector<int32_t> st(m.locs.size() * 3);
+  for (size_t q = 0; q < m.locs.size(); ++q) {
+    st[3 * q] = m.locs[q][2];
+    st[3 * q + 1] = m.locs[q][1];
+    st[3 * q + 2] = m.locs[q][0];
+  }
+  m.starts = Tensor::empty({int64_t(m.locs.size()), 3}, DType::I32, dev);
+  m.starts.copy_from_host(st.data(), st.size() * sizeof(int32_t));
+  laps.lap("upload");
+
+  // Normalise on the device: one pass. Clipping to [a, b] and then to cut-offs that lie in
+  // [a, b] is clipping to the cut-offs (kernels/rescale_intensity.h), so the clip is folded
+  // into the rescale, and min/max of the clipped volume is the clipped min/max (clamping is
+  // monotone): the result is value for value that of data::clamp + data::rescale_intensity.
+  if (intensity) {
+    const IntensitySpec& in = *intensity;
+    CUSEG_CHECK(in.percentile_lo < in.percentile_hi,
+                "rescale: percentiles must be increasing, got (" << in.percentile_lo << ", "
+                                                                 << in.percentile_hi << ")");
+    RescaleParams rp;
+    rp.out_min = in.out_lo;
+    rp.out_max = in.out_hi;
+    if (in.percentile_lo == 0.0 && in.percentile_hi == 100.0) {
+      const auto mm = minmax(m.ctx, m.volume);  // 8 bytes come back
+      rp.in_min = mm.first;
+      rp.in_max = mm.second;
+      if (in.clip) {
+        rp.in_min = clamp_to(rp.in_min, in.clip_lo, in.clip_hi);
+        rp.in_max = clamp_to(rp.in_max, in.clip_lo, in.clip_hi);
+      }
+    } else {
+      // Other percentiles need an order statistic (a selection over the whole volume). The
+      // host still holds the volume it just uploaded, so they are taken there, on the clipped
+      // values, exactly as data::rescale_intensity does; the rescale itself runs on the device.
+      // (The reference recipe and both configs use (0, 100).)
+      std::vector<float> v = image.v;
+      if (in.clip)
+        for (float& x : v) x = clamp_to(x, in.clip_lo, in.clip_hi);
+      rp.in_min = float(data::percentile(v, in.percentile_lo));
+      rp.in_max = float(data::percentile(v, in.percentile_hi));
+    }
+    if (rp.in_max > rp.in_min) {
+      rescale_intensity(m.ctx, m.volume, m.volume, rp);
+    } else if (in.clip) {
+      // Constant after clipping: data::rescale_intensity leaves the clipped values, which are
+      // all rp.in_min here.
+      m.volume.fill(rp.in_min);
+    }  // constant without clip: unchanged
+    laps.lap("normalise");
+  }
+
+  // Device buffers of the grid pass.
+  const int classes = m.net.config().classes;
+  m.batch = Tensor::empty({n, 1, patch[2], patch[1], patch[0]}, DType::F32, dev);
+  m.sum = Tensor::empty({1, classes, padded[2], padded[1], padded[0]}, DType::F32, dev);
+  m.weight = Tensor::empty({1, 1, padded[2], padded[1], padded[0]}, DType::F32, dev);
+  m.labels = Tensor::empty({1, padded[2], padded[1], padded[0]}, DType::U8, dev);
+}
+
+const Tensor& VolumePredictor::volume() const {
+  CUSEG_CHECK(impl_->volume.defined(), "VolumePredictor: no volume loaded");
+  return impl_->volume;
+}
+
+void VolumePredictor::run(StageTimes* times) {
+  Impl& m = *impl_;
+  CUSEG_CHECK(m.volume.defined(), "VolumePredictor::run before load");
+  Laps laps(m.ctx, times);
+  const int n = int(m.batch.dim(0));
+  const int64_t np = int64_t(m.locs.size());
+  m.sum.zero();
+  m.weight.zero();
+  for (int64_t b = 0; b < np; b += n) {
+    const int cnt = int(std::min<int64_t>(n, np - b));
+    // Fixed batch shape (activation buffers are planned once); unused slots are zeros.
+    if (cnt < n) m.batch.zero();
+    for (int q = 0; q < cnt; ++q) {
+      const Index3& l = m.locs[size_t(b + q)];
+      CropOrPadParams p;
+      p.oz = l[2] + m.pad_offset[2];
+      p.oy = l[1] + m.pad_offset[1];
+      p.ox = l[0] + m.pad_offset[0];
+      p.pad_value = m.pad_value;
+      crop_or_pad(m.ctx, m.volume, m.batch.batch_slice(q, q + 1), p);
+    }
+    laps.lap("crop");
+    const Tensor& logits = m.net.forward(m.ctx, m.batch);
+    laps.lap("network");
+    grid_aggregate(m.ctx, logits.batch_slice(0, cnt), m.starts.batch_slice(b, b + cnt), m.sum,
+                   m.weight, m.agg);
+    laps.lap("aggregate");
+  }
+  grid_aggregate_finalize(m.ctx, m.sum, m.weight, m.sum);
+  m.finalised = true;
+  laps.lap("aggregate");
+}
+
+const Tensor& VolumePredictor::scores() const {
+  CUSEG_CHECK(impl_->finalised, "VolumePredictor::scores before run");
+  return impl_->sum;
+}
+
+LabelMap VolumePredictor::mask(StageTimes* times) {
+  Impl& m = *impl_;
+  CUSEG_CHECK(m.finalised, "VolumePredictor::mask before run");
+  Laps laps(m.ctx, times);
+  argmax_channels(m.ctx, m.sum, m.labels);
+  laps.lap("argmax");
+  LabelMap out = LabelMap::make(m.padded_geo);
+  m.labels.copy_to_host(out.v.data(), out.v.size());
+  laps.lap("download");
+  return out;
+}
+
+const Geometry& VolumePredictor::padded_geometry() const {
+  return impl_->padded_geo;
+}
+const std::vector<Index3>& VolumePredictor::locations() const {
+  return impl_->locs;
+}
+
 LabelMap predict_volume(UNet3D& net, Context& ctx, const Image& image, const GridOptions& opt,
                         StageTimes* times) {
-  const Index3 patch = opt.patch;
-  const Index3 overlap{opt.overlap, opt.overlap, opt.overlap};
-  const auto locs = data::grid_locations(image.geo.size, patch, overlap);
-  const int classes = net.config().classes;
-  data::GridAggregator agg(image.geo, classes, patch, overlap, opt.mode);
-  const int64_t pv = int64_t(patch[0]) * patch[1] * patch[2];
-  const int n = std::max(1, std::min<int>(opt.batch, int(locs.size())));
-  // Fixed batch shape (the last batch is zero-filled) so activation buffers are planned once.
-  Tensor host = Tensor::zeros({n, 1, patch[2], patch[1], patch[0]});
-  Tensor dev =
-      net.device() == Device::CPU ? host : Tensor::empty(host.shape(), DType::F32, net.device());
-  double t_net = 0, t_agg = 0;
-  for (size_t b = 0; b < locs.size(); b += size_t(n)) {
-    const int cnt = int(std::min<size_t>(size_t(n), locs.size() - b));
-    const double t0 = now_s();
-    for (int q = 0; q < n; ++q) {
-      float* dst = host.f32() + q * pv;
-      if (q >= cnt) {
-        std::fill(dst, dst + pv, 0.f);
-        continue;
-      }
-      const Index3& ini = locs[b + size_t(q)];
-      for (int k = 0; k < patch[2]; ++k)
-        for (int j = 0; j < patch[1]; ++j) {
-          const int64_t src = image.geo.index(ini[0], ini[1] + j, ini[2] + k);
-          std::memcpy(dst + (int64_t(k) * patch[1] + j) * patch[0], image.v.data() + src,
-                      sizeof(float) * size_t(patch[0]));
-        }
-    }
-    if (net.device() != Device::CPU) dev.copy_from(host);
-    const Tensor& logits = net.forward(ctx, dev);
-    Tensor out = logits.device() == Device::CPU ? logits : logits.to(Device::CPU);
-    ctx.synchronize();
-    const double t1 = now_s();
-    agg.add(out.f32(), cnt, &locs[b]);
-    const double t2 = now_s();
-    t_net += t1 - t0;
-    t_agg += t2 - t1;
-  }
-  const double t3 = now_s();
-  LabelMap m = agg.argmax();
-  t_agg += now_s() - t3;
-  if (times) {
-    times->add("network", t_net);
-    times->add("aggregate", t_agg);
-  }
+  for (size_t a = 0; a < 3; ++a)
+    CUSEG_CHECK(image.geo.size[a] >= opt.patch[a],
+                "predict_volume: image smaller than the patch (pad it first: pad_to_patch)");
+  VolumePredictor vp(net, ctx, opt);
+  vp.load(image, nullptr, 0.f, times);
+  vp.run(times);
+  LabelMap m = vp.mask(times);
+  m.geo = image.geo;  // no padding: the image's own grid
   return m;
 }
 
-size_t inference_bytes(const Context& ctx, const UNetConfig& net, const data::Index3& patch,
-                       int batch) {
-  const size_t workspace_bytes =
-      ctx.device() == Device::CUDA ? ctx.options().workspace_budget_bytes : kConvColumnBudget;
-  const Shape in = {batch, net.in_channels, patch[2], patch[1], patch[0]};
-  const size_t input = size_t(shape_numel(in)) * sizeof(float);
-  return size_t(unet_parameter_count(net)) * sizeof(float) + unet_forward_bytes(net, in) + input +
-         workspace_bytes;
+// ---------------------------------------------------------------- one CT
+Segmentation segment(UNet3D& net, Context& ctx, const RunConfig& cfg, const Image& ct,
+                     const SegmentOptions& opt) {
+  Segmentation out;
+  const TransferStats before = transfer_stats();
+  double t0 = now_s();
+  Preprocessed pre = preprocess_geometry(cfg, ct, nullptr);
+  out.plan = plan_inference(ctx, net.config(), pre.image.geo.size, opt.grid, opt.max_memory_bytes);
+  out.times.add("preprocess", now_s() - t0);
+
+  const IntensitySpec intensity = intensity_spec(cfg);
+  VolumePredictor vp(net, ctx, out.plan.grid);
+  vp.load(pre.image, &intensity, cfg.rescale_lo, &out.times);
+  vp.run(&out.times);
+  const LabelMap model_mask = vp.mask(&out.times);
+
+  t0 = now_s();
+  if (model_mask.geo.size != pre.image.geo.size) {
+    pre.padded_to_patch = true;
+    pre.before_patch_pad = pre.image.geo;
+  }
+  pre.image = Image();  // the host volume is no longer needed
+  out.mask = restore_geometry(pre, model_mask);
+  out.times.add("restore", now_s() - t0);
+  out.transfers = transfer_stats() - before;
+  return out;
 }
 
-GridOptions fit_to_memory(const Context& ctx, const UNetConfig& net, const data::Index3& volume,
-                          GridOptions opt, size_t budget_bytes, bool* whole) {
-  *whole = false;
-  if (budget_bytes == 0) return opt;
-  const int div = 1 << (int(net.filters.size()) - 1);
-  data::Index3 all;
-  for (int a = 0; a < 3; ++a) {
-    const int v = std::max(volume[size_t(a)], opt.patch[size_t(a)]);
-    all[size_t(a)] = (v + div - 1) / div * div;
-  }
-  if (inference_bytes(ctx, net, all, 1) <= budget_bytes) {
-    *whole = true;
-    opt.patch = all;
-    opt.batch = 1;
-    opt.overlap = 0;
-    return opt;
-  }
-  int best = 0;
-  for (int n = 1; n <= 64; ++n)
-    if (inference_bytes(ctx, net, opt.patch, n) <= budget_bytes) best = n;
-  if (best == 0)
-    CUSEG_THROW("--max-memory " << to_mib(budget_bytes) << " MiB is below what one " << opt.patch[0]
-                                << "x" << opt.patch[1] << "x" << opt.patch[2] << " patch needs ("
-                                << to_mib(inference_bytes(ctx, net, opt.patch, 1)) << " MiB)");
-  opt.batch = best;
-  return opt;
-}
-
+// ---------------------------------------------------------------- models
 LoadedModel load_model(const std::string& path, Device dev) {
   std::string file = path;
   if (fs::is_directory(path)) {
