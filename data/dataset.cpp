@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "cuseg/core/atomic_file.h"
 #include "cuseg/core/check.h"
 #include "cuseg/core/random.h"
 #include "cuseg/data/image.h"
@@ -246,9 +247,7 @@ void write_split(const Split& s, const std::string& path) {
   j["seed"] = s.seed;
   j["train"] = s.train;
   j["val"] = s.val;
-  std::ofstream f(path);
-  CUSEG_REQUIRE(f.good(), path << ": cannot write the split file");
-  f << j.dump(2) << "\n";
+  write_file_atomic(path, j.dump(2) + "\n");  // crash-safe: a run folder never holds half a split
 }
 
 Split read_split(const std::string& path) {

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cuseg/core/atomic_file.h"
 #include "cuseg/core/check.h"
 #include "cuseg/core/random.h"
 
@@ -256,9 +257,8 @@ void write_phantom_dataset(const std::string& dir, int cases, const PhantomConfi
     write_label(pc.label, (fs::path(dir) / "labelsTr" / name).string());
     tr.push_back({{"image", "./imagesTr/" + name}, {"label", "./labelsTr/" + name}});
   }
-  std::ofstream f(fs::path(dir) / "dataset.json");
-  CUSEG_CHECK(f.good(), dir << "/dataset.json: cannot write");
-  f << j.dump(4) << "\n";
+  // Written last and crash-safe: its presence means every case above is complete.
+  write_file_atomic((fs::path(dir) / "dataset.json").string(), j.dump(4) + "\n");
 }
 
 }  // namespace data

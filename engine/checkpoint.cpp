@@ -1,13 +1,13 @@
 #include "cuseg/engine/checkpoint.h"
 
-#include <unistd.h>
-
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "cuseg/core/atomic_file.h"
 #include "cuseg/core/check.h"
 
 namespace cuseg {
@@ -39,6 +39,16 @@ std::string stem_of(const std::string& path) {
   return path;
 }
 
+// Where save_checkpoint() puts the optimiser state until the weights are committed.
+std::string pending_state_path(const std::string& checkpoint_path) {
+  return optimizer_state_path(checkpoint_path) + ".next";
+}
+
+std::string parent_folder(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string(".") : path.substr(0, slash + 1);
+}
+
 }  // namespace
 
 std::string optimizer_state_path(const std::string& checkpoint_path) {
@@ -64,26 +74,13 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   while (h.size() % 8) h.push_back(' ');  // the format allows trailing spaces; aligns the data
   const uint64_t hlen = h.size();
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    CUSEG_REQUIRE(out.good(), "cannot open " << tmp << " for writing");
-    unsigned char lenbuf[8];
-    for (int i = 0; i < 8; ++i) lenbuf[i] = static_cast<unsigned char>(hlen >> (8 * i));
-    out.write(reinterpret_cast<const char*>(lenbuf), 8);
-    out.write(h.data(), std::streamsize(h.size()));
-    for (const auto& nt : tensors)
-      out.write(static_cast<const char*>(nt.tensor.raw()), std::streamsize(nt.tensor.nbytes()));
-    out.flush();
-    if (!out.good()) {
-      std::remove(tmp.c_str());
-      CUSEG_THROW("write failed for " << tmp << " (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    CUSEG_THROW("cannot rename " << tmp << " to " << path);
-  }
+  AtomicFile out(path);
+  unsigned char lenbuf[8];
+  for (int i = 0; i < 8; ++i) lenbuf[i] = static_cast<unsigned char>(hlen >> (8 * i));
+  out.write(lenbuf, 8);
+  out.write(h);
+  for (const auto& nt : tensors) out.write(nt.tensor.raw(), nt.tensor.nbytes());
+  out.commit();
 }
 
 std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* meta) {
@@ -168,25 +165,34 @@ void save_checkpoint(const std::string& path, const std::vector<Param*>& params,
   Metadata m = meta;
   m["format"] = "pt";
   m["cuseg.kernel_axes"] = "IJK (torchio order; engine tensors are DHW = KJI)";
-  if (opt) {
-    // Optimiser state first: the weights file is renamed into place last, so a reader never
-    // sees new weights with stale state.
-    std::vector<NamedTensor> os;
-    for (size_t i = 0; i < params.size(); ++i) {
-      Adam& a = const_cast<Adam&>(*opt);
-      os.push_back({"exp_avg." + params[i]->name, a.exp_avg()[i].to(Device::CPU)});
-      os.push_back({"exp_avg_sq." + params[i]->name, a.exp_avg_sq()[i].to(Device::CPU)});
-    }
-    Adam& a = const_cast<Adam&>(*opt);
-    Metadata om = {{"step", std::to_string(opt->steps())},
-                   {"lr", std::to_string(a.config().lr)},
-                   {"beta1", std::to_string(a.config().beta1)},
-                   {"beta2", std::to_string(a.config().beta2)},
-                   {"eps", std::to_string(a.config().eps)}};
-    write_safetensors(optimizer_state_path(path), os, om);
-    m["optimizer_step"] = std::to_string(opt->steps());
+  if (!opt) {
+    write_safetensors(path, ts, m);
+    return;
   }
+  // The pair is committed by the weights file. The optimiser state goes first to the pending
+  // name "<stem>.optim.safetensors.next"; once the new weights are in place it is renamed over
+  // "<stem>.optim.safetensors". Killed between the two, the folder holds new weights and the
+  // pending state, which load_checkpoint() recognises by its step (the weights' metadata
+  // "optimizer_step"); killed before the weights, the old pair is untouched.
+  Adam& a = const_cast<Adam&>(*opt);
+  std::vector<NamedTensor> os;
+  for (size_t i = 0; i < params.size(); ++i) {
+    os.push_back({"exp_avg." + params[i]->name, a.exp_avg()[i].to(Device::CPU)});
+    os.push_back({"exp_avg_sq." + params[i]->name, a.exp_avg_sq()[i].to(Device::CPU)});
+  }
+  const Metadata om = {{"step", std::to_string(opt->steps())},
+                       {"lr", std::to_string(a.config().lr)},
+                       {"beta1", std::to_string(a.config().beta1)},
+                       {"beta2", std::to_string(a.config().beta2)},
+                       {"eps", std::to_string(a.config().eps)}};
+  const std::string state = optimizer_state_path(path), pending = pending_state_path(path);
+  write_safetensors(pending, os, om);
+  m["optimizer_step"] = std::to_string(opt->steps());
   write_safetensors(path, ts, m);
+  if (std::rename(pending.c_str(), state.c_str()) != 0)
+    CUSEG_THROW(state << ": cannot rename " << pending << " into place (" << std::strerror(errno)
+                      << ")");
+  fsync_folder(parent_folder(path));
 }
 
 Metadata load_checkpoint(const std::string& path, const std::vector<Param*>& params, Adam* opt) {
@@ -208,11 +214,21 @@ Metadata load_checkpoint(const std::string& path, const std::vector<Param*>& par
                 path << ": holds " << by_name.size() << " tensors, the model has " << params.size()
                      << " parameters (a different network configuration?)");
   if (opt) {
-    const std::string op = optimizer_state_path(path);
-    std::ifstream probe(op);
-    if (probe.good()) {
+    // The optimiser state that belongs to these weights: the pending file when a save was
+    // interrupted after the weights were committed, else the companion file (see
+    // save_checkpoint). Weights without "optimizer_step" (older files) take the companion.
+    const std::string state = optimizer_state_path(path), pending = pending_state_path(path);
+    const auto want = meta.find("optimizer_step");
+    std::string found;  // "file (step s)" of candidates that did not match, for the message
+    for (const std::string& f : {pending, state}) {
+      if (!std::ifstream(f).good()) continue;
       Metadata om;
-      auto os = read_safetensors(op, &om);
+      auto os = read_safetensors(f, &om);
+      CUSEG_REQUIRE(om.count("step"), f << ": no 'step' in metadata");
+      if (want != meta.end() && om["step"] != want->second) {
+        found += " " + f + " (step " + om["step"] + ")";
+        continue;
+      }
       std::map<std::string, Tensor> ob;
       for (auto& nt : os) ob[nt.name] = nt.tensor;
       for (size_t i = 0; i < params.size(); ++i) {
@@ -220,13 +236,25 @@ Metadata load_checkpoint(const std::string& path, const std::vector<Param*>& par
           const std::string n = (which ? "exp_avg_sq." : "exp_avg.") + params[i]->name;
           auto it = ob.find(n);
           CUSEG_REQUIRE(it != ob.end() && it->second.shape() == params[i]->value.shape(),
-                        op << ": missing or mis-shaped optimiser tensor '" << n << "'");
+                        f << ": missing or mis-shaped optimiser tensor '" << n << "'");
           (which ? opt->exp_avg_sq()[i] : opt->exp_avg()[i]).copy_from(it->second);
         }
       }
-      CUSEG_REQUIRE(om.count("step"), op << ": no 'step' in metadata");
       opt->set_steps(std::stoll(om["step"]));
+      // Finish the interrupted save (best effort: a read-only folder keeps the pending name,
+      // which the next load finds again).
+      if (f == pending && std::rename(pending.c_str(), state.c_str()) == 0) {
+        try {
+          fsync_folder(parent_folder(path));
+        } catch (const Error&) {
+        }
+      }
+      found.clear();
+      break;
     }
+    CUSEG_REQUIRE(found.empty(),
+                  path << ": weights saved at optimiser step " << want->second
+                       << " but the optimiser state found is from another step:" << found);
   }
   return meta;
 }

@@ -1,6 +1,7 @@
 // Checkpoints in the safetensors format: 8-byte little-endian header length, a JSON header
 // {name: {dtype, shape, data_offsets}, "__metadata__": {string: string}}, then raw
-// little-endian tensor bytes. Written atomically (temp file in the same folder + rename).
+// little-endian tensor bytes. Written crash-safe (core/atomic_file.h: temporary file, fsync,
+// rename, fsync of the folder): after an error or a kill the previous file is intact.
 //
 // Weights are stored under the PyTorch reference module's names in the PyTorch/torchio
 // axis order: torchio tensors are (C, I, J, K) while ours are NCDHW with W = I, so a conv
@@ -8,7 +9,10 @@
 // reversed). A checkpoint therefore loads with load_state_dict() into the reference module
 // and gives the same segmentation on torchio data. Metadata "cuseg.kernel_axes" records it.
 // Optimiser state goes to a companion file "<stem>.optim.safetensors" (exp_avg.<name>,
-// exp_avg_sq.<name>, metadata step / lr / betas / eps).
+// exp_avg_sq.<name>, metadata step / lr / betas / eps); the weights' metadata "optimizer_step"
+// names the step of the state that belongs to them, so a pair torn by a kill between the two
+// writes is recognised (save_checkpoint writes the state under a pending name first,
+// load_checkpoint takes whichever file matches and refuses a pair that does not).
 #pragma once
 #include <map>
 #include <string>

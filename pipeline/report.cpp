@@ -6,30 +6,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <sstream>
 
+#include "cuseg/core/atomic_file.h"
 #include "cuseg/core/check.h"
 
-namespace fs = std::filesystem;
-
 namespace cuseg {
-
-namespace {
-std::string temp_name(const std::string& path) {
-  const fs::path p(path);
-  return (p.parent_path() / ("." + p.filename().string() + ".tmp")).string();
-}
-void commit(const std::string& tmp, const std::string& path) {
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    CUSEG_THROW(path << ": cannot write (rename failed)");
-  }
-}
-}  // namespace
 
 RGBImage RGBImage::make(int w, int h, uint8_t grey) {
   RGBImage r;
@@ -49,18 +31,20 @@ void RGBImage::blit(const RGBImage& src, int x0, int y0) {
 
 void write_png(const RGBImage& img, const std::string& path) {
   CUSEG_CHECK(img.width > 0 && img.height > 0, path << ": empty picture");
-  const std::string tmp = temp_name(path);
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) CUSEG_THROW(path << ": cannot open for writing");
+  // Encoded in memory, then written crash-safe in one go.
+  std::string bytes;
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
   if (!png || !info || setjmp(png_jmpbuf(png))) {
     png_destroy_write_struct(&png, &info);
-    std::fclose(f);
-    fs::remove(tmp);
-    CUSEG_THROW(path << ": libpng failed to write the picture");
+    CUSEG_THROW(path << ": libpng failed to encode the picture");
   }
-  png_init_io(png, f);
+  png_set_write_fn(
+      png, &bytes,
+      [](png_structp p, png_bytep data, size_t n) {
+        static_cast<std::string*>(png_get_io_ptr(p))->append(reinterpret_cast<char*>(data), n);
+      },
+      nullptr);
   png_set_IHDR(png, info, png_uint_32(img.width), png_uint_32(img.height), 8, PNG_COLOR_TYPE_RGB,
                PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
@@ -68,11 +52,7 @@ void write_png(const RGBImage& img, const std::string& path) {
     png_write_row(png, const_cast<png_bytep>(img.rgb.data() + size_t(y) * size_t(img.width) * 3));
   png_write_end(png, nullptr);
   png_destroy_write_struct(&png, &info);
-  if (std::fclose(f) != 0) {
-    fs::remove(tmp);
-    CUSEG_THROW(path << ": write failed");
-  }
-  commit(tmp, path);
+  write_file_atomic(path, bytes);
 }
 
 bool read_png_size(const std::string& path, int* w, int* h) {
@@ -102,19 +82,7 @@ bool read_png_size(const std::string& path, int* w, int* h) {
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = temp_name(path);
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) CUSEG_THROW(path << ": cannot open for writing");
-    f << text;
-    f.flush();
-    if (!f) {
-      f.close();
-      fs::remove(tmp);
-      CUSEG_THROW(path << ": write failed");
-    }
-  }
-  commit(tmp, path);
+  write_file_atomic(path, text);
 }
 
 int display_scale(const data::Geometry& g, int min_pixels) {

@@ -1,6 +1,6 @@
 // Pictures and small report files: PNG previews of CT with the segmentation overlaid, the
-// training-curve SVG, and atomic text writes. Everything is written to a temporary name in the
-// destination folder and renamed, so a reader never sees a partial file.
+// training-curve SVG, and atomic text writes. Everything is written crash-safe
+// (core/atomic_file.h), so a reader never sees a partial file.
 //
 // Display convention: axial slices in the radiological view (patient's right on the picture's
 // left, anterior at the top), which for a RAS volume means column c <- i = W-1-c and row
@@ -27,7 +27,7 @@ void write_png(const RGBImage& img, const std::string& path);
 // Reads back width/height of a PNG (for checks); returns false when it is not a valid PNG.
 bool read_png_size(const std::string& path, int* w, int* h);
 
-// Atomic text file (temp + rename).
+// Text file written crash-safe (core/atomic_file.h).
 void write_text_atomic(const std::string& path, const std::string& text);
 
 // Overlay colours: liver (label 1) and tumour (label 2) blended over the grey CT with these
