@@ -45,8 +45,9 @@ int main(int argc, char** argv) {
                  "config's, auto = CUDA when a device answers)")
       ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
   app.add_flag("--resume", opt.resume,
-               "continue RUN_DIR/last.safetensors (optimiser, step, "
-               "epoch and patch-stream state)");
+               "continue RUN_DIR/last.safetensors (optimiser, step, epoch and patch-stream "
+               "state); without a checkpoint there, start a new run (warning) from -c or "
+               "RUN_DIR/config.yaml");
   app.add_flag("--overwrite", opt.overwrite,
                "start a new run in a RUN_DIR that already holds one (deletes its checkpoints)");
   app.add_option("--seed", seed, "random seed (overrides train.seed)");
@@ -87,6 +88,9 @@ int main(int argc, char** argv) {
   opt.stop = &g_stop;
   std::signal(SIGINT, on_sigint);
   std::signal(SIGTERM, on_sigint);
+  // Over a file-size limit (ulimit -f) a write then fails with EFBIG, which the trainer reports
+  // like a full disk (previous checkpoint intact), instead of the process being killed.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     return cuseg::run_training(opt);
   } catch (const std::exception& e) {

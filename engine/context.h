@@ -18,6 +18,12 @@ struct ContextOptions {
   // first call and keep the fastest (also CUSEG_CUDNN_AUTOTUNE=1); only deterministic plans
   // unless `deterministic` is false.
   bool cudnn_autotune = false;
+  // CUDA: only what cuDNN reports as deterministic: the fp32 convolution algorithms (forward,
+  // backward-data, backward-filter; a problem with none inside the workspace budget is an
+  // error naming it) and the graph plans above. With false, cuDNN's heuristic order decides,
+  // deterministic or not. The hand-written kernels are deterministic either way (no
+  // floating-point atomics), and the CPU backend always is for a given thread count.
+  // Config key train.deterministic.
   bool deterministic = true;
 };
 

@@ -1,6 +1,8 @@
 // Training checkpoints (see checkpointing.h).
 #include "cuseg/pipeline/checkpointing.h"
 
+#include <omp.h>
+
 #include "cuseg/core/check.h"
 #include "cuseg/engine/checkpoint.h"
 #include "cuseg/pipeline/inference.h"
@@ -27,11 +29,14 @@ void save_training_checkpoint(const std::string& path, const RunConfig& cfg, Dev
           (unsigned long long)cfg.seed, p.epoch,
           (long long)(p.step_in_epoch * cfg.batch_size * p.world_size));
   meta["cuseg.device"] = device_name(dev);
+  // The CPU backend's sums are chunked by thread, so its bits depend on the thread count:
+  // recorded so that a resume with another count can say it will not repeat them.
+  meta["cuseg.threads"] = std::to_string(omp_get_max_threads());
   save_checkpoint(path, net.parameters(), meta, adam);
 }
 
 TrainProgress restore_training_checkpoint(const std::string& path, const RunConfig& cfg,
-                                          UNet3D& net, Adam& adam) {
+                                          UNet3D& net, Adam& adam, std::string* warning) {
   const Metadata meta = load_checkpoint(path, net.parameters(), &adam);
   auto get = [&](const char* k) -> const std::string& {
     auto it = meta.find(k);
@@ -52,6 +57,15 @@ TrainProgress restore_training_checkpoint(const std::string& path, const RunConf
   CUSEG_CHECK(uint64_t(std::stoull(get("cuseg.rng_seed"))) == cfg.seed,
               path << ": train.seed differs from the checkpoint's; a resumed run must keep it");
   adam.config().lr = cfg.lr;
+  const auto threads = meta.find("cuseg.threads");
+  const auto device = meta.find("cuseg.device");
+  if (warning && net.device() == Device::CPU && device != meta.end() &&
+      device->second == device_name(Device::CPU) && threads != meta.end() &&
+      threads->second != std::to_string(omp_get_max_threads()))
+    *warning =
+        fmt("%s was written with %s CPU threads, this session has %d: the run continues, but not "
+            "bit for bit as it would have (set train.threads to keep it)",
+            path.c_str(), threads->second.c_str(), omp_get_max_threads());
   return p;
 }
 

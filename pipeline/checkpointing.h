@@ -41,8 +41,10 @@ void save_training_checkpoint(const std::string& path, const RunConfig& cfg, Dev
 // Loads weights and optimiser state from `path` into net / adam and returns the progress
 // stored with them. The optimiser takes the current config's learning rate (a resumed run may
 // change it). Throws naming the file when the metadata is missing or train.seed differs.
+// `warning` (optional) receives why the continuation will not repeat the interrupted run's
+// bits (today: another CPU thread count), else stays as it is.
 TrainProgress restore_training_checkpoint(const std::string& path, const RunConfig& cfg,
-                                          UNet3D& net, Adam& adam);
+                                          UNet3D& net, Adam& adam, std::string* warning = nullptr);
 
 // Re-expresses a restored position for `world_size` ranks of cfg.batch_size: step_in_epoch =
 // patches_in_epoch / (world_size x batch). Returns the number of patches that the resumed run

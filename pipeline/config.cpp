@@ -70,6 +70,10 @@ train:
   seed: 0
   device: auto                  # auto | cuda | cpu
   threads: 0                    # CPU threads (0 = all cores)
+  deterministic: true           # same bits run to run: CUDA uses only deterministic cuDNN
+                                # algorithms; the CPU always is, for a given thread count
+  nonfinite_loss: stop          # stop | skip: a batch whose loss is NaN/Inf stops training
+                                # (last good checkpoint kept), or is skipped (no update)
 dist:                           # data-parallel ranks (engine_train --dist auto under a launcher)
   timeout_s: 600                # a collective waiting longer stops every rank (a rank died/hangs)
   bucket_mib: 25                # gradients averaged in buckets of this size during backward
@@ -360,6 +364,10 @@ RunConfig extract(const Ctx& c) {
           "must be auto, cuda or cpu");
   r.threads = get_int(c, "train.threads");
   require(r.threads >= 0, c, "train.threads", "must be >= 0");
+  r.deterministic = get_bool(c, "train.deterministic");
+  r.nonfinite_loss = get_str(c, "train.nonfinite_loss");
+  require(r.nonfinite_loss == "stop" || r.nonfinite_loss == "skip", c, "train.nonfinite_loss",
+          "must be stop or skip");
   r.dist_timeout_s = get_num(c, "dist.timeout_s");
   require(r.dist_timeout_s > 0, c, "dist.timeout_s", "must be > 0 (seconds)");
   r.dist_bucket_mib = get_num(c, "dist.bucket_mib");

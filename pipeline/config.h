@@ -75,7 +75,11 @@ struct RunConfig {
   int log_every = 10;     // steps between progress lines / metrics records
   uint64_t seed = 0;
   std::string device = "auto";
-  int threads = 0;  // OpenMP threads for the CPU backend (0 = all cores)
+  int threads = 0;            // OpenMP threads for the CPU backend (0 = all cores)
+  bool deterministic = true;  // ContextOptions::deterministic (bitwise repeatable CUDA runs)
+  // A batch whose loss is NaN/Inf: "stop" (error naming the step and the batch's cases; the
+  // last good checkpoint stays) or "skip" (no backward, no update; logged and counted).
+  std::string nonfinite_loss = "stop";
 
   // distributed (pipeline/distributed.h)
   double dist_timeout_s = 600;  // bound on one collective before every rank is stopped

@@ -1,6 +1,8 @@
 // metrics.jsonl (see metrics_log.h).
 #include "cuseg/pipeline/metrics_log.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -20,32 +22,41 @@ json num_or_null(double v) {
   return std::isfinite(v) ? json(v) : json(nullptr);
 }
 
-// Keeps metrics.jsonl consistent with a checkpoint: drops records after `step` and returns the
+// Keeps metrics.jsonl consistent with a checkpoint (see the constructor) and returns the
 // per-epoch history for the curves.
-std::vector<CurvePoint> trim_metrics(const std::string& path, int64_t step) {
+std::vector<CurvePoint> trim_metrics(const std::string& path, int64_t step, int epochs) {
   std::vector<CurvePoint> pts;
   std::ifstream f(path);
   if (!f) return pts;
   std::string line, kept;
   while (std::getline(f, line)) {
     if (line.empty()) continue;
-    json j;
+    // A line that is not a record of ours (a torn last line from a hard kill) is dropped.
     try {
-      j = json::parse(line);
+      const json j = json::parse(line);
+      if (!j.is_object() || j.value("step", int64_t(0)) > step) continue;
+      const bool epoch_record = j.value("type", "") == "epoch";
+      if (epoch_record && j.value("epoch", 0) > epochs) continue;
+      if (epoch_record) {
+        CurvePoint p;
+        p.epoch = j.value("epoch", 0);
+        auto num = [&](const char* k) {
+          return j.contains(k) && j[k].is_number() ? j[k].get<double>() : NAN;
+        };
+        p.train_loss = num("train_loss");
+        p.val_loss = num("val_loss");
+        const bool dice = j.contains("dice") && j["dice"].is_object();
+        p.dice_liver = dice && j["dice"].value("liver", json()).is_number()
+                           ? j["dice"]["liver"].get<double>()
+                           : NAN;
+        p.dice_tumour = dice && j["dice"].value("tumour", json()).is_number()
+                            ? j["dice"]["tumour"].get<double>()
+                            : NAN;
+        pts.push_back(p);
+      }
+      kept += line + "\n";
     } catch (const json::exception&) {
-      continue;  // a torn last line from a hard kill
-    }
-    if (j.value("step", int64_t(0)) > step) continue;
-    kept += line + "\n";
-    if (j.value("type", "") == "epoch") {
-      CurvePoint p;
-      p.epoch = j.value("epoch", 0);
-      auto num = [&](const json& v) { return v.is_number() ? v.get<double>() : NAN; };
-      p.train_loss = num(j["train_loss"]);
-      p.val_loss = num(j["val_loss"]);
-      p.dice_liver = j["dice"].is_object() ? num(j["dice"]["liver"]) : NAN;
-      p.dice_tumour = j["dice"].is_object() ? num(j["dice"]["tumour"]) : NAN;
-      pts.push_back(p);
+      continue;
     }
   }
   f.close();
@@ -55,11 +66,12 @@ std::vector<CurvePoint> trim_metrics(const std::string& path, int64_t step) {
 
 }  // namespace
 
-MetricsLog::MetricsLog(const std::string& path, bool resume, int64_t checkpoint_step, bool write)
+MetricsLog::MetricsLog(const std::string& path, bool resume, int64_t checkpoint_step,
+                       int checkpoint_epochs, bool write)
     : path_(path), write_(write) {
   if (!write) return;
   if (resume) {
-    history_ = trim_metrics(path, checkpoint_step);
+    history_ = trim_metrics(path, checkpoint_step, checkpoint_epochs);
   } else {
     std::error_code ec;
     fs::remove(path, ec);
@@ -78,6 +90,11 @@ void MetricsLog::write_line(const std::string& line) {
   }
   if (std::fprintf(f_, "%s\n", line.c_str()) < 0 || std::fflush(f_) != 0)
     CUSEG_THROW(path_ << ": cannot append a record (" << std::strerror(errno) << ")");
+}
+
+void MetricsLog::sync() {
+  if (f_ && ::fsync(::fileno(f_)) != 0)
+    CUSEG_THROW(path_ << ": fsync failed (" << std::strerror(errno) << ")");
 }
 
 void MetricsLog::append(const TrainRecord& r) {
@@ -107,7 +124,8 @@ void MetricsLog::append(const EpochRecord& r) {
       {"lr", r.lr},
       {"seconds", r.seconds},
       {"peak_mib", r.peak_mib},
-      {"data_wait_s", r.data_wait_s}};
+      {"data_wait_s", r.data_wait_s},
+      {"skipped_batches", r.skipped_batches}};
   write_line(j.dump());
   CurvePoint cp;
   cp.epoch = r.epoch;

@@ -35,15 +35,19 @@ struct EpochRecord {
   double seconds = 0;
   double peak_mib = 0;
   double data_wait_s = 0;
+  int64_t skipped_batches = 0;  // batches skipped for a non-finite loss (train.nonfinite_loss)
 };
 
 class MetricsLog {
  public:
-  // New run: starts an empty file. Resume: keeps the records up to `checkpoint_step` (those
-  // after it belong to steps the resumed run repeats; a torn last line from a hard kill is
-  // dropped) and reads the epoch history back. write = false (ranks other than 0 of a
+  // New run: starts an empty file. Resume from a checkpoint at global step `checkpoint_step`
+  // with `checkpoint_epochs` epochs completed: keeps the train records up to that step and the
+  // epoch records up to that epoch (the others belong to work the resumed run repeats, e.g. an
+  // epoch whose record was written but whose checkpoint was not; a torn last line from a hard
+  // kill is dropped) and reads the epoch history back. write = false (ranks other than 0 of a
   // distributed run): the file is neither read nor written, records are dropped.
-  MetricsLog(const std::string& path, bool resume, int64_t checkpoint_step, bool write = true);
+  MetricsLog(const std::string& path, bool resume, int64_t checkpoint_step, int checkpoint_epochs,
+             bool write = true);
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
@@ -51,6 +55,8 @@ class MetricsLog {
   void append(const TrainRecord& r);
   void append(const EpochRecord& r);  // also extends history()
   const std::vector<CurvePoint>& history() const { return history_; }
+  // fsync: the records written so far are on the disk (before a checkpoint that follows them).
+  void sync();
 
  private:
   void write_line(const std::string& line);

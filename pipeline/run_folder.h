@@ -31,15 +31,22 @@ struct RunFolder {
 struct OpenedRun {
   RunFolder folder;
   RunConfig cfg;
-  bool resume = false;  // continue from folder.last()
+  bool resume = false;                // continue from folder.last()
+  std::vector<std::string> warnings;  // for the log, once it is open
 };
 
 // New run (resume = false): `config_path` + overrides; refuses a folder that already holds a
-// run unless `overwrite`, which deletes the previous run's outputs. Resume: RUN_DIR/config.yaml
-// + overrides (a resumed run keeps its config; --set may change e.g. train.epochs or train.lr).
-// Creates the folder and writes config.yaml. Throws cuseg::Error naming the folder or file.
-// writer = false (ranks other than 0 of a distributed run): the same checks and config, but
-// nothing created, deleted or written.
+// run unless `overwrite`, which deletes the previous run's outputs.
+// Resume with a checkpoint (last.safetensors): RUN_DIR/config.yaml + overrides (a resumed run
+// keeps its config; --set may change e.g. train.epochs or train.lr; a -c is not used).
+// Resume without a checkpoint (as nnU-Net's --c): a new run with a warning, from -c when given,
+// else from RUN_DIR/config.yaml (a run killed before its first checkpoint); the earlier
+// session's outputs except train.log are deleted. With neither (an empty or missing folder and
+// no -c) it is an error that asks for -c.
+// Creates the folder, removes temporary files a killed session left (core/atomic_file.h) and
+// writes config.yaml. Throws cuseg::Error naming the folder or file.
+// writer = false (ranks other than 0 of a distributed run): the same checks, config and
+// decisions, but nothing created, deleted or written (and no warnings).
 OpenedRun open_run_folder(const std::string& run_dir, const std::string& config_path,
                           const std::vector<std::string>& overrides, bool resume, bool overwrite,
                           bool writer = true);

@@ -55,7 +55,28 @@ struct Run {
   TrainDist& dist;
   Tensor grad;  // d loss / d logits, reused while the batch shape stays
   double session_steps = 0, session_step_time = 0;  // for the ETA
+  std::string last_good;  // what last.safetensors holds, for messages ("" = no checkpoint yet)
 };
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
+std::string checkpoint_note(const Run& r) {
+  return r.last_good.empty()
+             ? "no checkpoint was written yet (the first comes at the end of epoch 1)"
+             : "the last good checkpoint, " + r.folder.last() + " (" + r.last_good +
+                   "), is left as it was";
+}
+
+std::string progress_str(const TrainProgress& p) {
+  return p.step_in_epoch == 0
+             ? fmt("after epoch %d, global step %lld", p.epoch, (long long)p.global_step)
+             : fmt("epoch %d step %lld, global step %lld", p.epoch + 1, (long long)p.step_in_epoch,
+                   (long long)p.global_step);
+}
 
 // This rank's own reason to stop (Ctrl-C, --stop-after-steps) after the step in progress.
 bool stop_requested(const Run& r) {
@@ -109,7 +130,8 @@ void backward_and_update(Run& r) {
 
 struct EpochOutcome {
   double loss_sum = 0;
-  int64_t steps = 0;  // steps this session (a resumed epoch counts only its remaining steps)
+  int64_t steps = 0;    // steps this session (a resumed epoch counts only its remaining steps)
+  int64_t skipped = 0;  // batches skipped for a non-finite loss (train.nonfinite_loss: skip)
   bool interrupted = false;
   double data_wait_s = 0;
   std::string data_summary;
@@ -117,7 +139,11 @@ struct EpochOutcome {
 
 // One epoch of optimiser steps from progress.step_in_epoch on; logs every train.log_every
 // steps (a progress line and a metrics record). Stops early, with outcome.interrupted, when
-// Ctrl-C or --stop-after-steps asks; progress then says where.
+// Ctrl-C or --stop-after-steps asks; progress then says where. A batch whose loss is not finite
+// (the global batch's loss, so every rank decides alike) stops training (the error names the
+// step and the batch's cases; last.safetensors keeps the last good state) or, with
+// train.nonfinite_loss: skip, is skipped: no backward, no update, but it counts as a step of
+// the stream so that --resume stays exact.
 EpochOutcome train_one_epoch(Run& r) {
   const RunConfig& cfg = r.cfg;
   TrainProgress& p = r.progress;
@@ -133,13 +159,33 @@ EpochOutcome train_one_epoch(Run& r) {
     const double t1 = now_s();
     const StepResult step = forward_loss(r, batch);
     const double loss = step.loss;
-    CUSEG_CHECK(std::isfinite(loss),
-                "training diverged: loss is " << loss << " at step " << p.global_step + 1);
-    backward_and_update(r);
+    const bool finite = std::isfinite(loss);
+    if (!finite) {
+      const std::string what = fmt(
+          "loss is %g at global step %lld (epoch %d, step %lld of %lld); the batch's cases%s: %s",
+          loss, (long long)p.global_step + 1, p.epoch + 1, (long long)p.step_in_epoch + 1,
+          (long long)steps_per_epoch,
+          r.dist.distributed() ? fmt(" (rank %d's share)", r.dist.rank()).c_str() : "",
+          join(batch.cases).c_str());
+      if (cfg.nonfinite_loss != "skip") {
+        r.log.line("training stopped: " + what);
+        CUSEG_THROW("training stopped: "
+                    << what << ". " << checkpoint_note(r)
+                    << ". Lower train.lr or check those cases; train.nonfinite_loss: skip "
+                       "skips such batches instead");
+      }
+      r.log.warn("skipped the batch: " + what + " (train.nonfinite_loss: skip)");
+      ++out.skipped;
+    } else {
+      backward_and_update(r);
+    }
     const double t2 = now_s();
     ++p.global_step, ++p.step_in_epoch;
-    out.loss_sum += loss, ++out.steps;
-    win_loss += loss, ++win_n, win_wait += t1 - t0;
+    if (finite) {
+      out.loss_sum += loss, ++out.steps;
+      win_loss += loss, ++win_n;
+    }
+    win_wait += t1 - t0;
     r.session_steps += 1, r.session_step_time += t2 - t0;
     const bool stop_now = step.stop;
     if (p.global_step % cfg.log_every == 0 || p.step_in_epoch == steps_per_epoch || stop_now) {
@@ -172,23 +218,58 @@ EpochOutcome train_one_epoch(Run& r) {
   }
   out.data_wait_s = r.batches.wait_seconds();
   out.data_summary = r.batches.summary();
+  if (out.skipped == steps_per_epoch)
+    CUSEG_THROW("training stopped: every batch of epoch "
+                << p.epoch + 1 << " had a non-finite loss (the weights have diverged). "
+                << checkpoint_note(r) << ". Lower train.lr");
   return out;
+}
+
+// Rank 0: saves last.safetensors (with the optimiser state; metrics.jsonl synced first so its
+// records are on the disk before the checkpoint that follows them) and, when `best`,
+// best.safetensors first (then TrainHooks::on_best_checkpoint), so a kill between the two
+// leaves a best that the repeated epoch writes again. An error (full disk, file-size limit,
+// read-only folder) stops training with a message that says the previous checkpoint is intact.
+void save_checkpoints(Run& r, bool best, ValidationResult* v) {
+  r.progress.elapsed_s = r.clock.total();
+  if (!r.dist.is_root()) return;
+  const RunConfig& cfg = r.cfg;
+  try {
+    r.metrics.sync();
+    if (best) {
+      save_training_checkpoint(r.folder.best(), cfg, r.ctx.device(), r.net, nullptr, r.progress);
+      if (r.opt.hooks.on_best_checkpoint) {
+        if (v->first_prediction.v.empty())
+          v->first_prediction = predict_preprocessed(r.net, r.ctx, cfg, r.val.volumes[0]);
+        const std::string path = r.folder.best();
+        r.opt.hooks.on_best_checkpoint(BestCheckpoint{r.progress.epoch, path, r.folder.dir, cfg,
+                                                      r.val.volumes[0], r.val.ids[0],
+                                                      v->first_prediction});
+      }
+    }
+    save_training_checkpoint(r.folder.last(), cfg, r.ctx.device(), r.net, &r.adam, r.progress);
+  } catch (const Error& e) {
+    CUSEG_THROW("training stopped: cannot save the checkpoint "
+                << progress_str(r.progress) << ": " << e.what() << ". " << checkpoint_note(r)
+                << "; once the run folder is writable again, continue with --resume -o "
+                << r.folder.dir);
+  }
+  r.last_good = progress_str(r.progress);
 }
 
 // Saves last.safetensors mid-epoch (Ctrl-C, --stop-after-steps) and says how to continue.
 // Rank 0 writes; every rank returns 130.
 int save_interrupted(Run& r) {
-  r.progress.elapsed_s = r.clock.total();
-  if (r.dist.is_root())
-    save_training_checkpoint(r.folder.last(), r.cfg, r.ctx.device(), r.net, &r.adam, r.progress);
+  save_checkpoints(r, false, nullptr);
   r.log.line(fmt("interrupted at epoch %d step %lld: saved %s; continue with --resume -o %s",
                  r.progress.epoch + 1, (long long)r.progress.step_in_epoch, r.folder.last().c_str(),
                  r.folder.dir.c_str()));
   return 130;
 }
 
-// After an epoch's validation: the preview, the checkpoints (best by validation loss, as the
-// reference; last with the optimiser state), the epoch's log line, metrics record and curves.
+// After an epoch's validation: the preview, the epoch's metrics record and curves, the
+// checkpoints (best by validation loss, as the reference, then last with the optimiser state:
+// save_checkpoints), the epoch's log line. Rank 0 writes; the others keep the progress in step.
 // `val_start`: when validation began (its time, with the preview, goes into the log line).
 void record_epoch(Run& r, const EpochOutcome& e, ValidationResult& v, double val_start,
                   bool with_preview) {
@@ -198,6 +279,7 @@ void record_epoch(Run& r, const EpochOutcome& e, ValidationResult& v, double val
   if (!r.dist.is_root()) {    // the other ranks only keep the progress in step with rank 0
     if (v.loss < p.best_val_loss) p.best_val_loss = v.loss;
     p.epoch = epoch + 1, p.step_in_epoch = 0;
+    r.last_good = progress_str(p);
     return;
   }
   if (with_preview) {
@@ -210,28 +292,9 @@ void record_epoch(Run& r, const EpochOutcome& e, ValidationResult& v, double val
   const bool improved = v.loss < p.best_val_loss;
   if (improved) p.best_val_loss = v.loss;
   p.epoch = epoch + 1, p.step_in_epoch = 0;
-  p.elapsed_s = r.clock.total();
-  save_training_checkpoint(r.folder.last(), cfg, r.ctx.device(), r.net, &r.adam, p);
-  if (improved) {
-    save_training_checkpoint(r.folder.best(), cfg, r.ctx.device(), r.net, nullptr, p);
-    if (r.opt.hooks.on_best_checkpoint) {
-      if (v.first_prediction.v.empty())
-        v.first_prediction = predict_preprocessed(r.net, r.ctx, cfg, r.val.volumes[0]);
-      const std::string best = r.folder.best();
-      r.opt.hooks.on_best_checkpoint(BestCheckpoint{
-          epoch + 1, best, r.folder.dir, cfg, r.val.volumes[0], r.val.ids[0], v.first_prediction});
-    }
-  }
-  const double peak = to_mib(memory_pool(r.ctx.device()).stats().peak);
   const double train_loss = e.steps ? e.loss_sum / double(e.steps) : NAN;
-  r.log.line(
-      fmt("epoch %d/%d done: train loss %.4f, val loss %.4f%s%s, validation %.1f s, data "
-          "wait %.1f s (%s)",
-          epoch + 1, cfg.epochs, train_loss, v.loss,
-          std::isfinite(v.dice_liver)
-              ? fmt(", Dice liver %.4f tumour %.4f", v.dice_liver, v.dice_tumour).c_str()
-              : "",
-          improved ? " (best)" : "", val_seconds, e.data_wait_s, e.data_summary.c_str()));
+  // The epoch's record and curves go first: should the checkpoints below not land, a resumed
+  // run drops the record (MetricsLog) and repeats the epoch.
   EpochRecord rec;
   rec.step = p.global_step;
   rec.epoch = epoch + 1;
@@ -242,11 +305,24 @@ void record_epoch(Run& r, const EpochOutcome& e, ValidationResult& v, double val
   rec.best = improved;
   rec.lr = cfg.lr;
   rec.seconds = r.clock.total();
-  rec.peak_mib = peak;
+  rec.peak_mib = to_mib(memory_pool(r.ctx.device()).stats().peak);
   rec.data_wait_s = e.data_wait_s;
+  rec.skipped_batches = e.skipped;
   r.metrics.append(rec);
   write_text_atomic(r.folder.curves(),
                     curves_svg(r.metrics.history(), "cuseg training: " + r.folder.dir));
+  save_checkpoints(r, improved, &v);
+  r.log.line(
+      fmt("epoch %d/%d done: train loss %.4f, val loss %.4f%s%s, validation %.1f s, data "
+          "wait %.1f s (%s)%s",
+          epoch + 1, cfg.epochs, train_loss, v.loss,
+          std::isfinite(v.dice_liver)
+              ? fmt(", Dice liver %.4f tumour %.4f", v.dice_liver, v.dice_tumour).c_str()
+              : "",
+          improved ? " (best)" : "", val_seconds, e.data_wait_s, e.data_summary.c_str(),
+          e.skipped
+              ? fmt("; %lld batch(es) skipped for a non-finite loss", (long long)e.skipped).c_str()
+              : ""));
 }
 
 std::string filters_str(const UNetConfig& m) {
@@ -268,15 +344,18 @@ int run_training(const TrainOptions& opt) {
   const RunFolder& folder = start.folder;
   const RunConfig& cfg = start.cfg;
   TrainLog log(folder.train_log(), /*write=*/root);
+  for (const auto& w : start.warnings) log.warn(w);
   log.line(fmt("engine_train: %s run in %s (config %s)", start.resume ? "resuming" : "new",
                folder.dir.c_str(), cfg.source.c_str()));
   if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
   const Device dev = resolve_device(cfg.device);
   if (env.distributed() && dev == Device::CUDA) select_cuda_device(env.local_rank);
-  Context ctx(dev);
+  ContextOptions copt;
+  copt.deterministic = cfg.deterministic;
+  Context ctx(dev, copt);
   TrainDist dist(env, ctx, cfg.dist_timeout_s);
-  log.line(fmt("device: %s (requested %s), CPU threads %d", device_name(dev), cfg.device.c_str(),
-               omp_get_max_threads()));
+  log.line(fmt("device: %s (requested %s), CPU threads %d%s", device_name(dev), cfg.device.c_str(),
+               omp_get_max_threads(), cfg.deterministic ? ", deterministic" : ""));
   if (dist.distributed())
     log.line(
         fmt("distributed: %d ranks (%s, %s), batch %d per rank = %d per step; rank 0 "
@@ -300,7 +379,9 @@ int run_training(const TrainOptions& opt) {
   Adam adam(net.parameters(), AdamConfig{cfg.lr});
   TrainProgress progress;
   if (start.resume) {
-    progress = restore_training_checkpoint(folder.last(), cfg, net, adam);
+    std::string warning;
+    progress = restore_training_checkpoint(folder.last(), cfg, net, adam, &warning);
+    if (!warning.empty()) log.warn(warning);
     clock.before = progress.elapsed_s;
     const int saved_world = progress.world_size;
     const int64_t again = resume_position(progress, cfg, env.world_size);
@@ -316,7 +397,8 @@ int run_training(const TrainOptions& opt) {
   progress.world_size = env.world_size;
   // Same weights and optimiser state on every rank, then bucketed gradient averaging.
   dist.attach(net, adam, cfg.dist_bucket_mib);
-  MetricsLog metrics(folder.metrics(), start.resume, progress.global_step, /*write=*/root);
+  MetricsLog metrics(folder.metrics(), start.resume, progress.global_step, progress.epoch,
+                     /*write=*/root);
   if (start.resume)
     log.line(
         fmt("resumed from %s: epoch %d, step %lld in epoch, global step %lld, best val "
@@ -334,8 +416,23 @@ int run_training(const TrainOptions& opt) {
   if (root) fs::create_directories(folder.previews());
 
   // 5-6. Epochs: train, validate, record (preview, checkpoints, metrics, curves).
-  Run r{opt, folder,  cfg,      log,   ctx,  net,      adam, *batches,
-        val, metrics, progress, clock, dist, Tensor(), 0,    0};
+  Run r{opt,
+        folder,
+        cfg,
+        log,
+        ctx,
+        net,
+        adam,
+        *batches,
+        val,
+        metrics,
+        progress,
+        clock,
+        dist,
+        Tensor(),
+        0,
+        0,
+        start.resume ? progress_str(progress) : std::string()};
   for (; progress.epoch < cfg.epochs;) {
     const EpochOutcome e = train_one_epoch(r);
     if (e.interrupted) return save_interrupted(r);

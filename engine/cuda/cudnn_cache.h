@@ -5,10 +5,10 @@
 //   stride, which is described to cuDNN through the strides.
 // - Algorithms are chosen once per problem key (input + output descriptor keys, kernel
 //   size, direction) from cuDNN's heuristics (cudnnGet*Algorithm_v7: no timing runs, no
-//   allocation), keeping only candidates whose workspace fits the budget and, for the two
-//   backward directions, that cuDNN reports as deterministic. Every candidate is kept in
-//   heuristic order: if the first is refused at execution (NOT_SUPPORTED / BAD_PARAM, e.g.
-//   for a strided view), the next is tried and the one that ran is remembered.
+//   allocation), keeping only candidates whose workspace fits the budget and, in
+//   deterministic mode (the default), that cuDNN reports as deterministic. Every candidate is kept
+//   in heuristic order: if the first is refused at execution (NOT_SUPPORTED / BAD_PARAM, e.g. for a
+//   strided view), the next is tried and the one that ran is remembered.
 // - The workspace is one device-pool buffer, grown to the largest chosen algorithm's need
 //   and never above the budget. All use is ordered on the context's one stream.
 // Only included by code built with CUSEG_HAVE_CUDA.
@@ -37,7 +37,8 @@ enum class ConvDir { Fwd = 0, BwdData = 1, BwdFilter = 2 };
 
 class CudnnCache {
  public:
-  explicit CudnnCache(size_t budget) : budget_(budget) {}
+  // `deterministic`: keep only algorithms cuDNN reports as deterministic (ContextOptions).
+  CudnnCache(size_t budget, bool deterministic) : budget_(budget), deterministic_(deterministic) {}
   ~CudnnCache();
   CudnnCache(const CudnnCache&) = delete;
   CudnnCache& operator=(const CudnnCache&) = delete;
@@ -55,11 +56,13 @@ class CudnnCache {
   // A device buffer of at least `bytes` (<= budget) from the device pool.
   void* workspace(size_t bytes);
   size_t budget() const { return budget_; }
+  bool deterministic() const { return deterministic_; }
   // Whether TF32 tensor cores may be used for fp32 convolutions (CUSEG_ALLOW_TF32=1).
   static bool allow_tf32();
 
  private:
   size_t budget_;
+  bool deterministic_;
   std::map<TensorKey, cudnnTensorDescriptor_t> tensors_;
   std::map<int, cudnnTensorDescriptor_t> biases_;
   std::map<std::array<int, 3>, cudnnFilterDescriptor_t> filters_;

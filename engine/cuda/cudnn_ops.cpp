@@ -7,10 +7,11 @@
 // parity tests against the CPU reference hold at fp32 rounding; CUSEG_ALLOW_TF32=1 switches
 // to CUDNN_DEFAULT_MATH (TF32 allowed on Hopper, as PyTorch's default for cuDNN convs).
 //
-// Determinism: both backward directions only take algorithms that cuDNN's heuristics report
-// as CUDNN_DETERMINISTIC (in practice BWD_DATA_ALGO_1 / BWD_FILTER_ALGO_1 or their newer
-// deterministic kin; ALGO_0 of both and BWD_FILTER_ALGO_3 use atomics). If none fits the
-// workspace budget, a non-deterministic one is taken and a warning printed once.
+// Determinism (ContextOptions::deterministic, the default): every direction only takes
+// algorithms that cuDNN's heuristics report as CUDNN_DETERMINISTIC (for the backward
+// directions in practice BWD_DATA_ALGO_1 / BWD_FILTER_ALGO_1 or their newer deterministic kin;
+// ALGO_0 of both and BWD_FILTER_ALGO_3 use atomics). If none fits the workspace budget, that
+// is an error naming the problem. Without deterministic mode cuDNN's heuristic order decides.
 // cudnnConvolutionBackwardBias is a plain reduction (not in cuDNN's list of
 // non-reproducible routines).
 //
@@ -256,25 +257,18 @@ AlgoChoice& CudnnCache::algos(cudnnHandle_t h, ConvDir dir, const Vol& x, const 
   const std::vector<Cand> all =
       candidates(h, dir, tensor(x), filter(y.c, x.c, k), conv(k), tensor(y));
   AlgoChoice ch;
-  const bool need_det = dir != ConvDir::Fwd;
   for (const Cand& c : all)
-    if (c.bytes <= budget_ && (c.det || !need_det)) {
+    if (c.bytes <= budget_ && (c.det || !deterministic_)) {
       ch.algos.push_back(c.algo);
       ch.bytes.push_back(c.bytes);
     }
-  if (ch.algos.empty()) {
-    for (const Cand& c : all)
-      if (c.bytes <= budget_) {
-        ch.algos.push_back(c.algo);
-        ch.bytes.push_back(c.bytes);
-      }
-    if (!ch.algos.empty())
-      std::fprintf(
-          stderr,
-          "cuseg: warning: no deterministic cuDNN conv3d %s algorithm fits the %zu B "
-          "workspace budget for %dx%dx%dx%dx%d -> %d channels; using a non-deterministic one\n",
-          dir_name(dir), budget_, x.n, x.c, x.d, x.h, x.w, y.c);
-  }
+  if (ch.algos.empty() && deterministic_)
+    CUSEG_THROW("no deterministic cuDNN conv3d "
+                << dir_name(dir) << " algorithm fits the workspace budget of " << budget_
+                << " B for " << x.n << "x" << x.c << "x" << x.d << "x" << x.h << "x" << x.w
+                << " -> " << y.c
+                << " channels: raise the budget, or allow non-deterministic algorithms "
+                   "(train.deterministic: false)");
   CUSEG_CHECK(!ch.algos.empty(), "no cuDNN conv3d " << dir_name(dir) << " algorithm for " << x.n
                                                     << "x" << x.c << "x" << x.d << "x" << x.h << "x"
                                                     << x.w << " -> " << y.c << " channels, k " << k
