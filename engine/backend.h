@@ -51,6 +51,8 @@ enum class OpId : int {
   AffinePatchPresence,
   AffinePatch,
   Minmax,
+  Mirror,
+  SoftmaxMirrorAccumulate,
   Count
 };
 constexpr int kOpCount = int(OpId::Count);

@@ -122,6 +122,14 @@ std::pair<float, float> minmax(Context&, const op::Minmax& a) {
   return {r[0], r[1]};
 }
 
+void mirror(Context&, const op::Mirror& a) {
+  mirror_cpu(a.in.vol(), a.out.vol(), a.axes);
+}
+
+void softmax_mirror_accumulate(Context&, const op::SoftmaxMirrorAccumulate& a) {
+  softmax_mirror_accumulate_cpu(a.logits.vol(), a.acc.vol(), a.axes, a.scale);
+}
+
 Backend make_cpu_backend() {
   Backend b(Device::CPU, "cpu");
   b.add<op::Conv3dForward>(conv3d_forward);
@@ -145,6 +153,8 @@ Backend make_cpu_backend() {
   b.add<op::AffinePatchPresence>(affine_patch_presence);
   b.add<op::AffinePatch>(affine_patch);
   b.add<op::Minmax>(minmax);
+  b.add<op::Mirror>(mirror);
+  b.add<op::SoftmaxMirrorAccumulate>(softmax_mirror_accumulate);
   return b;
 }
 

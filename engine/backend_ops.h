@@ -20,6 +20,7 @@
 #include "cuseg/kernels/crop_or_pad.h"
 #include "cuseg/kernels/cross_entropy.h"
 #include "cuseg/kernels/grid_aggregate.h"
+#include "cuseg/kernels/mirror.h"
 #include "cuseg/kernels/rescale_intensity.h"
 
 namespace cuseg {
@@ -170,6 +171,21 @@ using MinmaxResult = std::pair<float, float>;  // (min, max); a name: the macro 
 struct Minmax {
   CUSEG_OP_HEADER(Minmax, "minmax", MinmaxResult);
   const Tensor& x;
+};
+
+// Test-time augmentation (kernels/mirror.h): out = in flipped along the axes of the bit mask
+// `axes` (kMirrorW | kMirrorH | kMirrorD); and acc += scale * softmax over C of logits flipped
+// along `axes`. Equal 5-D float32 shapes (either may be a batch-strided view).
+struct Mirror {
+  CUSEG_OP_HEADER(Mirror, "mirror", void);
+  const Tensor &in, &out;
+  int axes;
+};
+struct SoftmaxMirrorAccumulate {
+  CUSEG_OP_HEADER(SoftmaxMirrorAccumulate, "softmax_mirror_accumulate", void);
+  const Tensor &logits, &acc;
+  int axes;
+  float scale;
 };
 
 #undef CUSEG_OP_HEADER

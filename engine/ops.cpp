@@ -285,6 +285,21 @@ void Minmax::check(const Context& ctx) const {
                          << ") (expected a non-empty contiguous float32 tensor)");
 }
 
+void Mirror::check(const Context& ctx) const {
+  same_device(ctx, {&in, &out});
+  is_5d(in, "mirror input");
+  same_shape(in, out, "mirror");
+  CUSEG_CHECK(axes >= 0 && axes <= kMirrorAll, "mirror: axis mask " << axes << " outside 0..7");
+}
+
+void SoftmaxMirrorAccumulate::check(const Context& ctx) const {
+  same_device(ctx, {&logits, &acc});
+  is_5d(logits, "softmax_mirror_accumulate logits");
+  same_shape(logits, acc, "softmax_mirror_accumulate");
+  CUSEG_CHECK(axes >= 0 && axes <= kMirrorAll,
+              "softmax_mirror_accumulate: axis mask " << axes << " outside 0..7");
+}
+
 }  // namespace op
 
 // ---------------------------------------------------------------- public functions
@@ -392,6 +407,15 @@ void affine_patch(Context& ctx, const PatchVisit& v, const PatchJob& job) {
 
 std::pair<float, float> minmax(Context& ctx, const Tensor& x) {
   return run_op(ctx, op::Minmax{x});
+}
+
+void mirror(Context& ctx, const Tensor& in, const Tensor& out, int axes) {
+  run_op(ctx, op::Mirror{in, out, axes});
+}
+
+void softmax_mirror_accumulate(Context& ctx, const Tensor& logits, const Tensor& acc, int axes,
+                               float scale) {
+  run_op(ctx, op::SoftmaxMirrorAccumulate{logits, acc, axes, scale});
 }
 
 }  // namespace cuseg

@@ -89,6 +89,14 @@ void rescale_intensity(Context& ctx, const Tensor& in, const Tensor& out, const 
 // cut-offs for percentiles (0, 100)); on CUDA only the two floats come back (8 bytes).
 std::pair<float, float> minmax(Context& ctx, const Tensor& x);
 
+// Test-time augmentation by mirroring (kernels/mirror.h; axes: bit mask kMirrorW | kMirrorH |
+// kMirrorD over the spatial axes, 0..7). out = in flipped; acc += scale * softmax over the
+// channels of logits flipped (the flip is its own inverse: a mirrored patch's output goes back
+// to the patch's orientation). Equal 5-D float32 shapes.
+void mirror(Context& ctx, const Tensor& in, const Tensor& out, int axes);
+void softmax_mirror_accumulate(Context& ctx, const Tensor& logits, const Tensor& acc, int axes,
+                               float scale);
+
 // Training patches (kernels/affine_patch.h; data/patch_pipeline.h builds the arguments). The
 // visit's volume and every output live in the context's device memory; on CUDA both run on
 // the context's stream. affine_patch_presence: present[l] and witness[3 l ..] per label.

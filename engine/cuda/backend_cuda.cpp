@@ -124,6 +124,14 @@ std::pair<float, float> minmax(Context& ctx, const op::Minmax& a) {
   return {r[0], r[1]};
 }
 
+void mirror(Context& ctx, const op::Mirror& a) {
+  mirror_cuda(a.in.vol(), a.out.vol(), a.axes, stream_of(ctx));
+}
+
+void softmax_mirror_accumulate(Context& ctx, const op::SoftmaxMirrorAccumulate& a) {
+  softmax_mirror_accumulate_cuda(a.logits.vol(), a.acc.vol(), a.axes, a.scale, stream_of(ctx));
+}
+
 Backend make_cuda_backend() {
   Backend b(Device::CUDA, "cuda");
   b.add<op::Conv3dForward>(conv3d_forward);
@@ -147,6 +155,8 @@ Backend make_cuda_backend() {
   b.add<op::AffinePatchPresence>(affine_patch_presence);
   b.add<op::AffinePatch>(affine_patch);
   b.add<op::Minmax>(minmax);
+  b.add<op::Mirror>(mirror);
+  b.add<op::SoftmaxMirrorAccumulate>(softmax_mirror_accumulate);
   return b;
 }
 

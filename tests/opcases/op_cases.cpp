@@ -425,6 +425,27 @@ const RescaleSpec& rescale_intensity() {
   return spec;
 }
 
+// ---------------------------------------------------------------- test-time mirroring
+
+const MirrorSpec& mirror() {
+  static const MirrorSpec spec = [] {
+    MirrorSpec s;
+    s.cases = {
+        {"odd", {2, 3, 5, 7, 9}, kParity},
+        {"single_slice", {1, 3, 1, 4, 3}, kParity},
+        // The recipe's patch and classes (--tta mirrors every 96^3 patch 8 ways).
+        {"patch", {1, 3, 96, 96, 96}, kParity},
+    };
+    s.parity_mirror = {0, 0, false, "exact: values are moved, not computed"};
+    s.parity_softmax = {1e-6, 0, false,
+                        "expf differs by <= 2 ulp between CUDA and glibc and nvcc may contract "
+                        "the scale multiply into an FMA: a few ulp of 1 per probability; atol "
+                        "1e-6 on the accumulated value"};
+    return s;
+  }();
+  return spec;
+}
+
 // ---------------------------------------------------------------- fused training patch
 
 double AffinePatchCase::bytes() const {

@@ -212,6 +212,21 @@ struct RescaleSpec {
 };
 const RescaleSpec& rescale_intensity();
 
+// ---------------------------------------------------------------- test-time mirroring
+// mirror and softmax_mirror_accumulate (kernels/mirror.h) over every axis mask 0..7: logits
+// uniform in [-8, 8], accumulated onto values uniform in [-1, 1] with scale 1/8.
+struct MirrorCase {
+  std::string label;
+  Dims dims;
+  unsigned use = 0;
+};
+struct MirrorSpec {
+  std::vector<MirrorCase> cases;
+  Tolerance parity_mirror;   // out of mirror
+  Tolerance parity_softmax;  // acc after softmax_mirror_accumulate
+};
+const MirrorSpec& mirror();
+
 // ---------------------------------------------------------------- fused training patch
 // One training patch (kernels/affine_patch.h) from a (w, h, d) volume stored as `storage`
 // (PatchStorage), written as `out` (PatchOutType). Parity cases use the test volume of
