@@ -421,6 +421,10 @@ void Tensor::fill(float v) {
   copy_from(h);
 }
 
+void Tensor::record_stream(Stream s) const {
+  if (storage_) memory_pool(storage_->device).record_stream(storage_->ptr, s);
+}
+
 bool cuda_available() {
 #if CUSEG_HAVE_CUDA
   return cuda_device_count() > 0;

@@ -122,6 +122,11 @@ class Tensor {
   void zero();
   void fill(float v);  // F32 only
 
+  // Declares that work queued on `s` uses this tensor's storage, so that the pool does not
+  // hand the memory to another stream before that work is done (engine/memory.h). Needed
+  // whenever a tensor allocated on one stream is used on another (copy or NCCL streams).
+  void record_stream(Stream s) const;
+
  private:
   // View of [a, b) along dimension `dim` (shares storage); `what` names the slice in errors.
   Tensor slice(int dim, int64_t a, int64_t b, const char* what) const;

@@ -7,9 +7,11 @@
 #include "cuseg/engine/cuda/cuda_context.h"
 
 #include <cstdio>
+#include <exception>
 
 #include "cuseg/engine/cuda/cuda_check.h"
 #include "cuseg/engine/cuda/cudnn_cache.h"
+#include "cuseg/engine/memory.h"
 
 namespace cuseg {
 
@@ -31,7 +33,15 @@ CudaContext::~CudaContext() {
     if (st != CUDNN_STATUS_SUCCESS)
       std::fprintf(stderr, "cuseg: cudnnDestroy failed: %s\n", cudnnGetErrorString(st));
   }
-  if (stream_) CUDA_CHECK_PRINT(cudaStreamDestroy(stream_));
+  if (stream_) {
+    // Blocks allocated under StreamScope(stream_) pass to the legacy stream (engine/memory.h).
+    try {
+      memory_pool(Device::CUDA).retire_stream(stream_);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "cuseg: retiring the context's stream failed: %s\n", e.what());
+    }
+    CUDA_CHECK_PRINT(cudaStreamDestroy(stream_));
+  }
 }
 
 void CudaContext::synchronize() {

@@ -2,6 +2,9 @@
 
 #include <cuda_runtime.h>
 
+#include <mutex>
+#include <vector>
+
 #include "cuseg/core/transfer_stats.h"
 #include "cuseg/engine/cuda/cuda_check.h"
 #include "cuseg/engine/memory.h"
@@ -25,10 +28,53 @@ void cuda_raw_free(void* p) {
   CUDA_CHECK_PRINT(cudaFree(p));
 }
 
+// Stream-order hooks of the pool (engine/memory.h). Events are timing-free and recycled:
+// the pool records one per foreign stream of each block freed after cross-stream use.
+std::mutex event_mu;
+std::vector<cudaEvent_t>& spare_events() {
+  static auto* v = new std::vector<cudaEvent_t>();  // never destroyed (used at exit)
+  return *v;
+}
+void* cuda_event_record(Stream s) {
+  cudaEvent_t ev = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(event_mu);
+    if (!spare_events().empty()) {
+      ev = spare_events().back();
+      spare_events().pop_back();
+    }
+  }
+  if (!ev) CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventRecord(ev, s));  // Stream is cudaStream_t (CUstream_st*)
+  return ev;
+}
+bool cuda_event_done(void* ev) {
+  const cudaError_t st = cudaEventQuery(static_cast<cudaEvent_t>(ev));
+  if (st == cudaErrorNotReady) {
+    cudaGetLastError();  // not an error: clear it
+    return false;
+  }
+  CUDA_CHECK(st);
+  return true;
+}
+void cuda_event_wait(void* ev) {
+  CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(ev)));
+}
+void cuda_event_destroy(void* ev) {
+  std::lock_guard<std::mutex> lock(event_mu);
+  spare_events().push_back(static_cast<cudaEvent_t>(ev));
+}
+void cuda_sync_device() {
+  CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 // Installs the CUDA allocator into the device pool when the library loads.
 struct RegisterCudaPool {
   RegisterCudaPool() {
-    register_raw_allocator(Device::CUDA, RawAllocator{cuda_raw_alloc, cuda_raw_free});
+    RawAllocator raw{cuda_raw_alloc, cuda_raw_free, {}};
+    raw.events = StreamEvents{cuda_event_record, cuda_event_done, cuda_event_wait,
+                              cuda_event_destroy, cuda_sync_device};
+    register_raw_allocator(Device::CUDA, raw);
   }
 } register_cuda_pool;
 }  // namespace
@@ -80,15 +126,38 @@ void cuda_copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch
   }
 }
 
-void cuda_memset_2d(void* dst, size_t pitch, int value, size_t row_bytes, size_t rows) {
+namespace {
+// Zeroes/sets `rows` rows of `row_bytes` at `pitch` with calls that accept the pitch: one
+// 1-D call for packed ranges, a 2-D call while the pitch is within the limit, else row by
+// row. set1d(ptr, bytes) / set2d(ptr, pitch, row_bytes, rows) issue the runtime calls.
+template <class Set1d, class Set2d>
+void memset_rows(void* dst, size_t pitch, size_t row_bytes, size_t rows, Set1d set1d, Set2d set2d) {
   if (rows <= 1 || pitch == row_bytes) {
-    CUDA_CHECK(cudaMemset(dst, value, row_bytes * rows));
+    set1d(dst, row_bytes * rows);
   } else if (pitch_ok(pitch)) {
-    CUDA_CHECK(cudaMemset2D(dst, pitch, value, row_bytes, rows));
+    set2d(dst, pitch, row_bytes, rows);
   } else {
-    for (size_t r = 0; r < rows; ++r)
-      CUDA_CHECK(cudaMemset(static_cast<char*>(dst) + r * pitch, value, row_bytes));
+    for (size_t r = 0; r < rows; ++r) set1d(static_cast<char*>(dst) + r * pitch, row_bytes);
   }
+}
+}  // namespace
+
+void cuda_memset_2d(void* dst, size_t pitch, int value, size_t row_bytes, size_t rows) {
+  memset_rows(
+      dst, pitch, row_bytes, rows, [&](void* p, size_t n) { CUDA_CHECK(cudaMemset(p, value, n)); },
+      [&](void* p, size_t pi, size_t rb, size_t nr) {
+        CUDA_CHECK(cudaMemset2D(p, pi, value, rb, nr));
+      });
+}
+
+void cuda_memset_2d_async(void* dst, size_t pitch, int value, size_t row_bytes, size_t rows,
+                          Stream s) {
+  memset_rows(
+      dst, pitch, row_bytes, rows,
+      [&](void* p, size_t n) { CUDA_CHECK(cudaMemsetAsync(p, value, n, s)); },
+      [&](void* p, size_t pi, size_t rb, size_t nr) {
+        CUDA_CHECK(cudaMemset2DAsync(p, pi, value, rb, nr, s));
+      });
 }
 
 void cuda_synchronize() {

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstddef>
 
+#include "cuseg/kernels/common.h"  // Stream
+
 namespace cuseg {
 
 // Number of CUDA devices that answer; 0 when there is no driver or no GPU (never throws).
@@ -11,6 +13,9 @@ int cuda_device_count();
 void cuda_copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
                   size_t rows, bool dst_on_device, bool src_on_device);
 void cuda_memset_2d(void* dst, size_t pitch, int value, size_t row_bytes, size_t rows);
+// The same, queued on stream s (no host synchronisation).
+void cuda_memset_2d_async(void* dst, size_t pitch, int value, size_t row_bytes, size_t rows,
+                          Stream s);
 void cuda_synchronize();
 // Device-to-device copy of `bytes`, queued on stream `s` (a cudaStream_t; asynchronous).
 void cuda_copy_async(void* dst, const void* src, size_t bytes, void* stream);
