@@ -69,22 +69,8 @@ CUSEG_HD void store(bf16& dst, float v) {
   dst = to_bf16(v);
 }
 
-// float32 multiply / add rounded separately (no FMA contraction), on the host and the device:
-// shared index maths that must give the CPU twin's bits on the GPU use these.
-CUSEG_HD float mul_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-CUSEG_HD float add_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
+// float32 multiply / add rounded separately (no FMA contraction): mul_rn / add_rn in
+// kernels/common.h.
 
 // Distance from |v| to the next representable bf16 of larger magnitude: 2^(e - 7) for
 // 2^e <= |v| < 2^(e+1) (normal range), 2^-133 below it. Tolerances in the parity tests are

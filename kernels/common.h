@@ -63,6 +63,25 @@ struct VolCL {
   }
 };
 
+// Float product and sum each rounded on its own. nvcc contracts `a * b + c` into one fused
+// multiply-add (one rounding) by default; the host build rounds twice (x86-64 without -mfma,
+// and GCC in ISO mode, -std=c++17, does not contract). Ops whose CPU twin must match the
+// device bit for bit spell such expressions with these.
+CUSEG_HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+CUSEG_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
 // Linear index of (z, y, x) in a packed D x H x W volume.
 CUSEG_HD int64_t lin3(int z, int y, int x, int h, int w) {
   return (int64_t(z) * h + y) * w + x;

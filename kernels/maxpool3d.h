@@ -8,10 +8,12 @@
 
 namespace cuseg {
 
-// Offset (0..7, z-major then y then x) of the first maximum of the 2x2x2 window whose
-// corner is `base`, neighbours sz / sy / sx elements apart along z / y / x (packed NCDHW
-// channel: h*w, w, 1; channels-last: h*w*cs, w*cs, cs). First in scan order wins ties, as
-// PyTorch's CPU kernel (strict > comparison while scanning). T: float or bf16 (kernels/bf16.h).
+// Offset (0..7, z-major then y then x) of the maximum of the 2x2x2 window whose corner is
+// `base`, neighbours sz / sy / sx elements apart along z / y / x (packed NCDHW channel: h*w,
+// w, 1; channels-last: h*w*cs, w*cs, cs), PyTorch's rule (`v > best || isnan(v)` while
+// scanning): the first maximum in scan order wins ties, and NaN propagates — a window holding
+// a NaN answers its last NaN, so the pooled value is NaN (the fp32 cuDNN path runs with
+// CUDNN_PROPAGATE_NAN to match). T: float or bf16 (kernels/bf16.h).
 CUSEG_HD int64_t maxpool_tap(int t, int64_t sz, int64_t sy, int64_t sx) {
   return (t >> 2) * sz + ((t >> 1) & 1) * sy + (t & 1) * sx;
 }
@@ -21,7 +23,7 @@ CUSEG_HD int maxpool_argmax_strided(const T* base, int64_t sz, int64_t sy, int64
   float bv = to_float(base[0]);
   for (int t = 1; t < 8; ++t) {
     const float v = to_float(base[maxpool_tap(t, sz, sy, sx)]);
-    if (v > bv) {
+    if (v > bv || v != v) {
       bv = v;
       best = t;
     }

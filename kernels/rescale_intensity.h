@@ -1,10 +1,12 @@
 // RescaleIntensity (torchio semantics): clip to [in_min, in_max] (the percentile cut-offs,
 // computed by the caller, e.g. data::rescale_intensity), then map linearly to
 // [out_min, out_max]. Arithmetic is float32 in torchio's order ((v - in_min) / in_range
-// * out_range + out_min) so results match its float32 numpy path. Also serves CT windows
-// (data::ct_window). A clip to [a, b] followed by RescaleIntensity with cut-offs inside [a, b]
-// is this one op with those cut-offs (nested clamps), which is how the inference pipeline
-// fuses its clip into the rescale.
+// * out_range + out_min), every step rounded on its own (numpy does not fuse the last
+// multiply-add; mul_rn / add_rn keep nvcc from doing so), so the CPU and the device agree
+// bit for bit and both match torchio's float32 numpy path. Also serves Clamp / CT windows
+// (out range = in range). A clip to [a, b] followed by RescaleIntensity with cut-offs inside
+// [a, b] is this one op with those cut-offs (nested clamps), which is how the inference
+// pipeline fuses its clip into the rescale.
 #pragma once
 #include <cstdint>
 
@@ -21,13 +23,7 @@ CUSEG_HD float rescale_value(float v, const RescaleParams& p) {
   v = v < p.in_min ? p.in_min : (v > p.in_max ? p.in_max : v);
   const float in_range = p.in_max - p.in_min;
   const float out_range = p.out_max - p.out_min;
-#if defined(__CUDA_ARCH__)
-  // Explicit rounding: nvcc would contract the last multiply-add into an FMA, one rounding
-  // fewer than the CPU; this way the device result is bit-identical to the CPU twin's.
-  return __fadd_rn(__fmul_rn(__fdiv_rn(__fsub_rn(v, p.in_min), in_range), out_range), p.out_min);
-#else
-  return (v - p.in_min) / in_range * out_range + p.out_min;
-#endif
+  return add_rn(mul_rn((v - p.in_min) / in_range, out_range), p.out_min);
 }
 
 // out[i] = rescale_value(in[i]); in == out allowed. in_max > in_min is required (checked).

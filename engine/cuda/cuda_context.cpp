@@ -19,7 +19,7 @@ CudaContext::CudaContext(const ContextOptions& opt) : budget_(opt.workspace_budg
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamDefault));
   CUDNN_CHECK(cudnnCreate(&cudnn_));
   CUDNN_CHECK(cudnnSetStream(cudnn_, stream_));
-  cache_ = std::make_unique<CudnnCache>(budget_, opt.deterministic);
+  cache_ = std::make_unique<CudnnCache>(budget_, stream_, opt.deterministic);
   graph_cache_ = make_graph_cache(opt);
 }
 

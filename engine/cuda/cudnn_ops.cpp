@@ -3,31 +3,37 @@
 //
 // Conventions (engine/ops.h): gx is OVERWRITTEN (beta = 0); gw and gb ACCUMULATE (beta = 1).
 //
-// Numerics: fp32 convolutions run with CUDNN_FMA_MATH (no TF32 tensor cores) so that the
-// parity tests against the CPU reference hold at fp32 rounding; CUSEG_ALLOW_TF32=1 switches
-// to CUDNN_DEFAULT_MATH (TF32 allowed on Hopper, as PyTorch's default for cuDNN convs).
+// Numerics: fp32 convolutions run with CUDNN_FMA_MATH (no TF32 tensor cores) and only with
+// algorithms that sum products (no FFT / Winograd), so that the parity tests against the CPU
+// reference hold exactly on integer inputs; CUSEG_ALLOW_TF32=1 switches to
+// CUDNN_DEFAULT_MATH (TF32 allowed on Hopper, as PyTorch's default for cuDNN convs) and
+// allows every algorithm. Algorithm choice, determinism and fallbacks: engine/conv_algo.h.
 //
-// Determinism (ContextOptions::deterministic, the default): every direction only takes
-// algorithms that cuDNN's heuristics report as CUDNN_DETERMINISTIC (for the backward
-// directions in practice BWD_DATA_ALGO_1 / BWD_FILTER_ALGO_1 or their newer deterministic kin;
-// ALGO_0 of both and BWD_FILTER_ALGO_3 use atomics). If none fits the workspace budget, that
-// is an error naming the problem. Without deterministic mode cuDNN's heuristic order decides.
+// Determinism (ContextOptions::deterministic, the default): only algorithms that cuDNN reports
+// as CUDNN_DETERMINISTIC are kept (for the backward directions in practice ALGO_1 or its newer
+// deterministic kin; ALGO_0 of both and BWD_FILTER_ALGO_3 use atomics). If none fits the
+// workspace budget, that is an error naming the problem. Without deterministic mode the
+// non-deterministic ones follow as fallbacks (engine/conv_algo.h).
 // cudnnConvolutionBackwardBias is a plain reduction (not in cuDNN's list of
 // non-reproducible routines).
 //
 // Fused conv + bias + ReLU: cudnnConvolutionBiasActivationForward computes
 // y = relu(conv(x) + 0 * z + b) with z aliased to y (alpha2 = 0). cuDNN supports it only for
-// some algorithm / layout combinations; when it answers NOT_SUPPORTED for a problem, that
-// problem is marked and runs as conv + bias_relu_forward_cuda (kernels/elementwise.cu).
+// some algorithm / layout combinations; a refusal moves the fused call to the next
+// candidate algorithm, and only when every candidate refused does the problem run as
+// conv + bias_relu_forward_cuda (kernels/elementwise.cu) for good.
 //
-// Max pooling uses CUDNN_POOLING_MAX_DETERMINISTIC with window 2, stride 2, no padding;
-// output extents are floor(n / 2) as the CPU. Tie rule: cuDNN does not document which
-// element of a window receives the gradient when several equal the maximum; the CPU (and
-// PyTorch) route it to the first in scan order. tests/cuda/test_parity.cpp checks ties
-// explicitly (MaxPoolTies) so the device run records what cuDNN does. gx is zeroed before
-// the backward so voxels outside every window (odd extents) are 0, as on the CPU.
+// Max pooling uses CUDNN_POOLING_MAX_DETERMINISTIC with window 2, stride 2, no padding and
+// CUDNN_PROPAGATE_NAN: a window holding a NaN gives NaN, as the CPU twin
+// (kernels/maxpool3d.h) and PyTorch. Output extents are floor(n / 2) as the CPU. Tie rule:
+// cuDNN does not document which element of a window receives the gradient when several
+// equal the maximum; the CPU (and PyTorch) route it to the first in scan order.
+// tests/cuda/test_parity.cpp checks ties explicitly (MaxPoolTies) so the device run records
+// what cuDNN does. gx is zeroed before the backward so voxels outside every window (odd
+// extents) are 0, as on the CPU.
 #include "cuseg/engine/cuda/cudnn_ops.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -35,6 +41,7 @@
 #include "cuseg/core/check.h"
 #include "cuseg/engine/cuda/cuda_check.h"
 #include "cuseg/engine/cuda/cudnn_cache.h"
+#include "cuseg/engine/cuda/runtime.h"
 #include "cuseg/kernels/elementwise.h"
 
 namespace cuseg {
@@ -135,8 +142,9 @@ cudnnPoolingDescriptor_t CudnnCache::maxpool2() {
   if (pool_) return pool_;
   CUDNN_CHECK(cudnnCreatePoolingDescriptor(&pool_));
   const int win[3] = {2, 2, 2}, pad[3] = {0, 0, 0}, stride[3] = {2, 2, 2};
+  // NaN propagates (a window holding a NaN gives NaN), as the CPU twin and PyTorch.
   CUDNN_CHECK(cudnnSetPoolingNdDescriptor(pool_, CUDNN_POOLING_MAX_DETERMINISTIC,
-                                          CUDNN_NOT_PROPAGATE_NAN, 3, win, pad, stride));
+                                          CUDNN_PROPAGATE_NAN, 3, win, pad, stride));
   return pool_;
 }
 
@@ -152,147 +160,201 @@ void* CudnnCache::workspace(size_t bytes) {
   if (bytes == 0) return nullptr;
   CUSEG_CHECK(bytes <= budget_,
               "cuDNN workspace " << bytes << " B over the budget " << budget_ << " B");
-  if (!workspace_.defined() || size_t(workspace_.numel()) < bytes)
+  if (!workspace_.defined() || size_t(workspace_.numel()) < bytes) {
     // The old buffer returns to the pool; any later user is ordered after the queued work
     // on this context's single stream.
     workspace_ = Tensor::empty({int64_t(bytes)}, DType::U8, Device::CUDA);
+    CUDA_CHECK(cudaMemsetAsync(workspace_.raw(), 0, bytes, stream_));
+  }
   return workspace_.raw();
 }
 
 namespace {
+
+// cuDNN's numbers are the ones engine/conv_algo.h names (its logic is tested without cuDNN).
+static_assert(int(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM) == conv_algo::kFwdImplicitGemm &&
+                  int(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM) ==
+                      conv_algo::kFwdImplicitPrecompGemm &&
+                  int(CUDNN_CONVOLUTION_FWD_ALGO_GEMM) == conv_algo::kFwdGemm &&
+                  int(CUDNN_CONVOLUTION_FWD_ALGO_DIRECT) == conv_algo::kFwdDirect &&
+                  int(CUDNN_CONVOLUTION_FWD_ALGO_FFT) == conv_algo::kFwdFft &&
+                  int(CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING) == conv_algo::kFwdFftTiling &&
+                  int(CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD) == conv_algo::kFwdWinograd &&
+                  int(CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED) ==
+                      conv_algo::kFwdWinogradNonfused,
+              "cuDNN forward algorithm numbers");
+static_assert(int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_0) == conv_algo::kBwdData0 &&
+                  int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_1) == conv_algo::kBwdData1 &&
+                  int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT) == conv_algo::kBwdDataFft &&
+                  int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING) == conv_algo::kBwdDataFftTiling &&
+                  int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD) == conv_algo::kBwdDataWinograd &&
+                  int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED) ==
+                      conv_algo::kBwdDataWinogradNonfused,
+              "cuDNN backward-data algorithm numbers");
+static_assert(int(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0) == conv_algo::kBwdFilter0 &&
+                  int(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1) == conv_algo::kBwdFilter1 &&
+                  int(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT) == conv_algo::kBwdFilterFft &&
+                  int(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3) == conv_algo::kBwdFilter3 &&
+                  int(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD) ==
+                      conv_algo::kBwdFilterWinograd &&
+                  int(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED) ==
+                      conv_algo::kBwdFilterWinogradNonfused &&
+                  int(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING) ==
+                      conv_algo::kBwdFilterFftTiling,
+              "cuDNN backward-filter algorithm numbers");
 
 bool tensor_math_ok(cudnnMathType_t m) {
   return CudnnCache::allow_tf32() ||
          (m != CUDNN_TENSOR_OP_MATH && m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION);
 }
 
-// Collects candidates: (algo, workspace bytes, deterministic) in heuristic order, plus a
-// classic zero-or-small-workspace deterministic fallback at the end.
-struct Cand {
-  int algo;
-  size_t bytes;
-  bool det;
+// The descriptors of one convolution problem, named as in the forward direction: x input,
+// w filter, y output (for backward-data, x is the input gradient; for backward-filter, w
+// is the filter gradient).
+struct ConvDescs {
+  cudnnTensorDescriptor_t x;
+  cudnnFilterDescriptor_t w;
+  cudnnConvolutionDescriptor_t c;
+  cudnnTensorDescriptor_t y;
 };
 
-std::vector<Cand> candidates(cudnnHandle_t h, ConvDir dir, cudnnTensorDescriptor_t xd,
-                             cudnnFilterDescriptor_t wd, cudnnConvolutionDescriptor_t cd,
-                             cudnnTensorDescriptor_t yd) {
-  std::vector<Cand> out;
-  auto add = [&](int algo, bool det, size_t bytes) {
-    for (const Cand& c : out)
-      if (c.algo == algo) return;
-    out.push_back(Cand{algo, bytes, det});
-  };
-  if (dir == ConvDir::Fwd) {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int n = 0;
-    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, xd, wd, cd, yd,
-                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
-    for (int i = 0; i < n; ++i) {
-      if (perf[i].status != CUDNN_STATUS_SUCCESS || !tensor_math_ok(perf[i].mathType)) continue;
-      size_t b = 0;
-      if (cudnnGetConvolutionForwardWorkspaceSize(h, xd, wd, cd, yd, perf[i].algo, &b) !=
-          CUDNN_STATUS_SUCCESS)
-        continue;
-      add(int(perf[i].algo), perf[i].determinism == CUDNN_DETERMINISTIC, b);
-    }
-    size_t b = 0;
-    if (cudnnGetConvolutionForwardWorkspaceSize(h, xd, wd, cd, yd,
-                                                CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
-                                                &b) == CUDNN_STATUS_SUCCESS)
-      add(int(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM), true, b);
-  } else if (dir == ConvDir::BwdData) {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int n = 0;
-    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-        h, wd, yd, cd, xd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
-    for (int i = 0; i < n; ++i) {
-      if (perf[i].status != CUDNN_STATUS_SUCCESS || !tensor_math_ok(perf[i].mathType)) continue;
-      size_t b = 0;
-      if (cudnnGetConvolutionBackwardDataWorkspaceSize(h, wd, yd, cd, xd, perf[i].algo, &b) !=
-          CUDNN_STATUS_SUCCESS)
-        continue;
-      add(int(perf[i].algo), perf[i].determinism == CUDNN_DETERMINISTIC, b);
-    }
-    size_t b = 0;
-    if (cudnnGetConvolutionBackwardDataWorkspaceSize(
-            h, wd, yd, cd, xd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, &b) == CUDNN_STATUS_SUCCESS)
-      add(int(CUDNN_CONVOLUTION_BWD_DATA_ALGO_1), true, b);
-  } else {
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int n = 0;
-    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-        h, xd, yd, cd, wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
-    for (int i = 0; i < n; ++i) {
-      if (perf[i].status != CUDNN_STATUS_SUCCESS || !tensor_math_ok(perf[i].mathType)) continue;
-      size_t b = 0;
-      if (cudnnGetConvolutionBackwardFilterWorkspaceSize(h, xd, yd, cd, wd, perf[i].algo, &b) !=
-          CUDNN_STATUS_SUCCESS)
-        continue;
-      add(int(perf[i].algo), perf[i].determinism == CUDNN_DETERMINISTIC, b);
-    }
-    size_t b = 0;
-    if (cudnnGetConvolutionBackwardFilterWorkspaceSize(
-            h, xd, yd, cd, wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, &b) == CUDNN_STATUS_SUCCESS)
-      add(int(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1), true, b);
+// The three directions' heuristic and workspace queries behind one interface.
+template <ConvDir D>
+struct DirApi;
+template <>
+struct DirApi<ConvDir::Fwd> {
+  using Perf = cudnnConvolutionFwdAlgoPerf_t;
+  using Algo = cudnnConvolutionFwdAlgo_t;
+  static constexpr int kCount = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+  static cudnnStatus_t heuristics(cudnnHandle_t h, const ConvDescs& d, int* n, Perf* p) {
+    return cudnnGetConvolutionForwardAlgorithm_v7(h, d.x, d.w, d.c, d.y, kCount, n, p);
   }
-  return out;
+  static cudnnStatus_t bytes(cudnnHandle_t h, const ConvDescs& d, Algo a, size_t* b) {
+    return cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.c, d.y, a, b);
+  }
+};
+template <>
+struct DirApi<ConvDir::BwdData> {
+  using Perf = cudnnConvolutionBwdDataAlgoPerf_t;
+  using Algo = cudnnConvolutionBwdDataAlgo_t;
+  static constexpr int kCount = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+  static cudnnStatus_t heuristics(cudnnHandle_t h, const ConvDescs& d, int* n, Perf* p) {
+    return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.w, d.y, d.c, d.x, kCount, n, p);
+  }
+  static cudnnStatus_t bytes(cudnnHandle_t h, const ConvDescs& d, Algo a, size_t* b) {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w, d.y, d.c, d.x, a, b);
+  }
+};
+template <>
+struct DirApi<ConvDir::BwdFilter> {
+  using Perf = cudnnConvolutionBwdFilterAlgoPerf_t;
+  using Algo = cudnnConvolutionBwdFilterAlgo_t;
+  static constexpr int kCount = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+  static cudnnStatus_t heuristics(cudnnHandle_t h, const ConvDescs& d, int* n, Perf* p) {
+    return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.x, d.y, d.c, d.w, kCount, n, p);
+  }
+  static cudnnStatus_t bytes(cudnnHandle_t h, const ConvDescs& d, Algo a, size_t* b) {
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x, d.y, d.c, d.w, a, b);
+  }
+};
+
+// cuDNN's heuristic answers (usable ones, with their workspace and reported determinism),
+// then the fixed fallbacks of engine/conv_algo.h.
+template <ConvDir D>
+std::vector<ConvAlgoCandidate> query_candidates(cudnnHandle_t h, const ConvDescs& d) {
+  using Api = DirApi<D>;
+  typename Api::Perf perf[Api::kCount];
+  int n = 0;
+  CUDNN_CHECK(Api::heuristics(h, d, &n, perf));
+  std::vector<ConvAlgoCandidate> found;
+  auto add = [&](int algo, bool det) {
+    size_t b = 0;
+    if (Api::bytes(h, d, typename Api::Algo(algo), &b) == CUDNN_STATUS_SUCCESS)
+      found.push_back(ConvAlgoCandidate{algo, b, det});
+  };
+  for (int i = 0; i < n; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && tensor_math_ok(perf[i].mathType))
+      add(int(perf[i].algo), perf[i].determinism == CUDNN_DETERMINISTIC);
+  for (const ConvAlgoCandidate& c : conv_fallback_algos(D)) add(c.algo, c.deterministic);
+  return found;
 }
 
-const char* dir_name(ConvDir d) {
-  return d == ConvDir::Fwd       ? "forward"
-         : d == ConvDir::BwdData ? "backward-data"
-                                 : "backward-filter";
+std::string vol_str(const Vol& v) {
+  return std::to_string(v.n) + "x" + std::to_string(v.c) + "x" + std::to_string(v.d) + "x" +
+         std::to_string(v.h) + "x" + std::to_string(v.w);
+}
+
+AttemptResult classify(cudnnStatus_t st) {
+  return st == CUDNN_STATUS_SUCCESS ? AttemptResult::Ok
+         : refused(st)              ? AttemptResult::Refused
+                                    : AttemptResult::Failed;
 }
 
 }  // namespace
 
-AlgoChoice& CudnnCache::algos(cudnnHandle_t h, ConvDir dir, const Vol& x, const Vol& y, int k) {
+ConvProblem& CudnnCache::problem(cudnnHandle_t h, ConvDir dir, const Vol& x, const Vol& y, int k) {
   std::vector<int64_t> key = {int64_t(dir), k};
   for (int64_t v : key_of(x)) key.push_back(v);
   for (int64_t v : key_of(y)) key.push_back(v);
-  auto it = algos_.find(key);
-  if (it != algos_.end()) return it->second;
+  auto it = problems_.find(key);
+  if (it != problems_.end()) return it->second;
 
-  const std::vector<Cand> all =
-      candidates(h, dir, tensor(x), filter(y.c, x.c, k), conv(k), tensor(y));
-  AlgoChoice ch;
-  for (const Cand& c : all)
-    if (c.bytes <= budget_ && (c.det || !deterministic_)) {
-      ch.algos.push_back(c.algo);
-      ch.bytes.push_back(c.bytes);
-    }
-  if (ch.algos.empty() && deterministic_)
-    CUSEG_THROW("no deterministic cuDNN conv3d "
-                << dir_name(dir) << " algorithm fits the workspace budget of " << budget_
-                << " B for " << x.n << "x" << x.c << "x" << x.d << "x" << x.h << "x" << x.w
-                << " -> " << y.c
-                << " channels: raise the budget, or allow non-deterministic algorithms "
-                   "(train.deterministic: false)");
-  CUSEG_CHECK(!ch.algos.empty(), "no cuDNN conv3d " << dir_name(dir) << " algorithm for " << x.n
-                                                    << "x" << x.c << "x" << x.d << "x" << x.h << "x"
-                                                    << x.w << " -> " << y.c << " channels, k " << k
-                                                    << " within the workspace budget " << budget_
-                                                    << " B");
-  return algos_.emplace(key, std::move(ch)).first->second;
+  const ConvDescs d{tensor(x), filter(y.c, x.c, k), conv(k), tensor(y)};
+  const std::vector<ConvAlgoCandidate> found =
+      dir == ConvDir::Fwd       ? query_candidates<ConvDir::Fwd>(h, d)
+      : dir == ConvDir::BwdData ? query_candidates<ConvDir::BwdData>(h, d)
+                                : query_candidates<ConvDir::BwdFilter>(h, d);
+  ConvProblem p;
+  p.dir = dir;
+  p.text = vol_str(x) + " -> " + std::to_string(y.c) + " channels, k " + std::to_string(k) +
+           ", batch strides " + std::to_string(x.sn) + " / " + std::to_string(y.sn);
+  p.choice.cands = order_conv_candidates(dir, found, budget_, !allow_tf32());
+  if (deterministic_) {
+    auto& c = p.choice.cands;
+    c.erase(std::remove_if(c.begin(), c.end(),
+                           [](const ConvAlgoCandidate& a) { return !a.deterministic; }),
+            c.end());
+    if (c.empty())
+      CUSEG_THROW("no deterministic cuDNN conv3d "
+                  << conv_dir_name(dir) << " algorithm fits the workspace budget of " << budget_
+                  << " B for " << p.text
+                  << ": raise the budget, or allow non-deterministic algorithms "
+                     "(train.deterministic: false)");
+  }
+  CUSEG_CHECK(!p.choice.cands.empty(), "no cuDNN conv3d "
+                                           << conv_dir_name(dir) << " algorithm for " << p.text
+                                           << " within the workspace budget " << budget_ << " B");
+  return problems_.emplace(key, std::move(p)).first->second;
 }
 
 // ------------------------------------------------------------------------- conv3d
 
 namespace {
 
-// Runs `call(algo, workspace, bytes)` with the problem's algorithms in order until one is
-// accepted; remembers it. Errors other than "refused" throw at once.
+// Runs `call(algo, workspace, bytes)` along the problem's candidates from the last one that
+// ran; remembers the one accepted. Throws when none is (naming every status) or on an error
+// other than a refusal.
 template <class F>
-void run_with_fallback(CudnnCache& cache, AlgoChoice& ch, const char* what, F call) {
+void run_plain(CudnnCache& cache, ConvProblem& pb, const char* what, F call) {
+  ConvAlgoChoice& ch = pb.choice;
+  std::string tried;
   cudnnStatus_t last = CUDNN_STATUS_SUCCESS;
-  for (; ch.current < ch.algos.size(); ++ch.current) {
-    void* ws = cache.workspace(ch.bytes[ch.current]);
-    last = call(ch.algos[ch.current], ws, ch.bytes[ch.current]);
-    if (last == CUDNN_STATUS_SUCCESS) return;
-    if (!refused(last)) break;
-  }
-  ::cuseg::fail(cudnnGetErrorString(last), what, __func__, __FILE__, __LINE__);
+  const size_t ran =
+      try_conv_candidates(ch.cands, ch.plain, /*exhaust=*/false, [&](const ConvAlgoCandidate& c) {
+        last = call(c.algo, cache.workspace(c.bytes), c.bytes);
+        if (last != CUDNN_STATUS_SUCCESS)
+          tried += std::string(tried.empty() ? "" : ", ") + conv_algo_name(pb.dir, c.algo) + ": " +
+                   cudnnGetErrorString(last);
+        return classify(last);
+      });
+  if (ran == kNoCandidate)
+    ::cuseg::fail(cudnnGetErrorString(last),
+                  (std::string(what) + " for " + pb.text + " (tried " + tried + ")").c_str(),
+                  __func__, __FILE__, __LINE__);
+  ch.plain_ran = true;
+  if (take_nondeterminism_warning(ch, pb.dir, ran))
+    std::fputs(nondeterminism_warning(pb.dir, ch.cands[ran], pb.text, cache.budget()).c_str(),
+               stderr);
 }
 
 }  // namespace
@@ -306,24 +368,31 @@ void cudnn_conv3d_forward(CudaContext& ctx, const Tensor& x, const Tensor& w, co
   cudnnTensorDescriptor_t xd = c.tensor(xv), yd = c.tensor(yv);
   cudnnFilterDescriptor_t wd = c.filter(yv.c, xv.c, k);
   cudnnConvolutionDescriptor_t cd = c.conv(k);
-  AlgoChoice& ch = c.algos(h, ConvDir::Fwd, xv, yv, k);
+  ConvProblem& pb = c.problem(h, ConvDir::Fwd, xv, yv, k);
+  ConvAlgoChoice& ch = pb.choice;
 
-  if (relu && b.defined() && ch.fused_ok) {
-    // y = relu(1 * conv(x) + 0 * z + b), z = y.
-    const size_t at = ch.current;
-    const cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
-        h, &kOne, xd, x.raw(), wd, w.raw(), cd, cudnnConvolutionFwdAlgo_t(ch.algos[at]),
-        c.workspace(ch.bytes[at]), ch.bytes[at], &kZero, yd, y.raw(), c.bias(yv.c), b.raw(),
-        c.relu(), yd, y.raw());
-    if (st == CUDNN_STATUS_SUCCESS) {
+  if (relu && b.defined() && ch.fusion_possible()) {
+    // y = relu(1 * conv(x) + 0 * z + b), z = y. A refusal moves fusion to the next
+    // candidate; after the last, this problem runs unfused.
+    cudnnStatus_t last = CUDNN_STATUS_SUCCESS;
+    const size_t ran =
+        try_conv_candidates(ch.cands, ch.fused, /*exhaust=*/true, [&](const ConvAlgoCandidate& a) {
+          last = cudnnConvolutionBiasActivationForward(
+              h, &kOne, xd, x.raw(), wd, w.raw(), cd, cudnnConvolutionFwdAlgo_t(a.algo),
+              c.workspace(a.bytes), a.bytes, &kZero, yd, y.raw(), c.bias(yv.c), b.raw(), c.relu(),
+              yd, y.raw());
+          return classify(last);
+        });
+    if (ran != kNoCandidate) {
+      ch.fused_ran = true;
       // CUSEG_SYNC_DEBUG=1 must localise a fault to this op, as every other op does.
       if (sync_debug()) CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
       return;
     }
-    CUSEG_CHECK(refused(st), "cudnnConvolutionBiasActivationForward: " << cudnnGetErrorString(st));
-    ch.fused_ok = false;  // unfused from now on for this problem
+    CUSEG_CHECK(!ch.fusion_possible(), "cudnnConvolutionBiasActivationForward for "
+                                           << pb.text << ": " << cudnnGetErrorString(last));
   }
-  run_with_fallback(c, ch, "cudnnConvolutionForward", [&](int algo, void* ws, size_t bytes) {
+  run_plain(c, pb, "cudnnConvolutionForward", [&](int algo, void* ws, size_t bytes) {
     return cudnnConvolutionForward(h, &kOne, xd, x.raw(), wd, w.raw(), cd,
                                    cudnnConvolutionFwdAlgo_t(algo), ws, bytes, &kZero, yd, y.raw());
   });
@@ -350,25 +419,49 @@ void cudnn_conv3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& w, c
   }
   if (gw.defined()) {
     CUSEG_CHECK(gw.is_contiguous(), "conv3d weight grad must be contiguous");
-    AlgoChoice& ch = c.algos(h, ConvDir::BwdFilter, xv, gyv, k);
-    run_with_fallback(
-        c, ch, "cudnnConvolutionBackwardFilter", [&](int algo, void* ws, size_t bytes) {
-          return cudnnConvolutionBackwardFilter(h, &kOne, xd, x.raw(), gyd, gy.raw(), cd,
-                                                cudnnConvolutionBwdFilterAlgo_t(algo), ws, bytes,
-                                                &kOne, wd, gw.raw());
-        });
+    run_plain(c, c.problem(h, ConvDir::BwdFilter, xv, gyv, k), "cudnnConvolutionBackwardFilter",
+              [&](int algo, void* ws, size_t bytes) {
+                return cudnnConvolutionBackwardFilter(h, &kOne, xd, x.raw(), gyd, gy.raw(), cd,
+                                                      cudnnConvolutionBwdFilterAlgo_t(algo), ws,
+                                                      bytes, &kOne, wd, gw.raw());
+              });
   }
   if (gx.defined()) {
     const Vol gxv = gx.vol();
     cudnnTensorDescriptor_t gxd = c.tensor(gxv);
-    AlgoChoice& ch = c.algos(h, ConvDir::BwdData, gxv, gyv, k);
-    run_with_fallback(c, ch, "cudnnConvolutionBackwardData", [&](int algo, void* ws, size_t bytes) {
-      return cudnnConvolutionBackwardData(h, &kOne, wd, w.raw(), gyd, gy.raw(), cd,
-                                          cudnnConvolutionBwdDataAlgo_t(algo), ws, bytes, &kZero,
-                                          gxd, gx.raw());
-    });
+    run_plain(c, c.problem(h, ConvDir::BwdData, gxv, gyv, k), "cudnnConvolutionBackwardData",
+              [&](int algo, void* ws, size_t bytes) {
+                return cudnnConvolutionBackwardData(h, &kOne, wd, w.raw(), gyd, gy.raw(), cd,
+                                                    cudnnConvolutionBwdDataAlgo_t(algo), ws, bytes,
+                                                    &kZero, gxd, gx.raw());
+              });
   }
   if (sync_debug()) CUDA_CHECK(cudaStreamSynchronize(ctx.stream()));
+}
+
+std::vector<ConvAlgoUse> cudnn_conv_algorithms_used(CudaContext& ctx) {
+  std::vector<ConvAlgoUse> out;
+  for (const auto& kv : ctx.cudnn_cache().problems()) {
+    const ConvProblem& p = kv.second;
+    const ConvAlgoChoice& ch = p.choice;
+    ConvAlgoUse u;
+    u.dir = p.dir;
+    u.problem = p.text;
+    if (ch.plain_ran) {
+      const ConvAlgoCandidate& a = ch.cands[ch.plain];
+      u.plain = conv_algo_name(p.dir, a.algo);
+      u.plain_deterministic = a.deterministic;
+      u.sums_products = conv_algo_sums_products(p.dir, a.algo);
+    }
+    if (ch.fused_ran && ch.fusion_possible()) {
+      u.fused = conv_algo_name(p.dir, ch.cands[ch.fused].algo);
+      u.sums_products = u.sums_products && conv_algo_sums_products(p.dir, ch.cands[ch.fused].algo);
+    } else if (!ch.fusion_possible()) {
+      u.fused = "refused";
+    }
+    out.push_back(u);
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------------- max pooling
@@ -407,10 +500,10 @@ void cudnn_maxpool3d_backward(CudaContext& ctx, const Tensor& x, const Tensor& y
   const Tensor gxs = gx_direct ? gx : Tensor::empty(gx.shape(), DType::F32, Device::CUDA);
   const Vol gxv = gxs.vol();
   // Zero gx first (on the stream): voxels outside every window of an odd extent get no
-  // gradient from cuDNN, and must read 0 as on the CPU.
-  CUDA_CHECK(cudaMemset2DAsync(gxv.p, size_t(gxv.sn) * sizeof(float), 0,
-                               size_t(gxv.per_batch()) * sizeof(float), size_t(gxv.n),
-                               ctx.stream()));
+  // gradient from cuDNN, and must read 0 as on the CPU. The batch pitch of a concat slice
+  // can exceed cudaMemset2D's 2 GiB limit: cuda_memset_2d_async splits such rows.
+  cuda_memset_2d_async(gxv.p, size_t(gxv.sn) * sizeof(float), 0,
+                       size_t(gxv.per_batch()) * sizeof(float), size_t(gxv.n), ctx.stream());
   CUDNN_CHECK(cudnnPoolingBackward(ctx.cudnn(), c.maxpool2(), &kOne, c.tensor(ys.vol()), ys.raw(),
                                    c.tensor(gys.vol()), gys.raw(), c.tensor(xs.vol()), xs.raw(),
                                    &kZero, c.tensor(gxv), gxs.raw()));

@@ -14,6 +14,7 @@
 #include "cuseg/kernels/crop_or_pad.h"
 #include "cuseg/kernels/cross_entropy.h"
 #include "cuseg/kernels/grid_aggregate.h"
+#include "cuseg/kernels/maxpool3d.h"
 #include "cuseg/kernels/rescale_intensity.h"
 #include "cuseg/kernels/upsample.h"
 
@@ -151,4 +152,36 @@ TEST(KernelIndex, RescaleValueClipsAndMaps) {
   EXPECT_EQ(rescale_value(-500.f, p), -1.f);
   EXPECT_EQ(rescale_value(1000.f, p), 1.f);
   EXPECT_EQ(rescale_value(100.f, p), 0.f);
+}
+
+// Two roundings on both sides (mul_rn / add_rn): a CT window mapped onto itself or onto
+// [0, 255] must give the float32 result of the separate steps, which a fused multiply-add
+// would miss by an ulp for many inputs.
+TEST(KernelIndex, RescaleValueRoundsEachStep) {
+  RescaleParams p;
+  p.in_min = -160.f;
+  p.in_max = 240.f;
+  p.out_min = 0.f;
+  p.out_max = 255.f;
+  int checked = 0;
+  for (float v = -160.f; v <= 240.f; v += 0.37f, ++checked) {
+    const float q = (v - p.in_min) / (p.in_max - p.in_min);
+    const volatile float prod = q * (p.out_max - p.out_min);  // volatile: rounded to float
+    EXPECT_EQ(rescale_value(v, p), prod + p.out_min) << v;
+  }
+  EXPECT_GT(checked, 1000);
+}
+
+// NaN propagates through max pooling (PyTorch's rule); ties go to the first maximum.
+TEST(KernelIndex, MaxPoolArgmaxTiesAndNaN) {
+  const float nan = std::nanf("");
+  // A packed 2x2x2 volume: h = w = 2, offsets t = (z * 2 + y) * 2 + x.
+  float a[8] = {1, 3, 3, 0, 2, 3, 1, 0};
+  EXPECT_EQ(maxpool_argmax(a, 2, 2), 1) << "first of the tied maxima";
+  float b[8] = {1, 3, nan, 0, 2, 9, 1, 0};
+  EXPECT_EQ(maxpool_argmax(b, 2, 2), 2) << "NaN wins over larger numbers after it";
+  float c[8] = {nan, 3, 4, 0, 2, 9, 1, 0};
+  EXPECT_EQ(maxpool_argmax(c, 2, 2), 0) << "a leading NaN is kept";
+  float d[8] = {0, nan, 4, 0, nan, 9, 1, 0};
+  EXPECT_EQ(maxpool_argmax(d, 2, 2), 4) << "the last NaN";
 }

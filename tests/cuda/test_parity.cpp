@@ -7,8 +7,13 @@
 //
 // Inputs: small integers (|x| <= 3, |w| <= 2) or distinct multiples of 1/64 wherever the
 // tolerance is exact; random floats for cross-entropy, Adam and rescale.
+// The exact conv tolerance holds for algorithms that sum products in any order; FFT and
+// Winograd algorithms are not candidates in fp32 (engine/conv_algo.h), and the conv tests
+// assert from the context's record that every algorithm that ran sums products (and print
+// which ran, for the GPU kit's record).
 // On failure the inputs and both outputs are dumped to parity_<op>_<shape>.bin in the working
-// directory (format in dump() below) and the file name is printed.
+// directory (format in dump() below; at most kDumpMaxBytes, a window around the first
+// mismatch for larger tensors) and the file name is printed.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,6 +27,8 @@
 #include "cuseg/core/check.h"
 #include "cuseg/engine/backend_ops.h"
 #include "cuseg/engine/context.h"
+#include "cuseg/engine/conv_algo.h"
+#include "cuseg/engine/memory.h"
 #include "cuseg/engine/ops.h"
 #include "cuseg/engine/optim.h"
 #include "cuseg/engine/tensor.h"
@@ -74,28 +81,48 @@ Tensor place(const Tensor& src, Device dev, bool strided) {
   return view;
 }
 
-// Writes a dump: for each tensor "name dtype ndim d0 .. dn-1\n" then the raw data.
+// A dump holds at most this many bytes of tensor data (the GPU kit brings dumps back
+// through a size-limited channel; a 2x3x96^3 cross-entropy case would otherwise write 63 MB).
+constexpr size_t kDumpMaxBytes = size_t(2) << 20;
+
+// Writes a dump: "CUSEG_PARITY_DUMP v2", then for each tensor a line
+// "name dtype ndim d0 .. dn-1 range lo hi" and the raw data of flat elements [lo, hi).
+// Small dumps hold whole tensors (lo 0, hi numel); larger ones a window of elements around
+// `around` (the first mismatch) in tensors with `around_numel` elements, a prefix of others.
 std::string dump(const std::string& op, const std::string& shape,
-                 const std::vector<std::pair<std::string, Tensor>>& ts) {
+                 const std::vector<std::pair<std::string, Tensor>>& ts, int64_t around,
+                 int64_t around_numel) {
   const std::string path = "parity_" + op + "_" + shape + ".bin";
   std::ofstream f(path, std::ios::binary);
-  f << "CUSEG_PARITY_DUMP v1\n";
+  f << "CUSEG_PARITY_DUMP v2\n";
+  size_t total = 0;
+  for (const auto& kv : ts) total += kv.second.nbytes();
+  const size_t per = ts.empty() ? 0 : kDumpMaxBytes / ts.size();
   for (const auto& [name, t0] : ts) {
     Tensor t = to_cpu(t0);
+    const int64_t n = t.numel(), es = int64_t(dtype_size(t.dtype()));
+    int64_t lo = 0, hi = n;
+    if (total > kDumpMaxBytes && size_t(n * es) > per) {
+      const int64_t keep = int64_t(per) / es;
+      lo = n == around_numel ? std::clamp<int64_t>(around - keep / 2, 0, n - keep) : 0;
+      hi = lo + keep;
+    }
     f << name << " " << dtype_name(t.dtype()) << " " << t.ndim();
     for (int i = 0; i < t.ndim(); ++i) f << " " << t.dim(i);
-    f << "\n";
-    f.write(static_cast<const char*>(t.raw()), std::streamsize(t.nbytes()));
+    f << " range " << lo << " " << hi << "\n";
+    f.write(static_cast<const char*>(t.raw()) + lo * es, std::streamsize((hi - lo) * es));
     f << "\n";
   }
   return path;
 }
 
 // |got - ref| <= atol + rtol * |ref| everywhere (tol.atol_for(max |ref|) when the atol is
-// relative to the tensor's largest value); on failure dumps `inputs` + both outputs.
+// relative to the tensor's largest value; NaN fails, unless nan_equal and both are NaN); on
+// failure dumps `inputs` + both outputs.
 ::testing::AssertionResult close(const std::string& op, const std::string& shape,
                                  const Tensor& ref0, const Tensor& got0, const Tolerance& tol,
-                                 const std::vector<std::pair<std::string, Tensor>>& inputs = {}) {
+                                 const std::vector<std::pair<std::string, Tensor>>& inputs = {},
+                                 bool nan_equal = false) {
   const Tensor ref = to_cpu(ref0), got = to_cpu(got0);
   if (ref.shape() != got.shape())
     return ::testing::AssertionFailure()
@@ -103,11 +130,12 @@ std::string dump(const std::string& op, const std::string& shape,
            << shape_str(got.shape());
   double max_ref = 0;
   for (int64_t i = 0; i < ref.numel(); ++i)
-    max_ref = std::max(max_ref, double(std::fabs(ref.f32()[i])));
+    if (!std::isnan(ref.f32()[i])) max_ref = std::max(max_ref, double(std::fabs(ref.f32()[i])));
   const double atol = tol.atol_for(max_ref), rtol = tol.rtol;
   int64_t bad = 0, first = -1;
   for (int64_t i = 0; i < ref.numel(); ++i) {
     const double r = ref.f32()[i], g = got.f32()[i];
+    if (nan_equal && std::isnan(r) && std::isnan(g)) continue;
     const double err = std::fabs(r - g), budget = atol + rtol * std::fabs(r);
     if (!(err <= budget)) {  // NaN fails
       if (first < 0) first = i;
@@ -118,7 +146,7 @@ std::string dump(const std::string& op, const std::string& shape,
   std::vector<std::pair<std::string, Tensor>> all = inputs;
   all.emplace_back("cpu", ref);
   all.emplace_back("cuda", got);
-  const std::string path = dump(op, shape, all);
+  const std::string path = dump(op, shape, all, first, ref.numel());
   return ::testing::AssertionFailure()
          << op << " " << shape << ": " << bad << " of " << ref.numel()
          << " elements differ; first at " << first << ": cpu " << ref.f32()[first] << " cuda "
@@ -137,6 +165,19 @@ struct Devices {
   Context cpu{Device::CPU};
   Context gpu{Device::CUDA};
 };
+
+// Every convolution algorithm the context ran sums products (the exact conv tolerance
+// depends on it); the list is printed for the GPU kit's record.
+void expect_exact_conv_algorithms(Context& gpu) {
+  for (const ConvAlgoUse& u : conv_algorithms_used(gpu)) {
+    std::printf("cuseg-conv-algo: %s %s: plain %s%s, fused %s\n", conv_dir_name(u.dir),
+                u.problem.c_str(), u.plain.empty() ? "-" : u.plain.c_str(),
+                u.plain_deterministic ? "" : " (non-deterministic)",
+                u.fused.empty() ? "-" : u.fused.c_str());
+    EXPECT_TRUE(u.sums_products) << conv_dir_name(u.dir) << " " << u.problem << " ran " << u.plain
+                                 << " / " << u.fused;
+  }
+}
 
 std::string tag_of(const VolCase& c) {
   return c.label + "_" + c.x.str();
@@ -168,6 +209,42 @@ TEST(Parity, Conv3dForward) {
       conv3d_forward(dv.gpu, xg, wg, bg, yg, relu);
       EXPECT_TRUE(close("conv3d_fwd", tag, y, yg, spec.parity, {{"x", x}, {"w", w}, {"b", b}}));
     }
+  expect_exact_conv_algorithms(dv.gpu);
+}
+
+// Does the fused conv + bias + ReLU (z aliased to y, alpha2 = 0) read y? Its output here is
+// fresh device memory that nothing has written (the pool's cache is emptied first, so the
+// buffer comes from a new cudaMalloc): compute-sanitizer's initcheck (scripts/device) reports
+// any read of it. The cuDNN workspace is zeroed when it grows (engine/cuda/cudnn_cache.h), so
+// cuDNN's own scratch raises no report. Without a sanitizer this is a plain parity check.
+TEST(Parity, Conv3dFusedOutputUnread) {
+  CUSEG_REQUIRE_CUDA();
+  Devices dv;
+  std::mt19937 rng(15);
+  const ConvSpec& spec = conv3d();
+  const std::vector<ConvCase> cases = with_use(spec.cases, kFusedUnread);
+  ASSERT_FALSE(cases.empty());
+  for (const ConvCase& cc : cases) {
+    const std::string tag = cc.name();
+    Tensor x = int_tensor(cc.x.shape(), rng);
+    Tensor w = int_tensor(cc.w_shape(), rng, -2, 2);
+    Tensor b = int_tensor({cc.cout}, rng);
+    Tensor y = Tensor::empty(cc.y_shape());
+    conv3d_forward(dv.cpu, x, w, b, y, true);
+    Tensor xg = x.to(Device::CUDA), wg = w.to(Device::CUDA), bg = b.to(Device::CUDA);
+    dv.gpu.synchronize();
+    memory_pool(Device::CUDA).release_cached();
+    Tensor yg = Tensor::empty(y.shape(), DType::F32, Device::CUDA);
+    conv3d_forward(dv.gpu, xg, wg, bg, yg, true);
+    EXPECT_TRUE(close("conv3d_fused", tag, y, yg, spec.parity, {{"x", x}, {"w", w}, {"b", b}}));
+  }
+  int fused = 0;
+  for (const ConvAlgoUse& u : conv_algorithms_used(dv.gpu))
+    if (!u.fused.empty() && u.fused != "refused") ++fused;
+  expect_exact_conv_algorithms(dv.gpu);
+  if (fused == 0)
+    GTEST_SKIP() << "cuDNN refused the fused conv on every shape: initcheck has nothing to check";
+  std::printf("cuseg-fused-conv: %d of %zu problems ran fused\n", fused, cases.size());
 }
 
 TEST(Parity, Conv3dBackward) {
@@ -196,6 +273,7 @@ TEST(Parity, Conv3dBackward) {
       EXPECT_TRUE(close("conv3d_bwd_gw", tag, gw, gwg, spec.parity, in));
       EXPECT_TRUE(close("conv3d_bwd_gb", tag, gb, gbg, spec.parity, in));
     }
+  expect_exact_conv_algorithms(dv.gpu);
 }
 
 // The algorithm cache: a second call with the same problem reuses the choice and gives the
@@ -321,6 +399,107 @@ TEST(Parity, MaxPoolTies) {
     EXPECT_TRUE(close("maxpool_ties_bwd", tag_of(vc), gx, gxg, spec.parity, {{"x", x}, {"gy", gy}}))
         << "cuDNN's max-pool tie rule differs from the first-maximum rule";
   }
+}
+
+// NaN propagates through max pooling on both sides (CPU: PyTorch's rule, kernels/maxpool3d.h;
+// cuDNN: CUDNN_PROPAGATE_NAN): pooled values must agree exactly, NaN for NaN. Gradients agree
+// exactly in windows without NaN. In a window holding a NaN the gradient's position is
+// undocumented for cuDNN; the loss is NaN there anyway (the trainer stops on a non-finite
+// loss), so the test records how many such windows place it as the CPU does instead of
+// asserting it.
+TEST(Parity, MaxPoolNaN) {
+  CUSEG_REQUIRE_CUDA();
+  Devices dv;
+  std::mt19937 rng(16);
+  const PoolSpec& spec = maxpool3d();
+  for (const VolCase& vc : with_use(spec.cases, kNaN)) {
+    const Dims& s = vc.x;
+    Tensor x = distinct_tensor(s.shape(), rng);
+    const int64_t plane = int64_t(s.h) * s.w;
+    std::bernoulli_distribution pick(0.05);
+    for (int64_t i = 0; i < x.numel(); ++i)
+      if (pick(rng)) x.f32()[i] = std::nanf("");
+    // One window entirely NaN and one with a leading NaN (batch 0, channel 0).
+    for (int t = 0; t < 8; ++t)
+      x.f32()[(t >> 2) * plane + ((t >> 1) & 1) * s.w + (t & 1)] = std::nanf("");
+    x.f32()[2 * plane + 2] = std::nanf("");
+    const Shape ys = PoolSpec::y_shape(s);
+    Tensor gy = int_tensor(ys, rng, 1, 3);
+    Tensor y = Tensor::empty(ys), gx = Tensor::empty(x.shape());
+    maxpool3d_forward(dv.cpu, x, y);
+    maxpool3d_backward(dv.cpu, x, y, gy, gx);
+    Tensor xg = x.to(Device::CUDA), yg = Tensor::empty(ys, DType::F32, Device::CUDA);
+    Tensor gxg = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+    maxpool3d_forward(dv.gpu, xg, yg);
+    maxpool3d_backward(dv.gpu, xg, yg, gy.to(Device::CUDA), gxg);
+    EXPECT_TRUE(close("maxpool_nan_fwd", tag_of(vc), y, yg, spec.parity, {{"x", x}},
+                      /*nan_equal=*/true));
+    // Split the gradient comparison by window.
+    Tensor gc = gx.clone(), gg = to_cpu(gxg);
+    int64_t nan_windows = 0, same_place = 0;
+    for (int64_t nc = 0; nc < int64_t(s.n) * s.c; ++nc)
+      for (int z = 0; z < s.d / 2; ++z)
+        for (int yy = 0; yy < s.h / 2; ++yy)
+          for (int xx = 0; xx < s.w / 2; ++xx) {
+            const int64_t base = nc * s.d * plane + lin3(2 * z, 2 * yy, 2 * xx, s.h, s.w);
+            bool has_nan = false, same = true;
+            for (int t = 0; t < 8; ++t) {
+              const int64_t o = base + lin3(t >> 2, (t >> 1) & 1, t & 1, s.h, s.w);
+              has_nan = has_nan || std::isnan(x.f32()[o]);
+              same = same && gc.f32()[o] == gg.f32()[o];
+            }
+            if (!has_nan) continue;
+            ++nan_windows;
+            same_place += same;
+            for (int t = 0; t < 8; ++t) {  // NaN windows stay out of the exact comparison
+              const int64_t o = base + lin3(t >> 2, (t >> 1) & 1, t & 1, s.h, s.w);
+              gc.f32()[o] = gg.f32()[o] = 0.f;
+            }
+          }
+    EXPECT_GT(nan_windows, 2);
+    EXPECT_TRUE(close("maxpool_nan_bwd", tag_of(vc), gc, gg, spec.parity, {{"x", x}, {"gy", gy}}));
+    std::printf(
+        "cuseg-maxpool-nan: %s: %lld windows hold a NaN; cuDNN places their gradient as "
+        "the CPU (last NaN) in %lld\n",
+        tag_of(vc).c_str(), (long long)nan_windows, (long long)same_place);
+  }
+}
+
+// The backward zeroes gx before cuDNN writes it. When gx is a channel slice of a buffer whose
+// batch pitch exceeds 2 GiB (cudaMemset2DAsync's pitch limit, cudaDevAttrMaxPitch), the
+// zeroing must split rows instead of failing. Needs about 8.6 GB of device memory.
+TEST(Parity, MaxPoolBackwardHugeBatchPitch) {
+  CUSEG_REQUIRE_CUDA();
+  Devices dv;
+  std::mt19937 rng(17);
+  const PoolSpec& spec = maxpool3d();
+  // [2, C, 8, 8, 8] with C = 2^20 + 1: a batch element is 2^31 + 2048 bytes.
+  const int64_t wide = (int64_t(1) << 20) + 1;
+  const Shape buf_shape = {2, wide, 8, 8, 8};
+  Tensor xbuf = Tensor::zeros(buf_shape, DType::F32, Device::CUDA);
+  Tensor gxbuf = Tensor::zeros(buf_shape, DType::F32, Device::CUDA);
+  Tensor xg = xbuf.channel_slice(1, 2), gxg = gxbuf.channel_slice(1, 2);
+  ASSERT_GT(size_t(gxg.vol().sn) * sizeof(float), size_t(0x7fffffff));
+  const Shape xs = {2, 1, 8, 8, 8}, ys = {2, 1, 4, 4, 4};
+  Tensor x = distinct_tensor(xs, rng), gy = int_tensor(ys, rng);
+  xg.copy_from(x);
+  // Sentinels in the neighbouring channels: the zeroing must not touch them.
+  Tensor sentinel = Tensor::empty(xs);
+  sentinel.fill(7.f);
+  gxbuf.channel_slice(0, 1).copy_from(sentinel);
+  gxbuf.channel_slice(2, 3).copy_from(sentinel);
+  gxg.copy_from(int_tensor(xs, rng));  // garbage to be overwritten
+  Tensor y = Tensor::empty(ys), gx = Tensor::empty(xs);
+  maxpool3d_forward(dv.cpu, x, y);
+  maxpool3d_backward(dv.cpu, x, y, gy, gx);
+  Tensor yg = Tensor::empty(ys, DType::F32, Device::CUDA);
+  maxpool3d_forward(dv.gpu, xg, yg);
+  maxpool3d_backward(dv.gpu, xg, yg, gy.to(Device::CUDA), gxg);
+  EXPECT_TRUE(close("maxpool_hugepitch_bwd", "2x1x8x8x8", gx, gxg, spec.parity, {{"x", x}}));
+  EXPECT_TRUE(
+      close("maxpool_hugepitch_c0", "2x1x8x8x8", sentinel, gxbuf.channel_slice(0, 1), spec.parity));
+  EXPECT_TRUE(
+      close("maxpool_hugepitch_c2", "2x1x8x8x8", sentinel, gxbuf.channel_slice(2, 3), spec.parity));
 }
 
 // --------------------------------------------------------------------------- upsample
@@ -558,12 +737,14 @@ TEST(Parity, RescaleIntensity) {
     EXPECT_EQ(mmg.first, *mm.first) << "min " << tag << " (" << spec.parity_minmax.why << ")";
     EXPECT_EQ(mmg.second, *mm.second) << "max " << tag;
     EXPECT_EQ(mmc, mmg) << "CPU twin " << tag;
-    RescaleParams p;
-    p.in_min = -200.f;
-    p.in_max = 300.f;  // clips part of the range
-    Tensor out = Tensor::empty(rc.shape), outg = Tensor::empty(rc.shape, DType::F32, Device::CUDA);
-    rescale_intensity(dv.cpu, in, out, p);
-    rescale_intensity(dv.gpu, ing, outg, p);
-    EXPECT_TRUE(close("rescale", tag, out, outg, spec.parity, {{"in", in}}));
+    for (const RescaleParams& p : spec.ranges) {
+      Tensor out = Tensor::empty(rc.shape),
+             outg = Tensor::empty(rc.shape, DType::F32, Device::CUDA);
+      rescale_intensity(dv.cpu, in, out, p);
+      rescale_intensity(dv.gpu, ing, outg, p);
+      const std::string rtag =
+          tag + "_out" + std::to_string(int(p.out_min)) + "_" + std::to_string(int(p.out_max));
+      EXPECT_TRUE(close("rescale", rtag, out, outg, spec.parity, {{"in", in}}));
+    }
   }
 }

@@ -19,6 +19,14 @@ constexpr const char* kExactSmallIntegers =
     "arithmetic is exact in any order, with FMA or without, and cuDNN runs with "
     "CUDNN_FMA_MATH (no TF32; TF32 would also be exact on such inputs)";
 
+// Convolutions: the same, for the algorithms that can run (engine/conv_algo.h).
+constexpr const char* kExactConv =
+    "exact: inputs are small integers (|x| <= 3, |w| <= 2), so every product and partial sum "
+    "is an integer far below 2^24; fp32 arithmetic is exact in any order, with FMA or without. "
+    "That covers every algorithm that sums products (GEMM-like, direct); FFT and Winograd "
+    "algorithms, which transform the operands, are not candidates in fp32 (engine/conv_algo.h; "
+    "the tests assert it from the context's record); CUDNN_FMA_MATH (no TF32)";
+
 // Central differences of ops linear in the probed variable (conv in x or w, upsample, ReLU
 // away from its kink, max-pool away from ties): float32 forward passes give L an absolute
 // rounding error delta ~ sqrt(#terms) * 2^-24 * max|out * r|, so the difference quotient is
@@ -69,13 +77,13 @@ const ConvSpec& conv3d() {
     // Size-1 and odd extents, k = 1 and k = 3, channel counts around the U-Net's.
     add("one_voxel", {1, 1, 1, 1, 1}, 2, 3, kParity);
     add("one_voxel", {1, 1, 1, 1, 1}, 1, 1, kParity);
-    add("odd", {2, 3, 5, 7, 4}, 4, 3, kParity);
+    add("odd", {2, 3, 5, 7, 4}, 4, 3, kParity | kFusedUnread);
     add("flat", {1, 2, 1, 6, 9}, 3, 3, kParity);
     add("thin", {1, 1, 17, 1, 3}, 2, 3, kParity);
-    add("cube", {2, 4, 8, 8, 8}, 8, 3, kParity);
+    add("cube", {2, 4, 8, 8, 8}, 8, 3, kParity | kFusedUnread);
     add("k1", {1, 5, 3, 3, 3}, 1, 1, kParity);
-    add("k1_odd", {2, 8, 6, 5, 7}, 3, 1, kParity);
-    add("wide", {1, 16, 12, 12, 12}, 16, 3, kParity);
+    add("k1_odd", {2, 8, 6, 5, 7}, 3, 1, kParity | kFusedUnread);
+    add("wide", {1, 16, 12, 12, 12}, 16, 3, kParity | kFusedUnread);
     // A real CT's first convolution: 33 slices of 64 x 64 (tests/data lits64).
     add("ct33", {1, 1, 33, 64, 64}, 4, 3, kParity);
     // Gradient checks (and parity): k = 3 and the 1x1x1 final conv.
@@ -101,7 +109,7 @@ const ConvSpec& conv3d() {
     add("small", {1, 4, 16, 16, 16}, 8, 3, kBench);
     add("small", {2, 8, 32, 32, 32}, 8, 3, kBench);
     add("small_odd", {1, 3, 17, 17, 17}, 5, 3, kBench);
-    s.parity = {0, 0, false, kExactSmallIntegers};
+    s.parity = {0, 0, false, kExactConv};
     s.gradcheck = {1e-2f, {2e-3, 1e-2, false, kFdLinear}};
     return s;
   }();
@@ -159,6 +167,7 @@ const PoolSpec& maxpool3d() {
         {"thin", {2, 4, 16, 8, 2}, kParity},
         {"patch", {2, 2, 96, 96, 96}, kParity},
         {"ties", {2, 3, 6, 6, 6}, kTies},
+        {"nan", {2, 3, 6, 8, 5}, kNaN},
         {"grad", {2, 3, 5, 7, 6}, kGradcheck | kParity},
         // The U-Net's three pools at batch 2, 96^3.
         {"ref", {2, 32, 96, 96, 96}, kBench},
@@ -169,7 +178,8 @@ const PoolSpec& maxpool3d() {
     s.parity = {0, 0, false,
                 "exact: a maximum is one of its inputs and the gradient is routed, never "
                 "summed; inputs are distinct multiples of 1/64 (no ties) except in the ties "
-                "case, which pins the tie rule (first maximum in scan order, as PyTorch)"};
+                "case, which pins the tie rule (first maximum in scan order, as PyTorch); a NaN "
+                "in a window gives NaN on both sides (NaN compared equal to NaN)"};
     s.gradcheck = {1e-2f,
                    {2e-3, 1e-2, false,
                     "inputs 0.05 apart in random order, so no probe (eps 1e-2) changes an "
@@ -416,9 +426,17 @@ const RescaleSpec& rescale_intensity() {
         {"ref", {1, 1, 200, 256, 256}, kBench},
         {"small", {1, 1, 32, 32, 32}, kBench},
     };
+    // (in_min, in_max, out_min, out_max): the [-1, 1] normalisation, a soft-tissue CT window
+    // kept in HU (Clamp: out range = in range), a liver window onto [0, 255] and onto [0, 1].
+    // Ranges in the hundreds are where a fused last multiply-add would differ by an ulp.
+    s.ranges = {{-200.f, 300.f, -1.f, 1.f},
+                {-160.f, 240.f, -160.f, 240.f},
+                {-100.f, 200.f, 0.f, 255.f},
+                {-1024.f, 3071.f, 0.f, 1.f}};
     s.parity = {0, 0, false,
-                "exact: (v - a) / r * s + b rounded step by step on the device too (no FMA "
-                "contraction, kernels/rescale_intensity.h)"};
+                "exact: (v - a) / r * s + b with each step rounded on its own on both sides "
+                "(kernels/common.h mul_rn / add_rn keep nvcc from fusing the last multiply-add); "
+                "division and subtraction are IEEE round-to-nearest on both"};
     s.parity_minmax = {0, 0, false, "exact: min and max select one of their inputs"};
     return s;
   }();

@@ -17,18 +17,21 @@
 
 #include "cuseg/engine/tensor.h"
 #include "cuseg/kernels/grid_aggregate.h"
+#include "cuseg/kernels/rescale_intensity.h"
 
 namespace cuseg {
 namespace opcases {
 
 // Which checks and benchmarks use a case (bit set).
 enum Use : unsigned {
-  kParity = 1u << 0,     // CUDA vs CPU parity test
-  kGradcheck = 1u << 1,  // CPU finite-difference gradient check
-  kBench = 1u << 2,      // micro benchmark (CPU and CUDA variants)
-  kCpuHeavy = 1u << 3,   // with kBench: the CPU variant only with --cpu_heavy (seconds a call)
-  kRepeat = 1u << 4,     // parity: the same problem twice on the device gives the same bits
-  kTies = 1u << 5,       // parity: inputs with many ties (max pooling's tie rule)
+  kParity = 1u << 0,       // CUDA vs CPU parity test
+  kGradcheck = 1u << 1,    // CPU finite-difference gradient check
+  kBench = 1u << 2,        // micro benchmark (CPU and CUDA variants)
+  kCpuHeavy = 1u << 3,     // with kBench: the CPU variant only with --cpu_heavy (seconds a call)
+  kRepeat = 1u << 4,       // parity: the same problem twice on the device gives the same bits
+  kTies = 1u << 5,         // parity: inputs with many ties (max pooling's tie rule)
+  kFusedUnread = 1u << 6,  // parity: fused conv + bias + ReLU into never-written memory (initcheck)
+  kNaN = 1u << 7,          // parity: NaN inputs (max pooling propagates them)
 };
 
 // |got - ref| <= atol + rtol * |ref| element-wise; with atol_of_max the atol is a fraction of
@@ -207,8 +210,9 @@ struct RescaleCase {
 };
 struct RescaleSpec {
   std::vector<RescaleCase> cases;
-  Tolerance parity;         // the rescaled values
-  Tolerance parity_minmax;  // the device min / max reduction
+  std::vector<RescaleParams> ranges;  // parity: every case is rescaled with each of these
+  Tolerance parity;                   // the rescaled values
+  Tolerance parity_minmax;            // the device min / max reduction
 };
 const RescaleSpec& rescale_intensity();
 
