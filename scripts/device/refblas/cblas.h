@@ -1,7 +1,8 @@
 /* Minimal CBLAS interface for the GPU check kit: only what the CPU reference conv3d uses
- * (cblas_sgemm). Built as libcuseg_refblas.so by scripts/device/run.sh ONLY when the GPU
- * machine has no OpenBLAS; there the CPU path is the parity oracle on small shapes, so a
- * plain, correct loop is enough. Enum values are the standard CBLAS ones. */
+ * (cblas_sgemm). Built into cuseg ONLY when OpenBLAS (library + cblas.h) is not usable and
+ * CUSEG_REFBLAS_FALLBACK=ON (cmake/CusegBlas.cmake), as on a GPU machine without OpenBLAS
+ * headers; there the CPU path is the parity oracle on small shapes, so a plain, correct
+ * loop is enough. Enum values are the standard CBLAS ones. */
 #ifndef CUSEG_REFBLAS_CBLAS_H
 #define CUSEG_REFBLAS_CBLAS_H
 #ifdef __cplusplus
