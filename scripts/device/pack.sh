@@ -10,30 +10,57 @@
 #   cmake/nlohmann_json/  a small package config exposing nlohmann_json::nlohmann_json
 #   yaml-cpp/ libpng/ zlib/  upstream sources (Debian source packages)  (MIT / libpng / zlib)
 # ITK is not carried: the device build uses -DCUSEG_WITH_ITK=OFF and no apps.
-# OpenBLAS is not carried either: scripts/device/refblas (tracked) builds a reference
-# cblas_sgemm there when the GPU machine has no OpenBLAS.
+# OpenBLAS is not carried either: when the GPU machine has no usable OpenBLAS (library and
+# cblas.h), the kit's configure (-DCUSEG_REFBLAS_FALLBACK=ON, cmake/CusegBlas.cmake) builds
+# the reference cblas_sgemm of scripts/device/refblas (tracked) into cuseg.
+# .deps/ (headers that scripts/setup.sh fetches, e.g. cudnn-frontend) is not copied: the
+# device call carries it beside .kit (scripts/device/README.md).
 # Usage: scripts/device/pack.sh            (from anywhere; writes <repo>/.kit)
+# Environment: CUSEG_KIT_DIR   where to write the kit (default <repo>/.kit; the dry-run test
+#                              packs into its build folder)
+#              CUSEG_KIT_CACHE downloaded Debian source tarballs, reused by later packs
+#                              (default ${XDG_CACHE_HOME:-~/.cache}/cuseg-kit)
+# Exit 3 when the Debian source archive cannot be reached (no network) and the cache lacks
+# a tarball: the dry-run test reports itself skipped then.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-kit=$repo/.kit
+kit=${CUSEG_KIT_DIR:-$repo/.kit}
+cache=${CUSEG_KIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cuseg-kit}
 rm -rf "$kit"
-mkdir -p "$kit/include" "$kit/cmake/nlohmann_json"
+mkdir -p "$kit/include" "$kit/cmake/nlohmann_json" "$cache"
 
 # GoogleTest
 test -f /usr/src/googletest/CMakeLists.txt || { echo "pack: /usr/src/googletest missing (apt-get install googletest)"; exit 1; }
 cp -r /usr/src/googletest "$kit/googletest"
 
-# Google Benchmark: Debian source package, fetched with apt through a private source list
-# (no change to the system's apt configuration).
+# Debian source packages, fetched with apt through a private source list (no change to the
+# system's apt configuration) into the cache; a package whose orig tarball is cached is not
+# fetched again.
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/lists/partial"
 . /etc/os-release
 echo "deb-src http://deb.debian.org/debian ${VERSION_CODENAME:-bookworm} main" >"$tmp/src.list"
 apt_o=(-o "Dir::Etc::SourceList=$tmp/src.list" -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$tmp/lists")
-apt-get "${apt_o[@]}" update >"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log"; exit 1; }
-(cd "$tmp" && apt-get "${apt_o[@]}" source --download-only benchmark >>"$tmp/apt.log" 2>&1) || { cat "$tmp/apt.log"; exit 1; }
-orig=$(ls "$tmp"/benchmark_*.orig.tar.* | head -1)
+# orig_tarball SOURCE_PACKAGE: prints the cached orig tarball, fetching it first if needed.
+orig_tarball() {
+  local o
+  o=$(ls "$cache"/"$1"_*.orig.tar.* 2>/dev/null | head -1 || true)
+  if [ -z "$o" ]; then
+    if [ ! -f "$tmp/updated" ]; then  # (a file: this runs in a command substitution)
+      apt-get "${apt_o[@]}" update >>"$tmp/apt.log" 2>&1 \
+        || { cat "$tmp/apt.log" >&2; echo "pack: Debian source archive unreachable" >&2; exit 3; }
+      : >"$tmp/updated"
+    fi
+    (cd "$cache" && apt-get "${apt_o[@]}" source --download-only "$1" >>"$tmp/apt.log" 2>&1) \
+      || { cat "$tmp/apt.log" >&2; echo "pack: could not fetch the source of $1" >&2; exit 3; }
+    o=$(ls "$cache"/"$1"_*.orig.tar.* | head -1)
+  fi
+  echo "$o"
+}
+
+# Google Benchmark
+orig=$(orig_tarball benchmark)
 mkdir -p "$kit/benchmark"
 tar -xf "$orig" -C "$kit/benchmark" --strip-components=1
 rm -rf "$kit/benchmark/test" "$kit/benchmark/docs" "$kit/benchmark/bindings" "$kit/benchmark/.github"
@@ -41,8 +68,7 @@ rm -rf "$kit/benchmark/test" "$kit/benchmark/docs" "$kit/benchmark/bindings" "$k
 # licence), all required by the top-level CMakeLists: upstream sources from Debian.
 for pkg in yaml-cpp:yaml-cpp libpng1.6:libpng zlib:zlib; do
   src=${pkg%%:*}; dst=${pkg#*:}
-  (cd "$tmp" && apt-get "${apt_o[@]}" source --download-only "$src" >>"$tmp/apt.log" 2>&1) || { cat "$tmp/apt.log"; exit 1; }
-  o=$(ls "$tmp"/${src}_*.orig.tar.* | head -1)
+  o=$(orig_tarball "$src")
   mkdir -p "$kit/$dst"
   tar -xf "$o" -C "$kit/$dst" --strip-components=1
   rm -rf "$kit/$dst/docs" "$kit/$dst/contrib" "$kit/$dst/projects"
@@ -86,4 +112,12 @@ CLI11        $(dpkg-query -W -f='${Version}' libcli11-dev 2>/dev/null || echo '?
 MAN
 size=$(du -sm "$kit" | cut -f1)
 echo "pack: $kit is ${size} MiB"
-[ "$size" -lt 60 ] || { echo "pack: kit over 60 MiB"; exit 1; }
+# What travels to the GPU machine (at most 64 MiB in all): the tracked and untracked
+# not-ignored files, plus the carried .kit and .deps.
+tree=$(cd "$repo" && git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+deps=0
+[ -d "$repo/.deps" ] && deps=$(du -sb "$repo/.deps" | cut -f1)
+kitb=$(du -sb "$kit" | cut -f1)
+total=$(( (tree + deps + kitb) / 1048576 ))
+echo "pack: working tree $((tree / 1048576)) MiB + .deps $((deps / 1048576)) MiB + kit $((kitb / 1048576)) MiB = ${total} MiB travel (limit 64)"
+[ "$total" -lt 60 ] || { echo "pack: over 60 MiB would travel; the device tool takes 64 at most"; exit 1; }
