@@ -103,7 +103,7 @@ endif()
 CFG
 
 cat >"$kit/MANIFEST.txt" <<MAN
-cuseg GPU check kit, packed $(date -u +%Y-%m-%dT%H:%MZ) on $(hostname) from commit $(git -C "$repo" rev-parse --short HEAD)
+cuseg GPU check kit, packed $(date -u +%Y-%m-%dT%H:%MZ) on $(hostname) from commit $(git -C "$repo" rev-parse --short HEAD)$( [ -n "$(git -C "$repo" status --porcelain --untracked-files=no)" ] && echo ' + uncommitted changes'), source hash $(bash "$repo/scripts/device/tree_hash.sh" "$repo")
 googletest   $(dpkg-query -W -f='${Version}' googletest 2>/dev/null || echo '?')  BSD-3-Clause  /usr/src/googletest
 benchmark    $(basename "$orig")  Apache-2.0  Debian source package
 nlohmann     $njv  MIT  /usr/include/nlohmann

@@ -107,7 +107,7 @@ PY
 echo versions >"$work/stage"
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?') (working tree as carried; $(git -C "$repo" status --porcelain 2>/dev/null | wc -l) changed files)"
+  echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '? (no .git here)'); source hash $(bash "$here/tree_hash.sh" "$repo" 2>/dev/null) (pack.sh records the hash of its commit in .kit/MANIFEST.txt)"
   if command -v nvidia-smi >/dev/null; then
     timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
     timeout 30 nvidia-smi -q 2>/dev/null | grep -m1 -i "CUDA Version" | sed 's/^ */driver /'
