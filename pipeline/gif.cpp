@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "cuseg/core/atomic_file.h"
 #include "cuseg/core/check.h"
 
 namespace fs = std::filesystem;
@@ -19,8 +20,12 @@ std::string gif_error(int code) {
 }
 }  // namespace
 
+// The GIF is encoded into memory (giflib's output callback appends to `bytes`) and written by
+// finish() through write_file_atomic (core/atomic_file.h): a full disk, a file-size limit or a
+// read-only folder then gives the system's reason, and the file is either the previous one or
+// the complete new one.
 struct GifWriter::Impl {
-  std::string path, tmp;
+  std::string path, bytes;
   GifFileType* gif = nullptr;
   int width = 0, height = 0, delay_cs = 0;
   bool finished = false;
@@ -36,8 +41,11 @@ struct GifWriter::Impl {
       EGifCloseFile(gif, &err);
       gif = nullptr;
     }
-    std::error_code ec;
-    fs::remove(tmp, ec);
+    bytes.clear();
+  }
+  static int append(GifFileType* g, const GifByteType* data, int n) {
+    static_cast<Impl*>(g->UserData)->bytes.append(reinterpret_cast<const char*>(data), size_t(n));
+    return n;
   }
 };
 
@@ -51,13 +59,11 @@ GifWriter::GifWriter(const std::string& path, int width, int height, const Palet
   CUSEG_CHECK(delay_cs >= 0 && delay_cs <= 65535, path << ": bad frame delay " << delay_cs);
   Impl& m = *impl_;
   m.path = path;
-  const fs::path p(path);
-  m.tmp = (p.parent_path() / ("." + p.filename().string() + ".tmp")).string();
   m.width = width;
   m.height = height;
   m.delay_cs = delay_cs;
   int err = 0;
-  m.gif = EGifOpenFileName(m.tmp.c_str(), false, &err);
+  m.gif = EGifOpen(&m, &Impl::append, &err);
   if (!m.gif) CUSEG_THROW(path << ": cannot open for writing (" << gif_error(err) << ")");
   EGifSetGifVersion(m.gif, true);  // GIF89a: graphics control and application extensions
   int colours = 2;
@@ -118,17 +124,12 @@ void GifWriter::finish() {
   const int ok = EGifCloseFile(m.gif, &err);
   m.gif = nullptr;
   if (ok != GIF_OK) {
-    std::error_code ec;
-    fs::remove(m.tmp, ec);
+    m.bytes.clear();
     CUSEG_THROW(m.path << ": cannot write the GIF (" << gif_error(err) << ")");
   }
-  std::error_code ec;
-  fs::rename(m.tmp, m.path, ec);
-  if (ec) {
-    fs::remove(m.tmp, ec);
-    CUSEG_THROW(m.path << ": cannot write (rename failed)");
-  }
   m.finished = true;
+  write_file_atomic(m.path, m.bytes);
+  m.bytes.clear();
 }
 
 DecodedGif read_gif(const std::string& path) {

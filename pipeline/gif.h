@@ -16,9 +16,9 @@ namespace cuseg {
 
 using Palette = std::vector<std::array<uint8_t, 3>>;  // RGB entries, at most 256
 
-// Writes frames one at a time to a temporary name beside `path`; finish() closes the file and
-// renames it into place. If the writer is destroyed before finish() (an exception), the
-// temporary file is removed, so a reader never sees a partial GIF.
+// Encodes frames one at a time into memory; finish() writes the file crash-safely
+// (core/atomic_file.h: temporary file, fsync, rename). Nothing reaches the disk before finish(),
+// so a reader never sees a partial GIF, and a failed write names the system's reason.
 class GifWriter {
  public:
   // `palette` becomes the global colour table (padded with black to a power of two);
