@@ -321,6 +321,14 @@ if [ $device_ran = 1 ] && { [ "${CUSEG_KIT_BENCH:-0}" = 1 ] || [ "$(left)" -ge 2
       --warmup-patches 20 --json "$bench_out/engine_bench_data_device.json"
     note "engine_bench data --pipeline device: rc $?; $(grep -E '"patches_per_s"|"device_bytes"' "$logs/engine-bench-data.log" | tr -s ' \n' ' ')"
   fi
+  if [ -x "$build/bench/engine_bench" ] && [ "$(left)" -ge 30 ]; then
+    # The data-parallel step on NCCL at world size 1 (--comm always): reference network, batch 2,
+    # 96^3, 25 MiB buckets; step time and the blocking allreduce time of each bucket.
+    stage engine-bench-dist "$(limit 45)" "$build/bench/engine_bench" dist --device cuda --comm always \
+      --patch 96 --batch 2 --warmup 3 --iters 10 \
+      --json "$bench_out/engine_bench_dist_nccl.json"
+    note "engine_bench dist (NCCL, world 1): rc $?; $(grep -m4 -E 'step|allreduce' "$logs/engine-bench-dist.log" | tr -s ' \n' ' ')"
+  fi
   if [ -x "$build/bench/engine_bench" ] && [ "$(left)" -ge 120 ]; then
     # Ours vs PyTorch (eager fp32, AMP bf16 channels-last, torch.compile): same run, same device.
     export CUSEG_ENGINE_BENCH="$build/bench/engine_bench" CUSEG_BENCH_PYTHON="$py"
