@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
@@ -74,4 +75,53 @@ inline CommandResult run_command(const std::string& cmd) {
   r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+// The tiny phantom training run of the e2e tests: 6 phantom cases 48x48x24 (5 train / 1
+// validation), 2 patches of 16^3 per volume and batch 2 (5 steps per epoch), a 2-level net
+// (filters 4, 8: 4,907 parameters); inference on 16^3 patches, overlap 4, batch 4, hann.
+// Fields left at -1 / "" leave their key out (the config default applies).
+struct TinyRunConfig {
+  std::string phantom_dir;  // data.dir: generated there on first use
+  int phantom_seed = 3;
+  int epochs = 2;
+  int dice_every = 1;
+  int preview_every = -1;
+  int threads = 2;
+  std::string device;
+};
+// Writes the YAML to `path` (creating its folder); returns the path.
+inline std::string write_tiny_run_config(const std::filesystem::path& path,
+                                         const TinyRunConfig& c) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream f(path);
+  f << "data:\n  dir: " << c.phantom_dir << "\n  phantom: {generate: true, cases: 6, size: [48, "
+    << "48, 24], seed: " << c.phantom_seed << "}\n  val_fraction: 0.2\n"
+    << R"(preprocess:
+  resample_inplane: null
+  crop_or_pad: null
+  pad_value: minimum
+  clip: [-250, 250]
+sampler:
+  patch: [16, 16, 16]
+queue: {max_length: 8, samples_per_volume: 2, num_workers: 1}
+model:
+  filters: [4, 8]
+train:
+  batch_size: 2
+  lr: 3.0e-3
+  log_every: 1
+)"
+    << "  epochs: " << c.epochs << "\n  dice_every: " << c.dice_every
+    << "\n  threads: " << c.threads << "\n";
+  if (c.preview_every >= 0) f << "  preview_every: " << c.preview_every << "\n";
+  if (!c.device.empty()) f << "  device: " << c.device << "\n";
+  f << R"(inference:
+  patch: [16, 16, 16]
+  overlap: 4
+  batch: 4
+  mode: hann
+)";
+  CUSEG_REQUIRE(f.good(), path.string() << ": cannot write the test config");
+  return path.string();
 }

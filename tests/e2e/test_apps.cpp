@@ -37,35 +37,6 @@ Result run(const std::string& cmd) {
   return run_command(cmd);
 }
 
-// Tiny phantom run: 6 cases 48x48x24 (5 train / 1 val), 16^3 patches, a 2-level net.
-const char* kTinyYaml = R"(data:
-  dir: PHANTOM
-  phantom: {generate: true, cases: 6, size: [48, 48, 24], seed: 3}
-  val_fraction: 0.2
-preprocess:
-  resample_inplane: null
-  crop_or_pad: null
-  pad_value: minimum
-  clip: [-250, 250]
-sampler:
-  patch: [16, 16, 16]
-queue: {max_length: 8, samples_per_volume: 2, num_workers: 1}
-model:
-  filters: [4, 8]
-train:
-  epochs: 2
-  batch_size: 2
-  lr: 3.0e-3
-  dice_every: 1
-  log_every: 1
-  threads: 2
-inference:
-  patch: [16, 16, 16]
-  overlap: 4
-  batch: 4
-  mode: hann
-)";
-
 std::string write_file(const fs::path& p, const std::string& text) {
   fs::create_directories(p.parent_path());
   std::ofstream(p) << text;
@@ -73,10 +44,9 @@ std::string write_file(const fs::path& p, const std::string& text) {
 }
 
 std::string tiny_config() {
-  std::string y = kTinyYaml;
-  const std::string ph = (kWork / "phantom").string();
-  y.replace(y.find("PHANTOM"), 7, ph);
-  return write_file(kWork / "tiny.yaml", y);
+  TinyRunConfig c;
+  c.phantom_dir = (kWork / "phantom").string();
+  return write_tiny_run_config(kWork / "tiny.yaml", c);
 }
 
 std::map<int64_t, double> train_losses(const fs::path& metrics) {

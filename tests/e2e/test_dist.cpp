@@ -45,34 +45,16 @@ std::string mpirun(int ranks) {
 #define REQUIRE_MPI() \
   if (std::string(CUSEG_MPIEXEC).empty()) GTEST_SKIP() << "built without MPI"
 
-// Tiny phantom run: 5 training cases x 2 patches of 16^3 = 10 patches per epoch, a 2-level
-// net, a loss record every step, no Dice or previews (validation loss only).
+// The e2e tiny run (test_util.h): a loss record every step, no Dice or previews (validation
+// loss only), one thread per rank.
 std::string tiny_config() {
-  fs::create_directories(kWork);
-  const fs::path cfg = kWork / "tiny.yaml";
-  std::ofstream(cfg) << "data:\n  dir: " << (kWork / "phantom").string() << R"(
-  phantom: {generate: true, cases: 6, size: [48, 48, 24], seed: 3}
-  val_fraction: 0.2
-preprocess:
-  resample_inplane: null
-  crop_or_pad: null
-  pad_value: minimum
-  clip: [-250, 250]
-sampler:
-  patch: [16, 16, 16]
-queue: {max_length: 8, samples_per_volume: 2, num_workers: 1}
-model:
-  filters: [4, 8]
-train:
-  epochs: 200
-  batch_size: 2
-  lr: 3.0e-3
-  dice_every: 0
-  preview_every: 0
-  log_every: 1
-  threads: 1
-)";
-  return cfg.string();
+  TinyRunConfig c;
+  c.phantom_dir = (kWork / "phantom").string();
+  c.epochs = 200;
+  c.dice_every = 0;
+  c.preview_every = 0;
+  c.threads = 1;
+  return write_tiny_run_config(kWork / "tiny.yaml", c);
 }
 
 std::string train_cmd(const std::string& run, const std::string& extra) {

@@ -46,39 +46,6 @@ const std::string kTrain = CUSEG_BINARY_DIR "/apps/engine_train";
 const fs::path kWork =
     fs::path(CUSEG_BINARY_DIR) / "e2e_work" / ("crash_pid" + std::to_string(getpid()));
 
-// 6 phantom cases 48x48x24 (5 train / 1 validation), 16^3 patches, batch 2, a 2-level net:
-// 5 steps per epoch; validation Dice every epoch. Previews off (their PNGs would dominate the
-// size of the run folder in the disk tests); the soak turns them on.
-const char* kYaml = R"(data:
-  dir: PHANTOM
-  phantom: {generate: true, cases: 6, size: [48, 48, 24], seed: 3}
-  val_fraction: 0.2
-preprocess:
-  resample_inplane: null
-  crop_or_pad: null
-  pad_value: minimum
-  clip: [-250, 250]
-sampler:
-  patch: [16, 16, 16]
-queue: {max_length: 8, samples_per_volume: 2, num_workers: 1}
-model:
-  filters: [4, 8]
-train:
-  epochs: 2
-  batch_size: 2
-  lr: 3.0e-3
-  dice_every: 1
-  preview_every: 0
-  log_every: 1
-  threads: 2
-  device: cpu
-inference:
-  patch: [16, 16, 16]
-  overlap: 4
-  batch: 4
-  mode: hann
-)";
-
 std::string read_all(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -192,10 +159,13 @@ class TrainingCrash : public ::testing::Test {
     std::error_code ec;
     fs::remove_all(kWork, ec);
     fs::create_directories(kWork);
-    std::string y = kYaml;
-    y.replace(y.find("PHANTOM"), 7, (kWork / "phantom").string());
-    config_ = (kWork / "tiny.yaml").string();
-    std::ofstream(config_) << y;
+    // The e2e tiny run (test_util.h), CPU, previews off (their PNGs would dominate the size
+    // of the run folder in the disk tests); the soak turns them on.
+    TinyRunConfig c;
+    c.phantom_dir = (kWork / "phantom").string();
+    c.preview_every = 0;
+    c.device = "cpu";
+    config_ = write_tiny_run_config(kWork / "tiny.yaml", c);
   }
   static void TearDownTestSuite() {
     if (::testing::UnitTest::GetInstance()->Passed()) {
