@@ -3,11 +3,13 @@
 // Exit codes: 0 all cases done, 1 error (nothing written), 3 some cases of a folder failed.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <optional>
 
 #include "cuseg/core/check.h"
 #include "cuseg/core/clock.h"
 #include "cuseg/engine/context.h"
 #include "cuseg/engine/memory.h"
+#include "cuseg/engine/precision.h"
 #include "cuseg/pipeline/infer_job.h"
 #include "cuseg/pipeline/inference.h"
 
@@ -16,7 +18,7 @@ using namespace cuseg;
 namespace {
 
 struct Options {
-  std::string model, device = "auto", mode, output_type = "nifti";
+  std::string model, device = "auto", mode, output_type = "nifti", precision;
   InferJob job;
   int overlap = -1, batch = -1;
   double max_memory_mib = 0;
@@ -64,7 +66,9 @@ int run(Options o) {
   const double t_all = now_s();
   const Device dev = resolve_device(o.device);
   Context ctx(dev);
-  LoadedModel m = load_model(o.model, dev);
+  std::optional<Precision> precision;
+  if (!o.precision.empty()) precision = parse_precision(o.precision, "--precision");
+  LoadedModel m = load_model(o.model, dev, precision);
   GridOptions& g = o.job.segment.grid;
   g = grid_options(m.cfg);
   if (o.overlap >= 0) g.overlap = o.overlap;
@@ -72,9 +76,11 @@ int run(Options o) {
   if (!o.mode.empty()) g.mode = parse_mode(o.mode);
   std::printf(
       "model %s (%lld parameters, patch %dx%dx%d, overlap %d, batch %d, mode %s) on %s, "
-      "loaded in %.2f s\n",
+      "precision %s, loaded in %.2f s\n",
       m.checkpoint.c_str(), (long long)m.net->num_parameters(), g.patch[0], g.patch[1], g.patch[2],
-      g.overlap, g.batch, mode_name(g.mode), device_name(dev), now_s() - t_all);
+      g.overlap, g.batch, mode_name(g.mode), device_name(dev), precision_name(m.precision),
+      now_s() - t_all);
+  std::printf("libraries: %s\n", gpu_library_versions().c_str());
   CUSEG_REQUIRE(o.max_memory_mib >= 0,
                 "--max-memory " << o.max_memory_mib << ": expected MiB >= 0");
   o.job.segment.max_memory_bytes = size_t(o.max_memory_mib * 1024.0 * 1024.0);
@@ -119,6 +125,10 @@ int main(int argc, char** argv) {
   app.add_option("--device", o.device, "auto | cuda | cpu (auto = CUDA when a device answers)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
+  app.add_option("--precision", o.precision,
+                 "fp32 | bf16 (default: the model's config, inference.precision else "
+                 "train.precision); bf16 = channels-last mixed precision, fp32 aggregation")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_option("--overlap", o.overlap,
                  "grid overlap in voxels, even (default: the model's inference.overlap, 8 in "
                  "the reference)");

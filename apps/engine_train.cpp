@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
       "--resume continues it.\n"
       "Example: engine_train -c configs/demo.yaml -o runs/demo"};
   cuseg::TrainOptions opt;
-  std::string data_dir, device;
+  std::string data_dir, device, precision;
   long long seed = -1;
   bool print_config = false;
   app.add_option("-c,--config", opt.config_path,
@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
                  "auto | cuda | cpu (overrides train.device; default: the "
                  "config's, auto = CUDA when a device answers)")
       ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
+  app.add_option("--precision", precision,
+                 "fp32 | bf16 (overrides train.precision; bf16 = bf16 channels-last activations "
+                 "and weight copies on cuDNN graphs, fp32 master weights and Adam state)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_flag("--resume", opt.resume,
                "continue RUN_DIR/last.safetensors (optimiser, step, epoch and patch-stream "
                "state); without a checkpoint there, start a new run (warning) from -c or "
@@ -72,6 +76,7 @@ int main(int argc, char** argv) {
   }
   if (!data_dir.empty()) opt.overrides.push_back("data.dir=" + yaml_quoted(data_dir));
   if (!device.empty()) opt.overrides.push_back("train.device=" + device);
+  if (!precision.empty()) opt.overrides.push_back("train.precision=" + precision);
   if (seed >= 0) opt.overrides.push_back("train.seed=" + std::to_string(seed));
   if (opt.config_path.empty() && !opt.resume) {
     std::fprintf(stderr,

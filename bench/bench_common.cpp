@@ -98,6 +98,13 @@ DeviceInfo describe_device(Device d) {
   const int minor = attr(cudaDevAttrComputeCapabilityMinor, dev);
   const int lanes = (major == 8 && minor == 0) ? 64 : (major >= 8 ? 128 : 64);
   info.peak_fp32 = double(info.sm_count) * lanes * 2.0 * clk_khz * 1e3;
+  const double bf16_per_clk = major == 9                   ? 4096
+                              : (major == 8 && minor == 0) ? 2048
+                              : (major == 8 || major == 7) ? 1024
+                                                           : 0;
+  info.peak_bf16 = (major == 9 && info.sm_count == 132)
+                       ? 989.4e12
+                       : double(info.sm_count) * bf16_per_clk * clk_khz * 1e3;
 #else
   CUSEG_THROW("describe_device(cuda) in a CPU-only build");
 #endif
@@ -115,7 +122,8 @@ std::string to_json_string(const DeviceInfo& i) {
                       {"total_memory_bytes", i.total_memory},
                       {"l2_bytes", i.l2_bytes},
                       {"peak_bw_bytes_per_s", i.peak_bw},
-                      {"peak_fp32_flop_per_s", i.peak_fp32}};
+                      {"peak_fp32_flop_per_s", i.peak_fp32},
+                      {"peak_bf16_flop_per_s", i.peak_bf16}};
   return j.dump();
 }
 

@@ -24,6 +24,11 @@ struct DeviceInfo {
   // sm_86/89/90) x 2 (FMA) x boost clock. cuDNN may run fp32 convolutions on TF32 tensor
   // cores, which can exceed this figure (see README).
   double peak_fp32 = 0;
+  // Dense bf16 tensor-core peak (FLOP/s) = SMs x dense bf16 FLOP per clock per SM (sm_90: 4096;
+  // sm_80: 2048; sm_86 / sm_89: 1024) x clock. For the 132-SM Hopper parts (H100 SXM, H200) the
+  // datasheet figure is used instead (989.4 TFLOP/s, i.e. a 1830 MHz tensor clock): the
+  // attribute's boost clock would overstate it. 0 when unknown (and on the CPU).
+  double peak_bf16 = 0;
 };
 
 // Describes the device a Context on `d` would use (device 0 for CUDA).

@@ -18,7 +18,9 @@
 // gradients = 2 x forward) and B/s (minimum bytes: every input read once, every output
 // written once); on CUDA also pct_peak_bw (B/s over the DRAM peak from the device
 // attributes) and pct_peak_fp32 (FLOP/s over the FP32 CUDA-core peak; cuDNN may use TF32
-// tensor cores for fp32 convolutions, so this can exceed 100).
+// tensor cores for fp32 convolutions, so this can exceed 100); bf16 cases (`*_bf16/`, the
+// channels-last mixed-precision ops, channels padded to multiples of 8) report pct_peak_bf16
+// (useful FLOP/s over the dense bf16 tensor-core peak) instead.
 // Inputs are seeded uniform random values (never zeros).
 #include <benchmark/benchmark.h>
 
@@ -59,6 +61,7 @@ struct Case {
   double bytes = 0;    // per call, minimum
   bool heavy = false;  // CPU variant only with --cpu_heavy
   std::function<Op(Context&)> setup;
+  bool bf16 = false;  // a bf16 channels-last case: CUDA adds pct_peak_bf16
 };
 
 std::vector<Case>& cases() {
@@ -77,7 +80,59 @@ std::string dims(const Shape& s) {
   return r;
 }
 
+// A bf16 channels-last tensor of seeded random values (rounded from fp32), on ctx's device.
+Tensor rnd_bf16(Context& ctx, const Shape& s, float lo = -1.f, float hi = 1.f) {
+  Tensor t = Tensor::empty_channels_last(s, DType::BF16, ctx.device());
+  convert(ctx, rnd(s, ctx.device(), lo, hi), t);
+  return t;
+}
+
+int64_t pad8(int64_t c) {
+  return (c + 7) / 8 * 8;
+}
+
 // ---------------------------------------------------------------- layers
+// The bf16 channels-last twin of a conv case (engine/precision.h): channels padded to multiples
+// of 8 as the bf16 U-Net pads its input and head; FLOPs are the case's useful (unpadded) ones,
+// bytes the fp32 minimum halved (bf16 activations and weights; the fp32 weight gradient of the
+// backward is counted as bf16 too: a lower bound).
+void conv_cases_bf16(const oc::ConvCase& cc) {
+  const Shape xs0 = cc.x.shape();
+  const Shape xs = {xs0[0], pad8(xs0[1]), xs0[2], xs0[3], xs0[4]};
+  const Shape ys = {xs0[0], pad8(cc.cout), xs0[2], xs0[3], xs0[4]};
+  const int k = cc.k;
+  const Shape ws = {pad8(cc.cout), pad8(xs0[1]), k, k, k}, gws = cc.w_shape();
+  const int cout = cc.cout;
+  const bool heavy = cc.use & oc::kCpuHeavy;
+  const float wb = 1.f / std::sqrt(float(cc.x.c * k * k * k));
+  Case f{"conv3d_fwd_bf16/" + cc.name(),
+         cc.flops_fwd(),
+         cc.bytes_fwd() / 2,
+         heavy,
+         [=](Context& ctx) -> Op {
+           Tensor x = rnd_bf16(ctx, xs), w = rnd_bf16(ctx, ws, -wb, wb);
+           Tensor b = Tensor::zeros({ws[0]}, DType::BF16, ctx.device());
+           Tensor y = Tensor::empty_channels_last(ys, DType::BF16, ctx.device());
+           return [=](Context& c) { conv3d_forward(c, x, w, b, y, true); };
+         },
+         true};
+  Case b{"conv3d_bwd_bf16/" + cc.name(),
+         cc.flops_bwd(),
+         cc.bytes_bwd() / 2,
+         heavy,
+         [=](Context& ctx) -> Op {
+           Tensor x = rnd_bf16(ctx, xs), w = rnd_bf16(ctx, ws, -wb, wb), gy = rnd_bf16(ctx, ys);
+           Tensor gx = Tensor::empty_channels_last(xs, DType::BF16, ctx.device());
+           Tensor gw = Tensor::zeros(gws, DType::F32, ctx.device());
+           Tensor gb = Tensor::zeros({cout}, DType::F32, ctx.device());
+           // The U-Net's backward: dgrad with the ReLU mask of the layer below (here x).
+           return [=](Context& c) { conv3d_backward(c, x, w, gy, gx, gw, gb, x); };
+         },
+         true};
+  cases().push_back(f);
+  cases().push_back(b);
+}
+
 void conv_cases(const oc::ConvCase& cc) {
   const Shape xs = cc.x.shape(), ys = cc.y_shape(), ws = cc.w_shape();
   const int cout = cc.cout;
@@ -138,6 +193,49 @@ void maxpool_cases(const oc::VolCase& vc) {
                        maxpool3d_forward(ctx, x, y);
                        return [=](Context& c) { maxpool3d_backward(c, x, y, gy, gx); };
                      }});
+}
+
+// bf16 channels-last pooling (fused backward: + the concat slice's gradient, ReLU mask) and
+// upsampling; bytes are the fp32 minimum halved.
+void pool_upsample_cases_bf16(const oc::VolCase& vc, bool pool) {
+  const Shape xs = vc.x.shape();
+  const std::string sh = vc.label + "_" + dims(xs);
+  if (pool) {
+    using S = oc::PoolSpec;
+    const Shape ys = S::y_shape(vc.x);
+    cases().push_back({"maxpool3d_fwd_bf16/" + sh, 0, S::fwd_bytes(vc.x) / 2, false,
+                       [=](Context& ctx) -> Op {
+                         Tensor x = rnd_bf16(ctx, xs);
+                         Tensor y = Tensor::empty_channels_last(ys, DType::BF16, ctx.device());
+                         return [=](Context& c) { maxpool3d_forward(c, x, y); };
+                       },
+                       true});
+    cases().push_back(
+        {"maxpool3d_bwd_add_relu_bf16/" + sh, 0, S::bwd_bytes(vc.x) / 2, false,
+         [=](Context& ctx) -> Op {
+           Tensor x = rnd_bf16(ctx, xs), gy = rnd_bf16(ctx, ys), ga = rnd_bf16(ctx, xs);
+           Tensor gx = Tensor::empty_channels_last(xs, DType::BF16, ctx.device());
+           return [=](Context& c) { maxpool3d_backward(c, x, Tensor(), gy, gx, ga, true); };
+         },
+         true});
+    return;
+  }
+  using S = oc::UpsampleSpec;
+  const Shape ys = S::y_shape(vc.x);
+  cases().push_back({"upsample2x_fwd_bf16/" + sh, 0, S::bytes(vc.x) / 2, false,
+                     [=](Context& ctx) -> Op {
+                       Tensor x = rnd_bf16(ctx, xs);
+                       Tensor y = Tensor::empty_channels_last(ys, DType::BF16, ctx.device());
+                       return [=](Context& c) { upsample2x_forward(c, x, y); };
+                     },
+                     true});
+  cases().push_back({"upsample2x_bwd_relu_bf16/" + sh, 0, S::bytes(vc.x) / 2, false,
+                     [=](Context& ctx) -> Op {
+                       Tensor gy = rnd_bf16(ctx, ys), m = rnd_bf16(ctx, xs);
+                       Tensor gx = Tensor::empty_channels_last(xs, DType::BF16, ctx.device());
+                       return [=](Context& c) { upsample2x_backward(c, gy, gx, m); };
+                     },
+                     true});
 }
 
 void upsample_cases(const oc::VolCase& vc) {
@@ -305,9 +403,12 @@ void affine_patch_cases(const oc::AffinePatchCase& ac) {
 void make_cases() {
   const unsigned b = oc::kBench;
   for (const auto& c : oc::with_use(oc::conv3d().cases, b)) conv_cases(c);
+  for (const auto& c : oc::with_use(oc::conv3d().cases, b)) conv_cases_bf16(c);
   for (const auto& c : oc::with_use(oc::elementwise().cases, b)) elementwise_cases(c);
   for (const auto& c : oc::with_use(oc::maxpool3d().cases, b)) maxpool_cases(c);
   for (const auto& c : oc::with_use(oc::upsample2x().cases, b)) upsample_cases(c);
+  for (const auto& c : oc::with_use(oc::maxpool3d().cases, b)) pool_upsample_cases_bf16(c, true);
+  for (const auto& c : oc::with_use(oc::upsample2x().cases, b)) pool_upsample_cases_bf16(c, false);
   for (const auto& c : oc::with_use(oc::logits().cases, b)) logits_cases(c);
   for (const auto& c : oc::with_use(oc::adam().cases, b)) adam_cases(c);
   for (const auto& c : oc::with_use(oc::crop_or_pad().cases, b)) crop_or_pad_cases(c);
@@ -370,8 +471,10 @@ void run_cuda(benchmark::State& st, const Case& c) {
     const double it = double(st.iterations());
     if (total > 0 && c.bytes > 0 && info.peak_bw > 0)
       st.counters["pct_peak_bw"] = 100.0 * c.bytes * it / total / info.peak_bw;
-    if (total > 0 && c.flops > 0 && info.peak_fp32 > 0)
+    if (total > 0 && c.flops > 0 && info.peak_fp32 > 0 && !c.bf16)
       st.counters["pct_peak_fp32"] = 100.0 * c.flops * it / total / info.peak_fp32;
+    if (total > 0 && c.flops > 0 && info.peak_bf16 > 0 && c.bf16)
+      st.counters["pct_peak_bf16"] = 100.0 * c.flops * it / total / info.peak_bf16;
   } catch (const std::exception& e) {
     st.SkipWithError(e.what());
   }

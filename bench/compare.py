@@ -2,9 +2,22 @@
 """Runs engine_bench and the PyTorch peers in one run on one device and writes a comparison.
 
 Usage (see bench/README.md):
-  bench/compare.sh [--device cpu|cuda|auto] [--profile reference|quick|cpu] [--modes eager,amp,compile]
+  bench/compare.sh [--device cpu|cuda|auto] [--profile reference|quick|cpu]
+                   [--precisions fp32,bf16] [--modes eager,amp,compile,compile-amp]
                    [--benchmarks forward,step,volume] [--repeat N] [--out-dir bench/results]
                    [--engine-bench PATH] [--python PATH] [--tag TEXT]
+
+Contenders: cuseg in each precision (cuseg-fp32, cuseg-bf16: engine_bench --precision) and
+PyTorch in each mode (pytorch-eager fp32, pytorch-amp = autocast bf16 + channels-last,
+pytorch-compile = torch.compile fp32, pytorch-compile-amp = torch.compile of the amp setup).
+For step and forward every row also gets its rate as a fraction of the device's dense bf16
+tensor-core peak ("% bf16 peak"): useful convolution FLOPs of the reference U-Net (unet_flops
+below: 2 * Cin * Cout * k^3 per output voxel per conv; a training step is forward + backward-data
++ backward-filter, the first conv needing no backward-data) over the median time; the peak comes
+from engine_bench's device description. The headline block compares cuseg-bf16 with the AMP and
+torch.compile peers against the targets of the bf16 work (train step >= 2.0x AMP eager and
+>= 1.3x compile-amp, >= 40 % of bf16 peak, peak memory <= 0.5x AMP, whole 256x256x200 volume
+<= 50 ms).
 
 Each benchmark runs as separate processes, ours and each peer in turn (A B C A B C ... for
 --repeat N), so drift of a shared machine hits every contender alike. Per process we take the
@@ -92,6 +105,26 @@ def run_json(cmd, log):
     return j
 
 
+def unet_flops(filters, batch, patch, kind, in_channels=1, classes=3):
+    """Useful FLOPs of the reference U-Net's convolutions (no padding channels counted)."""
+    f = [int(x) for x in str(filters).split(",")]
+    L = len(f)
+    fwd, first = 0.0, 0.0
+    for l in range(L):
+        vox = batch * (patch >> l) ** 3
+        cin = in_channels if l == 0 else f[l - 1]
+        a = 2.0 * cin * f[l] * 27 * vox
+        if l == 0:
+            first = a
+        fwd += a + 2.0 * f[l] * f[l] * 27 * vox
+        if l < L - 1:
+            fwd += 2.0 * (f[l + 1] + f[l]) * f[l] * 27 * vox + 2.0 * f[l] * f[l] * 27 * vox
+    fwd += 2.0 * f[0] * classes * batch * patch ** 3
+    if kind == "forward":
+        return fwd
+    return 3 * fwd - first  # + backward-data (not for the first conv) + backward-filter
+
+
 def mem_mib(j, device):
     m = j.get("memory", {})
     if device == "cuda":
@@ -103,7 +136,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--profile", default=None, choices=list(PROFILES), help="default: reference on cuda, cpu on cpu")
-    ap.add_argument("--modes", default=None, help="peer modes (default: cuda eager,amp,compile; cpu eager)")
+    ap.add_argument("--modes", default=None,
+                    help="peer modes (default: cuda eager,amp,compile,compile-amp; cpu eager)")
+    ap.add_argument("--precisions", default=None,
+                    help="cuseg precisions (default: cuda fp32,bf16; cpu fp32)")
     ap.add_argument("--benchmarks", default="forward,step,volume")
     ap.add_argument("--repeat", type=int, default=1, help="processes per contender (A B A B ...)")
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
@@ -129,7 +165,8 @@ def main():
                                capture_output=True, text=True)
         device = "cuda" if probe.stdout.strip() == "True" else "cpu"
     profile = args.profile or ("reference" if device == "cuda" else "cpu")
-    modes = (args.modes or ("eager,amp,compile" if device == "cuda" else "eager")).split(",")
+    modes = (args.modes or ("eager,amp,compile,compile-amp" if device == "cuda" else "eager")).split(",")
+    precisions = (args.precisions or ("fp32,bf16" if device == "cuda" else "fp32")).split(",")
     benches = [b for b in args.benchmarks.split(",") if b]
     peer = os.path.join(HERE, "peers", "unet_torch.py")
 
@@ -137,7 +174,8 @@ def main():
     meta = {
         "date_utc": now.isoformat(timespec="seconds"),
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
-        "device": device, "profile": profile, "peer_modes": modes, "repeat": args.repeat,
+        "device": device, "profile": profile, "peer_modes": modes, "precisions": precisions,
+        "repeat": args.repeat,
         "git_commit": sh(["git", "rev-parse", "HEAD"]),
         "git_dirty": bool(sh(["git", "status", "--porcelain", "--untracked-files=no"])),
         "host_load_average_at_start": open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else None,
@@ -151,7 +189,8 @@ def main():
     log, results = [], {}
     for b in benches:
         spec = PROFILES[profile][b]
-        contenders = [("cuseg", [eb, b, "--device", device] + spec["args"])]
+        contenders = [(f"cuseg-{p}", [eb, b, "--device", device, "--precision", p] + spec["args"])
+                      for p in precisions]
         if not args.no_peers:
             for m in modes:
                 contenders.append((f"pytorch-{m}", [args.python, peer, b, "--device", device, "--mode", m]
@@ -162,6 +201,12 @@ def main():
                 results.setdefault(b, {}).setdefault(name, []).append(j)
 
     # ------------------------------------------------------------------ table
+    peak_bf16 = None
+    for e in log:
+        r = e.get("result") or {}
+        if r.get("impl") == "cuseg" and r.get("device", {}).get("peak_bf16_flop_per_s"):
+            peak_bf16 = r["device"]["peak_bf16_flop_per_s"]
+            break
     rows, summary, failed = [], {}, False
     for b in benches:
         summary[b] = {}
@@ -176,29 +221,67 @@ def main():
             s = {"median_s": statistics.median(med), "min_s": min(r[METRIC[b]]["min"] for r in ok),
                  "peak_mib": max(m for m in mem if m is not None) if any(m is not None for m in mem) else None,
                  "runs": len(ok)}
+            cfg = ok[0].get("config", {})
+            if b in ("step", "forward") and peak_bf16 and "batch" in cfg:
+                fl = unet_flops(cfg.get("filters", "32,64,128,256"), cfg["batch"], cfg["patch"], b)
+                s["flops"] = fl
+                s["pct_bf16_peak"] = 100.0 * fl / s["median_s"] / peak_bf16
             if b == "volume":
                 w = [r.get("whole_volume", {}).get("volume_s", {}).get("median") for r in ok]
                 w = [x for x in w if x is not None]
                 s["whole_volume_median_s"] = statistics.median(w) if w else None
-            if device == "cpu" and name == "cuseg":
+            if device == "cpu" and name.startswith("cuseg"):
                 s["pool_peak_mib"] = max(r["memory"].get("pool_peak_mib", 0) for r in ok)
             summary[b][name] = s
-        ours = summary[b].get("cuseg", {})
+        ours_names = [n for n in summary[b] if n.startswith("cuseg") and "error" not in summary[b][n]]
         for name, s in summary[b].items():
             if "error" in s:
                 rows.append((b, name, "failed", "", "", "", "", ""))
                 continue
-            rt = (ours["median_s"] / s["median_s"]) if "median_s" in ours else None
-            rm = (ours["peak_mib"] / s["peak_mib"]) if ours.get("peak_mib") and s.get("peak_mib") else None
-            s["ratio_time_ours_over_peer"] = rt
-            s["ratio_mem_ours_over_peer"] = rm
+            ratios = []
+            for on in ours_names:
+                o = summary[b][on]
+                rt = o["median_s"] / s["median_s"]
+                rm = (o["peak_mib"] / s["peak_mib"]) if o.get("peak_mib") and s.get("peak_mib") else None
+                s.setdefault("ratio_time_ours_over_peer", {})[on] = rt
+                s.setdefault("ratio_mem_ours_over_peer", {})[on] = rm
+                if not name.startswith("cuseg"):
+                    ratios.append(f"{on[6:]} {rt:.2f}" + ("" if rm is None else f" / {rm:.2f}"))
             rows.append((b, name, f"{s['median_s'] * 1e3:.1f}", f"{s['min_s'] * 1e3:.1f}",
                          "" if s.get("peak_mib") is None else f"{s['peak_mib']:.0f}",
-                         "" if rt is None else f"{rt:.2f}", "" if rm is None else f"{rm:.2f}",
+                         "" if s.get("pct_bf16_peak") is None else f"{s['pct_bf16_peak']:.1f}",
+                         "; ".join(ratios),
                          "" if s.get("whole_volume_median_s") is None else f"{s['whole_volume_median_s'] * 1e3:.0f}"))
 
+    # Headline: cuseg-bf16 against the AMP and torch.compile peers, with the targets.
+    headline = []
+    def get(b, name, key):
+        return summary.get(b, {}).get(name, {}).get(key)
+    ob = "cuseg-bf16"
+    if get("step", ob, "median_s"):
+        for peer, target in (("pytorch-amp", 2.0), ("pytorch-compile-amp", 1.3), ("pytorch-compile", 1.3)):
+            t = get("step", peer, "median_s")
+            if t:
+                headline.append(f"train step: {t / get('step', ob, 'median_s'):.2f}x faster than {peer} "
+                                f"(target >= {target}x)")
+        if get("step", ob, "pct_bf16_peak") is not None:
+            headline.append(f"train step: {get('step', ob, 'pct_bf16_peak'):.1f} % of the bf16 peak "
+                            f"({peak_bf16 / 1e12:.0f} TFLOP/s; target >= 40 %)")
+        m_ours, m_amp = get("step", ob, "peak_mib"), get("step", "pytorch-amp", "peak_mib")
+        if m_ours and m_amp:
+            headline.append(f"train step peak memory: {m_ours / m_amp:.2f}x pytorch-amp (target <= 0.5x)")
+    if get("volume", ob, "median_s"):
+        headline.append(f"volume (grid, patch batches): {get('volume', ob, 'median_s') * 1e3:.0f} ms; whole "
+                        f"volume in one pass: "
+                        + ("n/a" if get("volume", ob, "whole_volume_median_s") is None
+                           else f"{get('volume', ob, 'whole_volume_median_s') * 1e3:.0f} ms")
+                        + " (target <= 50 ms)")
+    for h in headline:
+        print("headline: " + h)
+
     mem_label = "peak MiB (pool / max_allocated)" if device == "cuda" else "peak RSS MiB"
-    hdr = ("benchmark", "impl", "median ms", "min ms", mem_label, "time ours/peer", "mem ours/peer", "whole-vol ms")
+    hdr = ("benchmark", "impl", "median ms", "min ms", mem_label, "% bf16 peak",
+           "ours/peer: time / mem", "whole-vol ms")
     widths = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
     line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     table = [line(hdr), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows]
@@ -209,14 +292,14 @@ def main():
     if first:
         devname = first["device"].get("name", device)
         meta["device_info_ours"] = next((e["result"]["device"] for e in log
-                                          if e.get("result", {}).get("impl") == "cuseg"), None)
+                                          if (e.get("result") or {}).get("impl") == "cuseg"), None)
         meta["device_info_torch"] = next((e["result"]["device"] for e in log
-                                           if e.get("result", {}).get("impl", "").startswith("pytorch")), None)
+                                           if (e.get("result") or {}).get("impl", "").startswith("pytorch")), None)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", devname).strip("-").lower()[:40]
     stem = f"{now:%Y-%m-%d}_{device}-{slug}_{profile}" + (f"_{args.tag}" if args.tag else "")
     os.makedirs(args.out_dir, exist_ok=True)
     out = {"meta": meta, "profile_args": {b: PROFILES[profile][b]["args"] for b in benches},
-           "summary": summary, "runs": log}
+           "summary": summary, "headline": headline, "peak_bf16_flops": peak_bf16, "runs": log}
     # Results are committed: record paths relative to the repository, not the machine's.
     out = json.loads(json.dumps(out).replace(ROOT + os.sep, ""))
     meta = out["meta"]
@@ -235,8 +318,12 @@ def main():
         f.write(f"- repeats per contender: {args.repeat} (median / min over per-process medians)\n\n")
         for b in benches:
             f.write(f"- {b}: `{' '.join(PROFILES[profile][b]['args'])}`\n")
-        f.write("\nRatios are ours / peer: below 1 means cuseg is faster or uses less memory.\n\n")
+        f.write("\nRatios are ours / peer (time / peak memory) for each cuseg precision: below 1 means "
+                "cuseg is faster or uses less memory. % bf16 peak: useful convolution FLOPs / median "
+                "time / the dense bf16 tensor-core peak.\n\n")
         f.write("\n".join(table) + "\n")
+        if headline:
+            f.write("\n" + "\n".join("- " + h for h in headline) + "\n")
     print(f"wrote {os.path.join(args.out_dir, stem)}.{{json,md}}", file=sys.stderr)
     return 1 if failed else 0
 

@@ -22,6 +22,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -47,6 +48,7 @@
 #include "cuseg/engine/memory.h"
 #include "cuseg/engine/ops.h"
 #include "cuseg/engine/optim.h"
+#include "cuseg/engine/precision.h"
 #include "cuseg/model/unet3d.h"
 #include "cuseg/pipeline/config.h"
 #include "cuseg/pipeline/inference.h"
@@ -101,6 +103,7 @@ std::string join(const std::vector<int>& v) {
 // Options shared by every subcommand.
 struct Common {
   std::string device = "auto";
+  std::string precision = "fp32";  // fp32 | bf16 (engine/precision.h)
   std::string filters = "32,64,128,256";
   int warmup = 3;
   int iters = 10;
@@ -115,6 +118,9 @@ json header(const Common& c, Device dev, const char* what) {
   j["benchmark"] = what;
   j["impl"] = "cuseg";
   j["device"] = json::parse(bench::to_json_string(bench::describe_device(dev)));
+  // Every record names the libraries it ran with: cuDNN 9.8-9.10 computed wrong bf16 3-D
+  // convolutions (PyTorch issues 163539, 166122); the bf16 parity tests decide, not trust.
+  j["libraries"] = gpu_library_versions();
   j["command"] = c.command_line;
   j["timing_rule"] =
       "warmup untimed, then iters timed; each ends with a device sync; host steady clock";
@@ -141,6 +147,45 @@ json memory_json(Device dev) {
   return j;
 }
 
+// Useful convolution FLOPs of a U-Net pass (the padding channels of the bf16 path not counted):
+// 2 * Cin * Cout * k^3 per output voxel per conv; a training step adds backward-data (not for
+// the first conv, whose input needs no gradient) and backward-filter, i.e. 3x minus one.
+double unet_conv_flops(const UNetConfig& cfg, int batch, int patch, bool training) {
+  const auto& f = cfg.filters;
+  const int L = int(f.size());
+  double fwd = 0, first = 0;
+  for (int l = 0; l < L; ++l) {
+    const double vox = double(batch) * std::pow(double(patch >> l), 3);
+    const double cin = l == 0 ? cfg.in_channels : f[size_t(l - 1)];
+    const double a = 2.0 * cin * f[size_t(l)] * 27 * vox;
+    if (l == 0) first = a;
+    fwd += a + 2.0 * f[size_t(l)] * f[size_t(l)] * 27 * vox;
+    if (l < L - 1)
+      fwd += 2.0 * (f[size_t(l + 1)] + f[size_t(l)]) * f[size_t(l)] * 27 * vox +
+             2.0 * f[size_t(l)] * f[size_t(l)] * 27 * vox;
+  }
+  fwd += 2.0 * f[0] * cfg.classes * double(batch) * std::pow(double(patch), 3);
+  return training ? 3 * fwd - first : fwd;
+}
+
+// FLOP rate and its fraction of the dense bf16 tensor-core peak (CUDA; DeviceInfo).
+void rates_json(json& j, const UNetConfig& cfg, int batch, int patch, bool training,
+                double median_s, Device dev) {
+  const double fl = unet_conv_flops(cfg, batch, patch, training);
+  j["conv_flops"] = fl;
+  j["tflop_per_s"] = fl / median_s / 1e12;
+  const double peak = j["device"].value("peak_bf16_flop_per_s", 0.0);
+  if (dev == Device::CUDA && peak > 0) j["pct_of_bf16_peak"] = 100.0 * fl / median_s / peak;
+}
+
+// cuDNN graph plans of the context (bf16 path): built / refused (a refused problem ran on a
+// fallback and warned once on stderr).
+void plans_json(json& j, const Context& ctx) {
+  const Context::GraphPlans g = ctx.graph_plans();
+  j["cudnn_graph_plans"] = {
+      {"built", g.built}, {"refused", g.refused}, {"max_workspace_bytes", g.max_workspace}};
+}
+
 // ---------------------------------------------------------------- step
 struct StepOpts {
   int batch = 2;
@@ -152,12 +197,13 @@ int run_step(const Common& c, const StepOpts& o) {
   Context ctx(dev);
   UNetConfig cfg;
   cfg.filters = parse_ints(c.filters);
-  UNet3D model(cfg, dev, c.seed);
+  const Precision precision = parse_precision(c.precision, "--precision");
+  UNet3D model(cfg, dev, c.seed, precision);
   Adam adam(model.parameters(), AdamConfig{});
   const int P = o.patch;
   Tensor x = bench::random_tensor({o.batch, 1, P, P, P}, dev, c.seed + 1);
   Tensor y = bench::random_labels({o.batch, P, P, P}, cfg.classes, dev, c.seed + 2);
-  Tensor g = Tensor::empty({o.batch, cfg.classes, P, P, P}, DType::F32, dev);
+  Tensor g;  // d loss / d logits, in the logits' dtype and layout (planned on the first step)
   const std::vector<float> weights = {1.f, 1.f, 3.f};
 
   std::map<std::string, std::vector<double>> stage;
@@ -174,6 +220,7 @@ int run_step(const Common& c, const StepOpts& o) {
     lap("zero_grad");
     const Tensor& logits = model.forward(ctx, x);
     lap("forward");
+    if (!g.defined()) g = Tensor::zeros_like(logits);
     const double loss = weighted_cross_entropy(ctx, logits, y, weights, g);
     lap("loss");
     model.backward(ctx, g);
@@ -201,11 +248,13 @@ int run_step(const Common& c, const StepOpts& o) {
                  {"optimizer", "Adam lr 1e-4"},
                  {"warmup", c.warmup},
                  {"iters", c.iters},
-                 {"precision", "fp32"}};
+                 {"precision", precision_name(precision)}};
   j["step_s"] = to_json(s);
   j["times_s"] = total;
   j["steps_per_s"] = 1.0 / s.median;
   j["patches_per_s"] = o.batch / s.median;
+  rates_json(j, cfg, o.batch, P, true, s.median, dev);
+  plans_json(j, ctx);
   json st;
   for (auto& kv : stage) st[kv.first] = summarize(kv.second).median;
   j["stage_median_s"] = st;
@@ -223,7 +272,8 @@ int run_forward(const Common& c, const StepOpts& o) {
   Context ctx(dev);
   UNetConfig cfg;
   cfg.filters = parse_ints(c.filters);
-  UNet3D model(cfg, dev, c.seed);
+  const Precision precision = parse_precision(c.precision, "--precision");
+  UNet3D model(cfg, dev, c.seed, precision);
   const int P = o.patch;
   Tensor x = bench::random_tensor({o.batch, 1, P, P, P}, dev, c.seed + 1);
   std::vector<double> times;
@@ -242,10 +292,12 @@ int run_forward(const Common& c, const StepOpts& o) {
                  {"params", model.num_parameters()},
                  {"warmup", c.warmup},
                  {"iters", c.iters},
-                 {"precision", "fp32"}};
+                 {"precision", precision_name(precision)}};
   j["forward_s"] = to_json(s);
   j["times_s"] = times;
   j["patches_per_s"] = o.batch / s.median;
+  rates_json(j, cfg, o.batch, P, false, s.median, dev);
+  plans_json(j, ctx);
   j["memory"] = memory_json(dev);
   j["memory"]["activation_bytes"] = model.activation_bytes();
   j["note"] =
@@ -293,6 +345,7 @@ json plan_json(const InferencePlan& p) {
           {"overlap", p.grid.overlap},
           {"batch", p.grid.batch},
           {"mode", mode_name(p.grid.mode)},
+          {"precision", precision_name(p.precision)},
           {"patches", p.patches},
           {"padded_grid", {p.padded[0], p.padded[1], p.padded[2]}},
           {"budget_mib", to_mib(p.budget_bytes)},
@@ -345,7 +398,9 @@ int run_volume(const Common& c, const VolumeOpts& o) {
   cfg.model.filters = parse_ints(c.filters);
   cfg.resample_inplane = {0, 0};
   cfg.crop_or_pad = {0, 0, 0};
-  UNet3D model(cfg.model, dev, c.seed);
+  const Precision precision = parse_precision(c.precision, "--precision");
+  cfg.precision = cfg.infer_precision = precision;
+  UNet3D model(cfg.model, dev, c.seed, precision);
   // Synthetic CT in HU (seeded uniform in [-1024, 3071)), RAS so reorientation is a copy.
   data::Image ct;
   ct.geo.size = {o.size[0], o.size[1], o.size[2]};
@@ -370,12 +425,13 @@ int run_volume(const Common& c, const VolumeOpts& o) {
                  {"params", model.num_parameters()},
                  {"warmup", c.warmup},
                  {"iters", c.iters},
-                 {"precision", "fp32"},
+                 {"precision", precision_name(precision)},
                  {"pipeline",
                   "pipeline/inference.h segment(), the function engine_infer runs per case: "
                   "host reorientation copy, one upload, min/max + rescale, patches cut into the "
-                  "batch by crop_or_pad, forward, grid_aggregate, argmax on the device, uint8 "
-                  "mask download; bytes moved are counted at the copies"}};
+                  "batch by crop_or_pad, forward (bf16: logits converted exactly to fp32), "
+                  "fp32 grid_aggregate, argmax on the device, uint8 mask download; bytes moved "
+                  "are counted at the copies"}};
   const json grid = time_segment(c, ctx, model, cfg, ct, so, c.warmup);
   for (auto it = grid.begin(); it != grid.end(); ++it) j[it.key()] = it.value();
 
@@ -393,7 +449,7 @@ int run_volume(const Common& c, const VolumeOpts& o) {
     wj["skipped"] = "no budget (CPU: give --max-memory or --whole on)";
   } else {
     const InferencePlan plan =
-        plan_inference(ctx, cfg.model, ct.geo.size, wo.grid, wo.max_memory_bytes);
+        plan_inference(ctx, cfg.model, precision, ct.geo.size, wo.grid, wo.max_memory_bytes);
     wj["estimated_mib"] = to_mib(plan.estimated_bytes);
     if (!plan.whole_volume) {
       wj["skipped"] = "the whole volume does not fit the budget (--max-memory)";
@@ -654,7 +710,8 @@ int run_dist(const Common& c, const DistOpts& o) {
   const int W = env.world_size;
   UNetConfig cfg;
   cfg.filters = parse_ints(c.filters);
-  UNet3D model(cfg, dev, c.seed);
+  const Precision precision = parse_precision(c.precision, "--precision");
+  UNet3D model(cfg, dev, c.seed, precision);
   Adam adam(model.parameters(), AdamConfig{});
   std::unique_ptr<GradientSync> sync;
   if (comm) {
@@ -668,7 +725,7 @@ int run_dist(const Common& c, const DistOpts& o) {
   Tensor x = bench::random_tensor({o.batch, 1, P, P, P}, dev, c.seed + 1 + 7919 * env.rank);
   Tensor y =
       bench::random_labels({o.batch, P, P, P}, cfg.classes, dev, c.seed + 2 + 7919 * env.rank);
-  Tensor g = Tensor::empty({o.batch, cfg.classes, P, P, P}, DType::F32, dev);
+  Tensor g;  // d loss / d logits, in the logits' dtype and layout (planned on the first step)
   const std::vector<float> weights = {1.f, 1.f, 3.f};
 
   std::map<std::string, std::vector<double>> stage;
@@ -683,6 +740,7 @@ int run_dist(const Common& c, const DistOpts& o) {
     };
     const Tensor& logits = model.forward(ctx, x);
     lap("forward");
+    if (!g.defined()) g = Tensor::zeros_like(logits);
     double norm = class_weight_sum(ctx, y, weights);
     if (comm) {
       comm->allreduce_host(&norm, 1, ReduceOp::Sum);
@@ -739,6 +797,7 @@ int run_dist(const Common& c, const DistOpts& o) {
                  {"filters", join(cfg.filters)},
                  {"params", model.num_parameters()},
                  {"bucket_mib", o.bucket_mib},
+                 {"precision", precision_name(precision)},
                  {"warmup", c.warmup},
                  {"iters", c.iters},
                  {"OMP_NUM_THREADS",
@@ -766,6 +825,11 @@ int main(int argc, char** argv) {
     s->add_option("--warmup", c.warmup, "untimed iterations first")->capture_default_str();
     s->add_option("--iters", c.iters, "timed iterations")->capture_default_str();
     s->add_option("--seed", c.seed, "seed of weights and synthetic inputs")->capture_default_str();
+    s->add_option("--precision", c.precision,
+                  "fp32 | bf16 (bf16: channels-last bf16 activations and weight copies on cuDNN "
+                  "graphs, fp32 master weights; on the CPU the bf16 oracle)")
+        ->check(CLI::IsMember({"fp32", "bf16"}))
+        ->capture_default_str();
     s->add_option("--json", c.json_out, "also write the JSON result to this file");
   };
   StepOpts so;

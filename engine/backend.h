@@ -53,6 +53,17 @@ enum class OpId : int {
   Minmax,
   Mirror,
   SoftmaxMirrorAccumulate,
+  // bf16 channels-last ops of the mixed-precision path (engine/precision.h).
+  Conv3dForwardBf16,
+  Conv3dBackwardBf16,
+  MaxPool3dForwardBf16,
+  MaxPool3dBackwardBf16,
+  Upsample2xForwardBf16,
+  Upsample2xBackwardBf16,
+  CrossEntropyBf16,
+  ArgmaxChannelsBf16,
+  ConvertLayout,
+  FilterCopy,
   Count
 };
 constexpr int kOpCount = int(OpId::Count);

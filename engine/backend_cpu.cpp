@@ -3,6 +3,8 @@
 // calls the CPU twin in kernels/<op>_cpu.cpp; scratch memory comes from the CPU pool.
 #include "cuseg/core/check.h"
 #include "cuseg/engine/backend_ops.h"
+#include "cuseg/engine/conv_cl_cpu.h"
+#include "cuseg/kernels/channels_last.h"
 #include "cuseg/kernels/conv3d.h"
 #include "cuseg/kernels/cross_entropy.h"
 #include "cuseg/kernels/elementwise.h"
@@ -130,6 +132,55 @@ void softmax_mirror_accumulate(Context&, const op::SoftmaxMirrorAccumulate& a) {
   softmax_mirror_accumulate_cpu(a.logits.vol(), a.acc.vol(), a.axes, a.scale);
 }
 
+// ---- bf16 channels-last: the CPU twins, i.e. the bf16 oracle.
+
+void conv3d_forward_bf16(Context&, const op::Conv3dForwardBf16& a) {
+  cpu_conv_cl_forward(a.x, a.w, a.b, a.y, a.relu);
+}
+
+void conv3d_backward_bf16(Context&, const op::Conv3dBackwardBf16& a) {
+  cpu_conv_cl_backward(a.x, a.w, a.gy, a.gx, a.gw, a.gb, a.gx_mask);
+}
+
+void maxpool3d_forward_bf16(Context&, const op::MaxPool3dForwardBf16& a) {
+  maxpool3d_cl_forward_cpu(a.x.cl<const bf16>(), a.y.cl<bf16>());
+}
+
+void maxpool3d_backward_bf16(Context&, const op::MaxPool3dBackwardBf16& a) {
+  maxpool3d_cl_backward_cpu(a.kernel_args());
+}
+
+void upsample2x_forward_bf16(Context&, const op::Upsample2xForwardBf16& a) {
+  upsample2x_cl_forward_cpu(a.x.cl<const bf16>(), a.y.cl<bf16>());
+}
+
+void upsample2x_backward_bf16(Context&, const op::Upsample2xBackwardBf16& a) {
+  upsample2x_cl_backward_cpu(a.gy.cl<const bf16>(), a.gx.cl<bf16>(),
+                             a.mask.defined() ? a.mask.cl<const bf16>() : VolCL<const bf16>{});
+}
+
+double cross_entropy_bf16(Context&, const op::CrossEntropyBf16& a) {
+  return cross_entropy_cl_cpu(a.kernel_args(a.weights.data()));
+}
+
+void argmax_channels_bf16(Context&, const op::ArgmaxChannelsBf16& a) {
+  argmax_channels_cl_cpu(a.logits.cl<const bf16>(), a.labels.data<uint8_t>());
+}
+
+void convert_layout(Context&, const op::ConvertLayout& a) {
+  if (a.src.dtype() == DType::F32)
+    to_channels_last_cpu(a.src.vol(), a.dst.cl<bf16>(), VolCL<const bf16>{});
+  else if (a.dst.dtype() == DType::F32)
+    from_channels_last_cpu(a.src.cl<const bf16>(), a.dst.vol());
+  else
+    copy_channels_last_cpu(a.src.cl<const bf16>(), a.dst.cl<bf16>());
+}
+
+void filter_copy(Context&, const op::FilterCopy& a) {
+  filter_copy_cpu(FilterRef{a.src.raw(), a.src.dtype() == DType::BF16, a.src_map},
+                  FilterRef{a.dst.raw(), a.dst.dtype() == DType::BF16, a.dst_map}, a.accumulate);
+}
+
 Backend make_cpu_backend() {
   Backend b(Device::CPU, "cpu");
   b.add<op::Conv3dForward>(conv3d_forward);
@@ -155,6 +206,16 @@ Backend make_cpu_backend() {
   b.add<op::Minmax>(minmax);
   b.add<op::Mirror>(mirror);
   b.add<op::SoftmaxMirrorAccumulate>(softmax_mirror_accumulate);
+  b.add<op::Conv3dForwardBf16>(conv3d_forward_bf16);
+  b.add<op::Conv3dBackwardBf16>(conv3d_backward_bf16);
+  b.add<op::MaxPool3dForwardBf16>(maxpool3d_forward_bf16);
+  b.add<op::MaxPool3dBackwardBf16>(maxpool3d_backward_bf16);
+  b.add<op::Upsample2xForwardBf16>(upsample2x_forward_bf16);
+  b.add<op::Upsample2xBackwardBf16>(upsample2x_backward_bf16);
+  b.add<op::CrossEntropyBf16>(cross_entropy_bf16);
+  b.add<op::ArgmaxChannelsBf16>(argmax_channels_bf16);
+  b.add<op::ConvertLayout>(convert_layout);
+  b.add<op::FilterCopy>(filter_copy);
   return b;
 }
 

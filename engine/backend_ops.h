@@ -20,8 +20,10 @@
 #include "cuseg/kernels/crop_or_pad.h"
 #include "cuseg/kernels/cross_entropy.h"
 #include "cuseg/kernels/grid_aggregate.h"
+#include "cuseg/kernels/maxpool3d.h"
 #include "cuseg/kernels/mirror.h"
 #include "cuseg/kernels/rescale_intensity.h"
+#include "cuseg/kernels/weight_copy.h"
 
 namespace cuseg {
 namespace op {
@@ -186,6 +188,74 @@ struct SoftmaxMirrorAccumulate {
   const Tensor &logits, &acc;
   int axes;
   float scale;
+};
+
+// ---------------------------------------------------------------- bf16 channels-last
+// The mixed-precision path (engine/precision.h): activations and their gradients are bf16
+// channels-last tensors (Tensor::is_channels_last(); channel slices allowed), the convolutions
+// read the bf16 weight copies (Param::copy: [Cout_pad, Cin_pad, k, k, k] channels-last, bias
+// [Cout_pad]), parameter gradients are the fp32 master-layout ones (accumulated). Semantics:
+// engine/cuda/conv_cl.h (convolutions; CPU: engine/conv_cl_cpu.h) and the bf16 sections of
+// kernels/maxpool3d.h, upsample.h, cross_entropy.h, channels_last.h, weight_copy.h.
+struct Conv3dForwardBf16 {  // y = relu?(conv(x, w) + b)
+  CUSEG_OP_HEADER(Conv3dForwardBf16, "conv3d_forward_bf16", void);
+  const Tensor &x, &w, &b, &y;
+  bool relu;
+};
+// gx = dgrad [* (gx_mask > 0)] (when gx defined), gw += wgrad, gb += sum(gy) (when defined).
+struct Conv3dBackwardBf16 {
+  CUSEG_OP_HEADER(Conv3dBackwardBf16, "conv3d_backward_bf16", void);
+  const Tensor &x, &w, &gy, &gx, &gw, &gb, &gx_mask;
+};
+struct MaxPool3dForwardBf16 {
+  CUSEG_OP_HEADER(MaxPool3dForwardBf16, "maxpool3d_forward_bf16", void);
+  const Tensor &x, &y;
+};
+// gx = (route(gy) + gadd) * (relu_mask ? x > 0 : 1); gadd may be undefined.
+struct MaxPool3dBackwardBf16 {
+  CUSEG_OP_HEADER(MaxPool3dBackwardBf16, "maxpool3d_backward_bf16", void);
+  const Tensor &x, &gy, &gadd, &gx;
+  bool relu_mask;
+  MaxPoolClBackward kernel_args() const;
+};
+struct Upsample2xForwardBf16 {
+  CUSEG_OP_HEADER(Upsample2xForwardBf16, "upsample2x_forward_bf16", void);
+  const Tensor &x, &y;
+};
+// gx = upsample backward of gy [* (mask > 0)]; mask may be undefined.
+struct Upsample2xBackwardBf16 {
+  CUSEG_OP_HEADER(Upsample2xBackwardBf16, "upsample2x_backward_bf16", void);
+  const Tensor &gy, &gx, &mask;
+};
+// As CrossEntropy, logits and grad bf16 channels-last (grad's other channels untouched).
+struct CrossEntropyBf16 {
+  CUSEG_OP_HEADER(CrossEntropyBf16, "cross_entropy_bf16", double);
+  const Tensor &logits, &labels;
+  const std::vector<float>& weights;
+  float gscale;
+  const Tensor& grad;
+  CeArgsCL kernel_args(const float* weights_on_device) const;
+};
+struct ArgmaxChannelsBf16 {
+  CUSEG_OP_HEADER(ArgmaxChannelsBf16, "argmax_channels_bf16", void);
+  const Tensor &logits, &labels;
+};
+// dst = src across layouts: fp32 NCDHW -> bf16 channels-last (rounded; dst channels past
+// src's zeroed), bf16 channels-last -> fp32 NCDHW (the first dst.c channels, exact), bf16
+// channels-last -> bf16 channels-last (zero padding as the first case).
+struct ConvertLayout {
+  CUSEG_OP_HEADER(ConvertLayout, "convert_layout", void);
+  const Tensor &src, &dst;
+};
+// dst[dst_map(co, ci, s)] (=|+=) src[src_map(co, ci, s)] over src_map's extents, float or bf16
+// (kernels/weight_copy.h): the bf16 weight copies and the weight-gradient accumulation.
+struct FilterCopy {
+  CUSEG_OP_HEADER(FilterCopy, "filter_copy", void);
+  const Tensor& src;
+  FilterMap src_map;
+  const Tensor& dst;
+  FilterMap dst_map;
+  bool accumulate;
 };
 
 #undef CUSEG_OP_HEADER

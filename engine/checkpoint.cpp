@@ -209,6 +209,7 @@ Metadata load_checkpoint(const std::string& path, const std::vector<Param*>& par
                        << shape_str(it->second.shape()) << ", model expects (stored order) "
                        << shape_str(reverse_spatial(Tensor::empty(p->value.shape())).shape()));
     p->value.copy_from(t);
+    p->copy_stale = true;  // a bf16 copy is refreshed before the next forward
   }
   CUSEG_REQUIRE(by_name.size() == params.size(),
                 path << ": holds " << by_name.size() << " tensors, the model has " << params.size()

@@ -211,6 +211,7 @@ void broadcast_parameters(Communicator& comm, const std::vector<Param*>& params)
                 "broadcast_parameters: " << p->name << " not a packed tensor on "
                                          << device_name(comm.device()));
     comm.broadcast(p->value.raw(), p->value.nbytes(), 0);
+    p->copy_stale = true;  // a bf16 copy is refreshed from the new value before the next forward
   }
   check_parameters_equal(comm, params);
 }

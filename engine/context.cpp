@@ -1,9 +1,15 @@
 #include "cuseg/engine/context.h"
 
+#include <sstream>
+
 #include "cuseg/core/check.h"
 #include "cuseg/engine/tensor.h"
 #if CUSEG_HAVE_CUDA
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
 #include "cuseg/engine/cuda/cuda_context.h"
+#include "cuseg/engine/cuda/cudnn_graph.h"
 #include "cuseg/engine/cuda/runtime.h"
 #endif
 
@@ -34,6 +40,63 @@ CudaContext& Context::cuda() {
 void Context::synchronize() {
 #if CUSEG_HAVE_CUDA
   if (cuda_) cuda_->synchronize();
+#endif
+}
+
+Context::GraphPlans Context::graph_plans() const {
+  GraphPlans g;
+#if CUSEG_HAVE_CUDA
+  if (cuda_) {
+    const GraphCacheStats s = graph_cache_stats(*cuda_);
+    g.built = s.plans;
+    g.refused = s.refused;
+    g.max_workspace = s.max_workspace;
+  }
+#endif
+  return g;
+}
+
+namespace {
+#if CUSEG_HAVE_CUDA
+std::string cuda_version(int v) {  // 13000 -> 13.0
+  std::ostringstream os;
+  os << v / 1000 << "." << (v % 1000) / 10;
+  return os.str();
+}
+std::string cudnn_version(size_t v) {  // 9.x: 10000 major + 100 minor + patch
+  std::ostringstream os;
+  os << v / 10000 << "." << (v % 10000) / 100 << "." << v % 100;
+  return os.str();
+}
+#endif
+}  // namespace
+
+std::string cudnn_runtime_version() {
+#if CUSEG_HAVE_CUDA
+  return cudnn_version(cudnnGetVersion());
+#else
+  return "";
+#endif
+}
+
+std::string gpu_library_versions() {
+#if CUSEG_HAVE_CUDA
+  std::ostringstream os;
+  int rt = 0, drv = 0;
+  const bool have_rt = cudaRuntimeGetVersion(&rt) == cudaSuccess;
+  const bool have_drv = cudaDriverGetVersion(&drv) == cudaSuccess && drv > 0;
+  cudaGetLastError();
+  os << "CUDA runtime " << (have_rt ? cuda_version(rt) : "?") << ", driver "
+     << (have_drv ? cuda_version(drv) : "none") << ", cuDNN " << cudnn_runtime_version()
+     << " (compiled " << CUDNN_MAJOR << "." << CUDNN_MINOR << "." << CUDNN_PATCHLEVEL << ")";
+  std::string why;
+  if (cudnn_graph_usable(&why))
+    os << ", cuDNN graph path on (cudnn-frontend " << cudnn_frontend_version() << ")";
+  else
+    os << ", cuDNN graph path off: " << why;
+  return os.str();
+#else
+  return "CPU-only build (no CUDA backend)";
 #endif
 }
 

@@ -42,12 +42,29 @@ class Context {
   void synchronize();
   // Peak / live bytes of this context's device pool.
   MemoryStats memory() const { return memory_pool(device_).stats(); }
+  // cuDNN graph plans of the bf16 path built / refused by this context so far, and the largest
+  // plan workspace (bytes); zeros on a CPU context.
+  struct GraphPlans {
+    int built = 0, refused = 0;
+    size_t max_workspace = 0;
+  };
+  GraphPlans graph_plans() const;
 
  private:
   Device device_;
   ContextOptions opt_;
   std::unique_ptr<CudaContext> cuda_;
 };
+
+// One line naming the GPU libraries this process runs with, for every record (train log,
+// benchmark JSON): CUDA runtime and driver, cuDNN at run time and at compile time, whether the
+// cuDNN graph path (bf16) is built and with which cudnn-frontend. cuDNN 9.8-9.10 shipped wrong
+// bf16 3-D convolution results (PyTorch issues 163539, 166122): the version is recorded and
+// the bf16 parity tests, not trust, decide. "CPU-only build" without the CUDA backend; never
+// throws (no driver: says so).
+std::string gpu_library_versions();
+// The runtime cuDNN version as major.minor.patch ("" without cuDNN / CUDA backend).
+std::string cudnn_runtime_version();
 
 // "auto" -> CUDA when a device answers, else CPU; "cuda" throws when none answers.
 Device resolve_device(const std::string& name);

@@ -25,6 +25,9 @@ void Adam::step(Context& ctx) {
   c.step_size = float(double(cfg_.lr) / bc1);
   c.sqrt_bc2 = float(std::sqrt(bc2));
   run_op(ctx, op::AdamStep{params_, m_, v_, c});
+  // The same pass wrote every bf16 copy from its updated master.
+  for (Param* p : params_)
+    if (p->copy.defined()) p->copy_stale = false;
 }
 
 }  // namespace cuseg

@@ -32,6 +32,8 @@ void save_training_checkpoint(const std::string& path, const RunConfig& cfg, Dev
   // The CPU backend's sums are chunked by thread, so its bits depend on the thread count:
   // recorded so that a resume with another count can say it will not repeat them.
   meta["cuseg.threads"] = std::to_string(omp_get_max_threads());
+  meta["cuseg.precision"] = precision_name(net.precision());
+  meta["cuseg.libraries"] = gpu_library_versions();
   save_checkpoint(path, net.parameters(), meta, adam);
 }
 

@@ -69,6 +69,9 @@ train:
   log_every: 10                 # steps between progress lines and metrics records
   seed: 0
   device: auto                  # auto | cuda | cpu
+  precision: fp32               # fp32 | bf16 (bf16: channels-last mixed precision, fp32 master
+                                # weights; filters must be multiples of 8; on the CPU it runs
+                                # the bf16 oracle, slower than fp32)
   threads: 0                    # CPU threads (0 = all cores)
   deterministic: true           # same bits run to run: CUDA uses only deterministic cuDNN
                                 # algorithms; the CPU always is, for a given thread count
@@ -82,6 +85,7 @@ inference:
   overlap: 8
   batch: 4
   mode: crop                    # crop | average | hann | gaussian (nnU-Net, sigma = patch / 8)
+  precision: null               # fp32 | bf16; null = train.precision (aggregation is fp32)
 )";
 
 // Keys whose children are free (any key allowed, values checked on extraction).
@@ -372,6 +376,18 @@ RunConfig extract(const Ctx& c) {
   require(r.dist_timeout_s > 0, c, "dist.timeout_s", "must be > 0 (seconds)");
   r.dist_bucket_mib = get_num(c, "dist.bucket_mib");
   require(r.dist_bucket_mib > 0, c, "dist.bucket_mib", "must be > 0 (MiB)");
+  auto precision = [&](const std::string& key) {
+    const std::string v = get_str(c, key);
+    require(v == "fp32" || v == "bf16", c, key, "must be fp32 or bf16");
+    return parse_precision(v, key);
+  };
+  r.precision = precision("train.precision");
+  if (r.precision == Precision::BF16)
+    for (int f : r.model.filters)
+      require(f % 8 == 0, c, "model.filters",
+              "with precision bf16 every filter count must be a multiple of 8");
+  r.infer_precision =
+      is_null(c, "inference.precision") ? r.precision : precision("inference.precision");
 
   {
     auto p = list<int>(c, "inference.patch", 3, "integers");

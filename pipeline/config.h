@@ -19,6 +19,7 @@
 
 #include "cuseg/data/samplers.h"
 #include "cuseg/data/transforms.h"
+#include "cuseg/engine/precision.h"
 #include "cuseg/model/unet3d.h"
 
 namespace cuseg {
@@ -82,8 +83,9 @@ struct RunConfig {
   std::string nonfinite_loss = "stop";
 
   // distributed (pipeline/distributed.h)
-  double dist_timeout_s = 600;  // bound on one collective before every rank is stopped
-  double dist_bucket_mib = 25;  // gradient bucket size
+  double dist_timeout_s = 600;           // bound on one collective before every rank is stopped
+  double dist_bucket_mib = 25;           // gradient bucket size
+  Precision precision = Precision::F32;  // train.precision (engine/precision.h)
 
   // inference
   data::Index3 infer_patch{96, 96, 96};
@@ -91,6 +93,7 @@ struct RunConfig {
   int infer_batch = 4;
   std::string mode = "crop";  // crop | average | hann (torchio GridAggregator overlap_mode) |
                               // gaussian (nnU-Net's importance weighting, kernels/grid_aggregate.h)
+  Precision infer_precision = Precision::F32;  // inference.precision (null: train.precision)
 };
 
 // The schema: every valid key with its default value and a comment.

@@ -21,11 +21,18 @@ void TrainDist::attach(UNet3D& net, Adam& adam, double bucket_mib) {
   if (!comm_) return;
   std::vector<Param*> params = net.parameters();
   // Adam's moments ride along as parameters of their own for the broadcast and the check.
+  // (No gradient, no bf16 copy: only the value travels.)
+  auto moment = [](const std::string& name, const Tensor& value) {
+    Param m;
+    m.name = name;
+    m.value = value;
+    return m;
+  };
   std::vector<Param> moments;
   moments.reserve(2 * params.size());
   for (size_t i = 0; i < params.size(); ++i) {
-    moments.push_back(Param{params[i]->name + ".exp_avg", adam.exp_avg()[i], Tensor()});
-    moments.push_back(Param{params[i]->name + ".exp_avg_sq", adam.exp_avg_sq()[i], Tensor()});
+    moments.push_back(moment(params[i]->name + ".exp_avg", adam.exp_avg()[i]));
+    moments.push_back(moment(params[i]->name + ".exp_avg_sq", adam.exp_avg_sq()[i]));
   }
   std::vector<Param*> all = params;
   for (Param& m : moments) all.push_back(&m);

@@ -12,7 +12,9 @@
 #include "cuseg/core/clock.h"
 #include "cuseg/data/dicom_seg.h"
 #include "cuseg/data/image.h"
+#include "cuseg/engine/context.h"
 #include "cuseg/engine/memory.h"
+#include "cuseg/engine/precision.h"
 #include "cuseg/pipeline/animation.h"
 #include "cuseg/pipeline/report.h"
 
@@ -57,6 +59,7 @@ json plan_json(const InferencePlan& p) {
           {"overlap", g.overlap},
           {"batch", g.batch},
           {"mode", mode_name(g.mode)},
+          {"precision", precision_name(p.precision)},
           {"patches", p.patches},
           {"padded_grid", {p.padded[0], p.padded[1], p.padded[2]}},
           {"max_memory_mib", to_mib(p.budget_bytes)},
@@ -363,6 +366,10 @@ std::string case_stats_json(const CaseResult& c, const std::string& device,
             {"seconds", times},
             {"seconds_total", c.times.total()},
             {"device", device},
+            // The network's compute precision (aggregation is fp32 in both) and the GPU
+            // libraries this process ran with (cuDNN 9.8-9.10 got bf16 3-D convolutions wrong).
+            {"precision", precision_name(c.plan.precision)},
+            {"libraries", gpu_library_versions()},
             {"plan", plan_json(c.plan)},
             {"transfers", transfers_json(c.transfers)},
             {"peak_device_pool_mib", c.peak_device_pool_mib},

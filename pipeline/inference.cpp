@@ -175,24 +175,34 @@ int batch_size(const GridOptions& g, size_t patches) {
 }
 }  // namespace
 
-size_t inference_bytes(const Context& ctx, const UNetConfig& net, const Index3& model_grid,
-                       const GridOptions& grid) {
+size_t inference_bytes(const Context& ctx, const UNetConfig& net, Precision precision,
+                       const Index3& model_grid, const GridOptions& grid) {
   const Index3 padded = padded_grid(model_grid, grid.patch);
   const size_t patches =
       data::grid_locations(padded, grid.patch, {grid.overlap, grid.overlap, grid.overlap}).size();
   const int n = batch_size(grid, patches);
   const Shape in = {n, net.in_channels, grid.patch[2], grid.patch[1], grid.patch[0]};
+  const bool bf16 = precision == Precision::BF16;
+  const size_t round_up = MemoryPool::kAlign - 1;  // at most this much per pool block
   // Network: the parameters and their gradient buffers (UNet3D allocates both when it is
-  // built): its 4 levels - 1 convolutions (2 per encoder and per decoder level, the final 1x1)
-  // hold a weight and a bias tensor each, every tensor rounded up to a pool block; the planned
-  // activations; the convolution workspace at its cap.
+  // built; bf16 adds one padded bf16 copy per parameter tensor): its 4 levels - 1 convolutions
+  // (2 per encoder and per decoder level, the final 1x1) hold a weight and a bias tensor each,
+  // every tensor rounded up to a pool block.
+  const size_t param_tensors = 2 * (4 * net.filters.size() - 1);
+  const size_t params =
+      unet_parameter_bytes(net, precision) + (bf16 ? 3 : 2) * param_tensors * round_up;
+  // The planned activations (in bf16 with the fp32 logits the aggregation reads), each buffer
+  // rounded up to a pool block: t1, cat, pooled, dt1, dout per level above the deepest, t1 and
+  // the skip buffer at the deepest, the head (bf16: also the padded input and the fp32 logits).
+  const size_t activation_buffers = 5 * (net.filters.size() - 1) + 2 + 1 + (bf16 ? 2 : 0);
+  const size_t activations = unet_forward_bytes(net, in, precision, bf16) +
+                             activation_buffers * round_up +
+                             unet_forward_scratch_bytes(net, in, precision, ctx.device());
+  // The convolution workspace at its cap.
   const size_t workspace_bytes =
       ctx.device() == Device::CUDA ? ctx.options().workspace_budget_bytes : kConvColumnBudget;
-  const size_t param_tensors = 2 * (4 * net.filters.size() - 1);
-  const size_t params = 2 * (size_t(unet_parameter_count(net)) * sizeof(float) +
-                             param_tensors * (MemoryPool::kAlign - 1));
-  const size_t network = params + unet_forward_bytes(net, in) + workspace_bytes;
-  // Pipeline buffers (VolumePredictor), each one pool block.
+  const size_t network = params + activations + workspace_bytes;
+  // Pipeline buffers (VolumePredictor), each one pool block; fp32 in both precisions.
   const size_t vox = size_t(numel3(padded));
   const size_t pipeline = pool_block(size_t(numel3(model_grid)) * sizeof(float)) +  // volume
                           pool_block(size_t(shape_numel(in)) * sizeof(float)) +     // batch
@@ -204,11 +214,13 @@ size_t inference_bytes(const Context& ctx, const UNetConfig& net, const Index3& 
   return network + pipeline;
 }
 
-InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, const Index3& model_grid,
-                             const GridOptions& grid, size_t budget_bytes) {
+InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, Precision precision,
+                             const Index3& model_grid, const GridOptions& grid,
+                             size_t budget_bytes) {
   InferencePlan plan;
   plan.grid = grid;
   plan.budget_bytes = budget_bytes;
+  plan.precision = precision;
   plan.model_grid = model_grid;
   if (budget_bytes > 0) {
     const int div = 1 << (int(net.filters.size()) - 1);
@@ -219,7 +231,7 @@ InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, const In
     }
     whole.batch = 1;
     whole.overlap = 0;
-    if (inference_bytes(ctx, net, model_grid, whole) <= budget_bytes) {
+    if (inference_bytes(ctx, net, precision, model_grid, whole) <= budget_bytes) {
       plan.whole_volume = true;
       plan.grid = whole;
     } else {
@@ -227,7 +239,7 @@ InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, const In
       for (int n = 1; n <= 64; ++n) {
         GridOptions g = grid;
         g.batch = n;
-        if (inference_bytes(ctx, net, model_grid, g) <= budget_bytes) best = n;
+        if (inference_bytes(ctx, net, precision, model_grid, g) <= budget_bytes) best = n;
       }
       GridOptions one = grid;
       one.batch = 1;
@@ -235,7 +247,7 @@ InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, const In
         CUSEG_THROW("--max-memory "
                     << to_mib(budget_bytes) << " MiB is below what one " << grid.patch[0] << "x"
                     << grid.patch[1] << "x" << grid.patch[2] << " patch needs ("
-                    << to_mib(inference_bytes(ctx, net, model_grid, one)) << " MiB)");
+                    << to_mib(inference_bytes(ctx, net, precision, model_grid, one)) << " MiB)");
       plan.grid.batch = best;
     }
   }
@@ -243,7 +255,7 @@ InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, const In
   plan.patches = int(data::grid_locations(plan.padded, plan.grid.patch,
                                           {plan.grid.overlap, plan.grid.overlap, plan.grid.overlap})
                          .size());
-  plan.estimated_bytes = inference_bytes(ctx, net, model_grid, plan.grid);
+  plan.estimated_bytes = inference_bytes(ctx, net, precision, model_grid, plan.grid);
   return plan;
 }
 
@@ -391,7 +403,10 @@ void VolumePredictor::run(StageTimes* times) {
       crop_or_pad(m.ctx, m.volume, m.batch.batch_slice(q, q + 1), p);
     }
     laps.lap("crop");
-    const Tensor& logits = m.net.forward(m.ctx, m.batch);
+    m.net.forward(m.ctx, m.batch);
+    // fp32 aggregation in both precisions: the logits themselves in fp32, in bf16 an exact
+    // conversion of the bf16 channels-last logits into a model-owned fp32 NCDHW buffer.
+    const Tensor& logits = m.net.logits_f32(m.ctx);
     laps.lap("network");
     grid_aggregate(m.ctx, logits.batch_slice(0, cnt), m.starts.batch_slice(b, b + cnt), m.sum,
                    m.weight, m.agg);
@@ -446,7 +461,8 @@ Segmentation segment(UNet3D& net, Context& ctx, const RunConfig& cfg, const Imag
   const TransferStats before = transfer_stats();
   double t0 = now_s();
   Preprocessed pre = preprocess_geometry(cfg, ct, nullptr);
-  out.plan = plan_inference(ctx, net.config(), pre.image.geo.size, opt.grid, opt.max_memory_bytes);
+  out.plan = plan_inference(ctx, net.config(), net.precision(), pre.image.geo.size, opt.grid,
+                            opt.max_memory_bytes);
   out.times.add("preprocess", now_s() - t0);
 
   const IntensitySpec intensity = intensity_spec(cfg);
@@ -468,7 +484,7 @@ Segmentation segment(UNet3D& net, Context& ctx, const RunConfig& cfg, const Imag
 }
 
 // ---------------------------------------------------------------- models
-LoadedModel load_model(const std::string& path, Device dev) {
+LoadedModel load_model(const std::string& path, Device dev, std::optional<Precision> precision) {
   std::string file = path;
   if (fs::is_directory(path)) {
     const fs::path best = fs::path(path) / "best.safetensors";
@@ -490,7 +506,8 @@ LoadedModel load_model(const std::string& path, Device dev) {
                      << "' metadata (not written by engine_train?)");
   LoadedModel m;
   m.cfg = parse_config(it->second, file + " (stored config)");
-  m.net = std::make_unique<UNet3D>(m.cfg.model, dev, m.cfg.seed);
+  m.precision = precision.value_or(m.cfg.infer_precision);
+  m.net = std::make_unique<UNet3D>(m.cfg.model, dev, m.cfg.seed, m.precision);
   m.meta = load_checkpoint(file, m.net->parameters());
   m.checkpoint = file;
   return m;

@@ -13,8 +13,10 @@
 //   device: min/max -> clip + rescale fused in one pass (kernels/rescale_intensity)
 //           for each batch: patches cut by the crop_or_pad kernel straight into the batch
 //           tensor (the pad to one patch is folded into the crop offsets, padding with the
-//           normalised minimum) -> forward -> grid aggregation into per-class sums and
-//           weights (kernels/grid_aggregate: crop, average, hann or gaussian)
+//           normalised minimum) -> forward (fp32, or bf16 channels-last whose logits are
+//           converted exactly to fp32: UNet3D::logits_f32) -> grid aggregation into fp32
+//           per-class sums and weights (kernels/grid_aggregate: crop, average, hann or
+//           gaussian)
 //           finalise (sum / weight) -> argmax
 //   download: the uint8 mask (the only device -> host copy of volume data)
 //   host:   restore_geometry -> mask on the input grid
@@ -23,6 +25,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -92,24 +95,33 @@ GridOptions grid_options(const RunConfig& cfg);
 // Size of the grid the network sees: the model grid padded (centred) to at least one patch.
 data::Index3 padded_grid(const data::Index3& model_grid, const data::Index3& patch);
 
-// Device memory of one inference (docs/ARCHITECTURE.md, Memory), in the device pool's own
-// accounting (every block rounded up to its 512-byte granularity):
-//   network: weights and their gradient buffers (UNet3D allocates both) + planned forward
-//            activations for the batch (unet_forward_bytes) + the convolution workspace at its
-//            cap (cuDNN budget on CUDA, column buffer on CPU);
-//   pipeline: the uploaded volume (model grid, float32), the batch tensor, the patch origins,
-//            the per-class sums and weights on the padded grid (float32), the uint8 mask, the
-//            min/max scratch.
+// Device memory of one inference (docs/ARCHITECTURE.md, Memory) for a network running in
+// `precision` (engine/precision.h), in the device pool's own accounting (every block rounded
+// up to its 512-byte granularity):
+//   network: weights and their gradient buffers (UNet3D allocates both; in bf16 also the padded
+//            bf16 weight copies, unet_parameter_bytes) + planned forward activations for the
+//            batch in the precision's dtype and layout (unet_forward_bytes; in bf16 with the
+//            padded input, the padded head and the fp32 logits the aggregation reads) + the
+//            convolution workspace at its cap (cuDNN budget on CUDA, column buffer on CPU) +
+//            the largest transient of one convolution call (the CPU bf16 oracle's fp32
+//            copies, unet_forward_scratch_bytes; 0 otherwise);
+//   pipeline: the uploaded volume (model grid, float32), the batch tensor (float32 in both
+//            precisions), the patch origins, the per-class sums and weights on the padded grid
+//            (float32: aggregation is fp32 in both precisions), the uint8 mask, the min/max
+//            scratch.
 // Everything is counted as live at once, so this bounds the pool's peak from above; its slack
-// is the part of the convolution workspace the chosen algorithms leave unused.
-size_t inference_bytes(const Context& ctx, const UNetConfig& net, const data::Index3& model_grid,
-                       const GridOptions& grid);
+// is the part of the convolution workspace the chosen algorithms leave unused. Not counted: on
+// CUDA, the transient packed copies a bf16 convolution makes when cuDNN refuses a graph on its
+// channel-slice operands, and the fp32 copies of the legacy fallback (one warning names each).
+size_t inference_bytes(const Context& ctx, const UNetConfig& net, Precision precision,
+                       const data::Index3& model_grid, const GridOptions& grid);
 
 struct InferencePlan {
-  GridOptions grid;            // what runs
-  bool whole_volume = false;   // one network call over the whole padded volume
-  size_t budget_bytes = 0;     // 0: no budget, the grid as configured
-  size_t estimated_bytes = 0;  // inference_bytes() of this plan
+  GridOptions grid;                      // what runs
+  bool whole_volume = false;             // one network call over the whole padded volume
+  size_t budget_bytes = 0;               // 0: no budget, the grid as configured
+  size_t estimated_bytes = 0;            // inference_bytes() of this plan
+  Precision precision = Precision::F32;  // the network's compute precision
   data::Index3 model_grid{0, 0, 0}, padded{0, 0, 0};
   int patches = 0;  // grid positions
 };
@@ -117,7 +129,7 @@ struct InferencePlan {
 // a multiple of 2^(levels-1), fits, one pass (patch = that size, batch 1, no overlap);
 // otherwise the largest patch batch (up to 64) that fits. Throws when not even one patch
 // fits. budget_bytes 0: the grid as given.
-InferencePlan plan_inference(const Context& ctx, const UNetConfig& net,
+InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, Precision precision,
                              const data::Index3& model_grid, const GridOptions& grid,
                              size_t budget_bytes);
 
@@ -193,9 +205,14 @@ struct LoadedModel {
   std::unique_ptr<UNet3D> net;
   std::string checkpoint;  // the file actually loaded
   Metadata meta;
+  Precision precision = Precision::F32;  // the network's compute precision
 };
 // `path`: a checkpoint file, or a run folder (best.safetensors, else last.safetensors).
-LoadedModel load_model(const std::string& path, Device dev);
+// precision: the network's compute precision (engine/precision.h); unset: the checkpoint's
+// config (inference.precision, else train.precision). The weights are the fp32 checkpoint
+// either way.
+LoadedModel load_model(const std::string& path, Device dev,
+                       std::optional<Precision> precision = std::nullopt);
 
 // Metadata key holding the resolved config YAML inside checkpoints.
 inline const char* kConfigKey = "cuseg.config";

@@ -95,8 +95,8 @@ struct StepResult {
 // global batch.
 StepResult forward_loss(Run& r, const TrainBatch& batch) {
   const Tensor& logits = r.net.forward(r.ctx, batch.image);
-  if (!r.grad.defined() || r.grad.shape() != logits.shape())
-    r.grad = Tensor::empty(logits.shape(), DType::F32, r.ctx.device());
+  // Same dtype and layout as the logits (bf16: the padded channels-last head, zeroed).
+  if (!r.grad.defined() || r.grad.shape() != logits.shape()) r.grad = Tensor::zeros_like(logits);
   StepResult s;
   if (!r.dist.distributed()) {
     s.loss = weighted_cross_entropy(r.ctx, logits, batch.label, r.cfg.class_weights, r.grad);
@@ -354,8 +354,15 @@ int run_training(const TrainOptions& opt) {
   copt.deterministic = cfg.deterministic;
   Context ctx(dev, copt);
   TrainDist dist(env, ctx, cfg.dist_timeout_s);
-  log.line(fmt("device: %s (requested %s), CPU threads %d%s", device_name(dev), cfg.device.c_str(),
-               omp_get_max_threads(), cfg.deterministic ? ", deterministic" : ""));
+  log.line(fmt("device: %s (requested %s), CPU threads %d%s, precision %s", device_name(dev),
+               cfg.device.c_str(), omp_get_max_threads(),
+               cfg.deterministic ? ", deterministic" : "", precision_name(cfg.precision)));
+  // Every record names the GPU libraries in use (cuDNN 9.8-9.10 got bf16 3-D convs wrong).
+  log.line("libraries: " + gpu_library_versions());
+  if (dev == Device::CPU && cfg.precision == Precision::BF16)
+    log.line(
+        "note: bf16 on the CPU runs the bf16 oracle (fp32 arithmetic on bf16-rounded "
+        "tensors): numerically the GPU's bf16 path, slower than fp32 on the CPU");
   if (dist.distributed())
     log.line(
         fmt("distributed: %d ranks (%s, %s), batch %d per rank = %d per step; rank 0 "
@@ -375,7 +382,7 @@ int run_training(const TrainOptions& opt) {
       make_batch_source(cfg, data, ctx, env.rank, env.world_size);
 
   // 4. Model and optimiser; on --resume their state and the progress from last.safetensors.
-  UNet3D net(cfg.model, dev, cfg.seed);
+  UNet3D net(cfg.model, dev, cfg.seed, cfg.precision);
   Adam adam(net.parameters(), AdamConfig{cfg.lr});
   TrainProgress progress;
   if (start.resume) {

@@ -11,7 +11,9 @@ module), timed with the same rules as engine_bench:
            re-implementation of its GridSampler/GridAggregator semantics (docs/ARCHITECTURE.md).
 
 Modes: eager (fp32), amp (autocast bf16 + channels_last_3d + cudnn.benchmark), compile
-(torch.compile of the eager fp32 model, default mode). Timing: `--warmup` untimed iterations
+(torch.compile of the eager fp32 model, default mode), compile-amp (torch.compile of the amp
+setup: autocast bf16 + channels_last_3d + cudnn.benchmark; what a performance-minded PyTorch user
+runs, and the peer of cuseg's bf16 path). Timing: `--warmup` untimed iterations
 (compilation and cuDNN autotuning happen there), then `--iters` timed ones; on CUDA each is
 timed with torch.cuda.Event pairs and ends with a synchronisation, on CPU with
 time.perf_counter. Peak memory: torch.cuda.max_memory_allocated after
@@ -119,29 +121,30 @@ def memory(dev):
     return m
 
 
+def is_amp(args):
+    return args.mode in ("amp", "compile-amp")
+
+
 def build(args, dev):
     torch.manual_seed(args.seed)
     filters = tuple(int(f) for f in args.filters.split(","))
     model = UNet(filters).to(dev)
     nparams = sum(p.numel() for p in model.parameters())
-    run = model
-    if args.mode == "amp":
+    if is_amp(args):
         torch.backends.cudnn.benchmark = True
         model = model.to(memory_format=torch.channels_last_3d)
-        run = model
-    elif args.mode == "compile":
-        run = torch.compile(model)
+    run = torch.compile(model) if args.mode in ("compile", "compile-amp") else model
     return model, run, nparams
 
 
 def autocast(args, dev):
-    if args.mode == "amp":
+    if is_amp(args):
         return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
     return torch.autocast(device_type=dev.type, enabled=False)
 
 
 def to_input(args, x):
-    return x.contiguous(memory_format=torch.channels_last_3d) if args.mode == "amp" else x
+    return x.contiguous(memory_format=torch.channels_last_3d) if is_amp(args) else x
 
 
 def header(args, dev, what):
@@ -195,7 +198,7 @@ def run_step(args, dev):
     j["config"] = {"batch": args.batch, "patch": P, "filters": args.filters, "classes": 3,
                    "params": nparams, "class_weights": [1, 1, 3], "optimizer": "Adam lr 1e-4",
                    "warmup": args.warmup, "iters": args.iters,
-                   "precision": "bf16 autocast" if args.mode == "amp" else "fp32",
+                   "precision": "bf16 autocast" if is_amp(args) else "fp32",
                    "tf32": torch.backends.cuda.matmul.allow_tf32 if dev.type == "cuda" else None,
                    "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
     j.update(step_s=s, times_s=times, steps_per_s=1 / s["median"],
@@ -224,7 +227,7 @@ def run_forward(args, dev):
     j = header(args, dev, "forward")
     j["config"] = {"batch": args.batch, "patch": P, "filters": args.filters, "params": nparams,
                    "warmup": args.warmup, "iters": args.iters, "grad": "torch.no_grad",
-                   "precision": "bf16 autocast" if args.mode == "amp" else "fp32"}
+                   "precision": "bf16 autocast" if is_amp(args) else "fp32"}
     j.update(forward_s=s, times_s=times, patches_per_s=args.batch / s["median"], memory=memory(dev))
     emit(args, j)
 
@@ -350,7 +353,7 @@ def run_volume(args, dev):
                    "grid": "torchio" if have_tio else "torchio semantics re-implemented (tio_grid)",
                    "data_path": "volume on the CPU; patches cropped on the CPU, uploaded per batch; "
                                 "outputs downloaded and aggregated on the CPU (as torchio)",
-                   "precision": "bf16 autocast" if args.mode == "amp" else "fp32"}
+                   "precision": "bf16 autocast" if is_amp(args) else "fp32"}
     j["volume_s"] = summarize(totals)
     j["times_s"] = totals
     j["stage_median_s"] = {k: statistics.median(v) for k, v in stages.items()}
@@ -383,7 +386,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("benchmark", choices=["step", "forward", "volume"])
     ap.add_argument("--device", default="auto", help="auto | cuda | cpu")
-    ap.add_argument("--mode", default="eager", choices=["eager", "amp", "compile"])
+    ap.add_argument("--mode", default="eager", choices=["eager", "amp", "compile", "compile-amp"])
     ap.add_argument("--filters", default="32,64,128,256")
     ap.add_argument("--batch", type=int, default=None, help="step 2, forward 1, volume 4")
     ap.add_argument("--patch", type=int, default=96)

@@ -4,8 +4,10 @@
 // pool and is handed to the kernels (they never allocate).
 #include "cuseg/core/check.h"
 #include "cuseg/engine/backend_ops.h"
+#include "cuseg/engine/cuda/conv_cl.h"
 #include "cuseg/engine/cuda/cuda_context.h"
 #include "cuseg/engine/cuda/cudnn_ops.h"
+#include "cuseg/kernels/channels_last.h"
 #include "cuseg/kernels/cross_entropy.h"
 #include "cuseg/kernels/elementwise.h"
 #include "cuseg/kernels/upsample.h"
@@ -132,6 +134,63 @@ void softmax_mirror_accumulate(Context& ctx, const op::SoftmaxMirrorAccumulate& 
   softmax_mirror_accumulate_cuda(a.logits.vol(), a.acc.vol(), a.axes, a.scale, stream_of(ctx));
 }
 
+// ---- bf16 channels-last
+
+void conv3d_forward_bf16(Context& ctx, const op::Conv3dForwardBf16& a) {
+  cuda_conv_cl_forward(ctx.cuda(), a.x, a.w, a.b, a.y, a.relu);
+}
+
+void conv3d_backward_bf16(Context& ctx, const op::Conv3dBackwardBf16& a) {
+  cuda_conv_cl_backward(ctx.cuda(), a.x, a.w, a.gy, a.gx, a.gw, a.gb, a.gx_mask);
+}
+
+void maxpool3d_forward_bf16(Context& ctx, const op::MaxPool3dForwardBf16& a) {
+  maxpool3d_cl_forward_cuda(a.x.cl<const bf16>(), a.y.cl<bf16>(), stream_of(ctx));
+}
+
+void maxpool3d_backward_bf16(Context& ctx, const op::MaxPool3dBackwardBf16& a) {
+  maxpool3d_cl_backward_cuda(a.kernel_args(), stream_of(ctx));
+}
+
+void upsample2x_forward_bf16(Context& ctx, const op::Upsample2xForwardBf16& a) {
+  upsample2x_cl_forward_cuda(a.x.cl<const bf16>(), a.y.cl<bf16>(), stream_of(ctx));
+}
+
+void upsample2x_backward_bf16(Context& ctx, const op::Upsample2xBackwardBf16& a) {
+  upsample2x_cl_backward_cuda(a.gy.cl<const bf16>(), a.gx.cl<bf16>(),
+                              a.mask.defined() ? a.mask.cl<const bf16>() : VolCL<const bf16>{},
+                              stream_of(ctx));
+}
+
+double cross_entropy_bf16(Context& ctx, const op::CrossEntropyBf16& a) {
+  const int K = int(a.weights.size());
+  Tensor w = Tensor::empty({K}, DType::F32, Device::CPU);
+  for (int k = 0; k < K; ++k) w.f32()[k] = a.weights[size_t(k)];
+  Tensor wd = w.to(Device::CUDA);
+  const CeArgsCL c = a.kernel_args(wd.f32());
+  Tensor ws = scratch_bytes(cross_entropy_workspace_bytes(c.logits.n, c.logits.spatial()));
+  return cross_entropy_cl_cuda(c, ws.raw(), ws.nbytes(), stream_of(ctx));
+}
+
+void argmax_channels_bf16(Context& ctx, const op::ArgmaxChannelsBf16& a) {
+  argmax_channels_cl_cuda(a.logits.cl<const bf16>(), a.labels.data<uint8_t>(), stream_of(ctx));
+}
+
+void convert_layout(Context& ctx, const op::ConvertLayout& a) {
+  if (a.src.dtype() == DType::F32)
+    to_channels_last_cuda(a.src.vol(), a.dst.cl<bf16>(), VolCL<const bf16>{}, stream_of(ctx));
+  else if (a.dst.dtype() == DType::F32)
+    from_channels_last_cuda(a.src.cl<const bf16>(), a.dst.vol(), stream_of(ctx));
+  else
+    copy_channels_last_cuda(a.src.cl<const bf16>(), a.dst.cl<bf16>(), stream_of(ctx));
+}
+
+void filter_copy(Context& ctx, const op::FilterCopy& a) {
+  filter_copy_cuda(FilterRef{a.src.raw(), a.src.dtype() == DType::BF16, a.src_map},
+                   FilterRef{a.dst.raw(), a.dst.dtype() == DType::BF16, a.dst_map}, a.accumulate,
+                   stream_of(ctx));
+}
+
 Backend make_cuda_backend() {
   Backend b(Device::CUDA, "cuda");
   b.add<op::Conv3dForward>(conv3d_forward);
@@ -157,6 +216,16 @@ Backend make_cuda_backend() {
   b.add<op::Minmax>(minmax);
   b.add<op::Mirror>(mirror);
   b.add<op::SoftmaxMirrorAccumulate>(softmax_mirror_accumulate);
+  b.add<op::Conv3dForwardBf16>(conv3d_forward_bf16);
+  b.add<op::Conv3dBackwardBf16>(conv3d_backward_bf16);
+  b.add<op::MaxPool3dForwardBf16>(maxpool3d_forward_bf16);
+  b.add<op::MaxPool3dBackwardBf16>(maxpool3d_backward_bf16);
+  b.add<op::Upsample2xForwardBf16>(upsample2x_forward_bf16);
+  b.add<op::Upsample2xBackwardBf16>(upsample2x_backward_bf16);
+  b.add<op::CrossEntropyBf16>(cross_entropy_bf16);
+  b.add<op::ArgmaxChannelsBf16>(argmax_channels_bf16);
+  b.add<op::ConvertLayout>(convert_layout);
+  b.add<op::FilterCopy>(filter_copy);
   return b;
 }
 

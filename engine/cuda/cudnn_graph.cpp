@@ -140,16 +140,29 @@ class GraphCache {
       p.why = why;
       return p;
     }
+    // cudnn-frontend reports most failures as error_t, some as exceptions: both mean "refused".
+    try {
+      build_plan(ctx, p, build);
+    } catch (const std::exception& e) {
+      p.refused = true;
+      p.why = std::string("exception: ") + e.what();
+      p.graph.reset();
+    }
+    return p;
+  }
+
+ private:
+  template <class Build>
+  void build_plan(CudaContext& ctx, Plan& p, Build& build) {
     p.graph = std::make_shared<fe::graph::Graph>();
     p.graph->set_io_data_type(fe::DataType_t::BFLOAT16)
         .set_intermediate_data_type(fe::DataType_t::FLOAT)
         .set_compute_data_type(fe::DataType_t::FLOAT);
     build(*p.graph);
-    auto fail = [&](const char* stage, fe::error_t e) -> Plan& {
+    auto fail = [&](const char* stage, fe::error_t e) -> void {
       p.refused = true;
       p.why = std::string(stage) + ": " + str(e);
       p.graph.reset();
-      return p;
     };
     fe::error_t st = p.graph->validate();
     if (st.is_bad()) return fail("validate", st);
@@ -174,9 +187,9 @@ class GraphCache {
     if (st.is_bad()) return fail("build_plans", st);
     p.workspace = p.graph->get_workspace_size();
     (void)p.graph->get_plan_name(p.engine);
-    return p;
   }
 
+ public:
   // Runs a built plan (autotuning on the first call when asked). Returns false when the first
   // execution fails (then the problem counts as refused); later failures throw.
   bool run(CudaContext& ctx, Plan& p, std::unordered_map<int64_t, void*>& pack, const char* what) {
@@ -188,7 +201,12 @@ class GraphCache {
                                                                  << ctx.workspace_budget() << " B");
     void* ws = ctx.cudnn_cache().workspace(size_t(ws_bytes));
     if (autotune_ && !p.executed) {
-      fe::error_t st = p.graph->autotune(ctx.cudnn(), pack, ws);
+      fe::error_t st;
+      try {
+        st = p.graph->autotune(ctx.cudnn(), pack, ws);
+      } catch (const std::exception& e) {
+        st = fe::error_t(fe::error_code_t::GRAPH_EXECUTION_FAILED, e.what());
+      }
       if (st.is_bad()) {
         p.refused = true;
         p.why = "autotune: " + str(st);
@@ -199,7 +217,12 @@ class GraphCache {
       (void)p.graph->get_plan_name(p.engine);
       ws = ctx.cudnn_cache().workspace(size_t(p.workspace));
     }
-    fe::error_t st = p.graph->execute(ctx.cudnn(), pack, ws);
+    fe::error_t st;
+    try {
+      st = p.graph->execute(ctx.cudnn(), pack, ws);
+    } catch (const std::exception& e) {
+      st = fe::error_t(fe::error_code_t::GRAPH_EXECUTION_FAILED, e.what());
+    }
     if (st.is_bad()) {
       CUSEG_CHECK(!p.executed,
                   what << ": cuDNN graph execution failed (plan " << p.engine << "): " << str(st));
@@ -239,6 +262,15 @@ void GraphCacheDeleter::operator()(GraphCache* c) const {
 
 GraphCachePtr make_graph_cache(const ContextOptions& opt) {
   return GraphCachePtr(new GraphCache(opt));
+}
+
+const char* cudnn_frontend_version() {
+#define CUSEG_STR2(x) #x
+#define CUSEG_STR(x) CUSEG_STR2(x)
+  return CUSEG_STR(CUDNN_FRONTEND_MAJOR_VERSION) "." CUSEG_STR(
+      CUDNN_FRONTEND_MINOR_VERSION) "." CUSEG_STR(CUDNN_FRONTEND_PATCH_VERSION);
+#undef CUSEG_STR
+#undef CUSEG_STR2
 }
 
 bool cudnn_graph_usable(std::string* why) {

@@ -49,6 +49,8 @@ enum class GraphOutcome { Ran, Refused };
 
 // Compiled with cudnn-frontend and the runtime cuDNN is >= 9.0. `why` says why not.
 bool cudnn_graph_usable(std::string* why = nullptr);
+// The cudnn-frontend version compiled in ("none" without it).
+const char* cudnn_frontend_version();
 
 GraphOutcome graph_conv_forward(CudaContext& ctx, const Tensor& x, const Tensor& w, const Tensor& b,
                                 const Tensor& y, bool relu, std::string* why);

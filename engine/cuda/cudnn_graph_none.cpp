@@ -25,6 +25,10 @@ GraphOutcome refused(std::string* why) {
 }
 }  // namespace
 
+const char* cudnn_frontend_version() {
+  return "none";
+}
+
 bool cudnn_graph_usable(std::string* why) {
   if (why) *why = kWhy;
   return false;

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -106,10 +107,15 @@ TEST(GaussianWeights, Float16RoundingMatchesTheCompilersConversion) {
 
 // ---------------------------------------------------------------- the direct computation
 // Tiny U-Net (2 levels: extents divisible by 2) on the CPU, deterministic weights.
+// A small network; bf16 (the CPU bf16 oracle) needs filter counts that are multiples of 8.
 struct Net {
   Context ctx{Device::CPU};
-  UNet3D net{UNetConfig{1, 3, {2, 3}}, Device::CPU, 11};
+  UNet3D net;
+  explicit Net(Precision p = Precision::F32)
+      : net(p == Precision::BF16 ? UNetConfig{1, 3, {8, 16}} : UNetConfig{1, 3, {2, 3}},
+            Device::CPU, 11, p) {}
 };
+const Precision kPrecisions[] = {Precision::F32, Precision::BF16};
 
 // Window weight of patch voxel (x, y, z), from the definitions: torchio's hann(size + 2)[1:-1]
 // per axis multiplied x * y * z; nnU-Net's map (pinned to nnU-Net's above).
@@ -141,7 +147,9 @@ Direct direct(Net& n, const Image& image, const Index3& patch, int overlap, Aggr
         for (int i = 0; i < patch[0]; ++i)
           x.f32()[(int64_t(k) * patch[1] + j) * patch[0] + i] =
               image.at(ini[0] + i, ini[1] + j, ini[2] + k);
-    const Tensor& logits = n.net.forward(n.ctx, x);
+    n.net.forward(n.ctx, x);
+    // fp32 in both precisions (bf16: the exact conversion of the bf16 logits).
+    const Tensor& logits = n.net.logits_f32(n.ctx);
     const int64_t pv = int64_t(patch[0]) * patch[1] * patch[2];
     for (int k = 0; k < patch[2]; ++k)
       for (int j = 0; j < patch[1]; ++j)
@@ -206,45 +214,49 @@ const std::vector<GridCase> kGridCases = {
 };
 
 // Device-side path (load without intensity, run, scores, mask) = the direct computation,
-// in every aggregation mode.
+// in every aggregation mode and both precisions (bf16: the network in bf16, the aggregation in
+// fp32 on the exactly converted logits, so still the same float operations on both sides).
 TEST(InferencePipelineCpu, ScoresAndMaskEqualTheDirectComputation) {
-  Net n;
-  for (const GridCase& gc : kGridCases)
-    for (AggregateMode mode : {AggregateMode::Crop, AggregateMode::Average, AggregateMode::Hann,
-                               AggregateMode::Gaussian}) {
-      const std::string tag = std::string(mode_name(mode)) + " size " + std::to_string(gc.size[0]) +
-                              "x" + std::to_string(gc.size[1]) + "x" + std::to_string(gc.size[2]);
-      const Image im = random_image(gc.size, 3, -1.f, 1.f);
-      const float pad = -1.f;
-      Image padded = im;
-      data::pad_to_patch(padded, nullptr, gc.patch, pad);
-      const Direct d = direct(n, padded, gc.patch, gc.overlap, mode);
+  for (const Precision pr : kPrecisions) {
+    Net n(pr);
+    for (const GridCase& gc : kGridCases)
+      for (AggregateMode mode : {AggregateMode::Crop, AggregateMode::Average, AggregateMode::Hann,
+                                 AggregateMode::Gaussian}) {
+        const std::string tag = std::string(precision_name(pr)) + " " + mode_name(mode) + " size " +
+                                std::to_string(gc.size[0]) + "x" + std::to_string(gc.size[1]) +
+                                "x" + std::to_string(gc.size[2]);
+        const Image im = random_image(gc.size, 3, -1.f, 1.f);
+        const float pad = -1.f;
+        Image padded = im;
+        data::pad_to_patch(padded, nullptr, gc.patch, pad);
+        const Direct d = direct(n, padded, gc.patch, gc.overlap, mode);
 
-      GridOptions g;
-      g.patch = gc.patch;
-      g.overlap = gc.overlap;
-      g.batch = gc.batch;
-      g.mode = mode;
-      VolumePredictor vp(n.net, n.ctx, g);
-      vp.load(im, nullptr, pad);
-      // The volume on the "device" is the image as given.
-      ASSERT_EQ(std::memcmp(vp.volume().f32(), im.v.data(), im.v.size() * sizeof(float)), 0);
-      vp.run();
-      const Tensor& s = vp.scores();
-      ASSERT_EQ(size_t(s.numel()), d.scores.size()) << tag;
-      int64_t diff = 0;
-      for (size_t i = 0; i < d.scores.size(); ++i) diff += s.f32()[i] != d.scores[i];
-      EXPECT_EQ(diff, 0) << tag << ": scores differ from the direct computation";
-      const LabelMap m = vp.mask();
-      EXPECT_EQ(m.geo.size, padded.geo.size) << tag;
-      EXPECT_EQ(m.v, d.mask.v) << tag;
-      // The padded geometry is the one host-side padding gives.
-      std::string why;
-      EXPECT_TRUE(data::same_grid(m.geo, padded.geo, &why)) << tag << ": " << why;
-      // run() again starts from zero: same scores.
-      vp.run();
-      EXPECT_EQ(std::memcmp(vp.scores().f32(), s.f32(), d.scores.size() * sizeof(float)), 0);
-    }
+        GridOptions g;
+        g.patch = gc.patch;
+        g.overlap = gc.overlap;
+        g.batch = gc.batch;
+        g.mode = mode;
+        VolumePredictor vp(n.net, n.ctx, g);
+        vp.load(im, nullptr, pad);
+        // The volume on the "device" is the image as given.
+        ASSERT_EQ(std::memcmp(vp.volume().f32(), im.v.data(), im.v.size() * sizeof(float)), 0);
+        vp.run();
+        const Tensor& s = vp.scores();
+        ASSERT_EQ(size_t(s.numel()), d.scores.size()) << tag;
+        int64_t diff = 0;
+        for (size_t i = 0; i < d.scores.size(); ++i) diff += s.f32()[i] != d.scores[i];
+        EXPECT_EQ(diff, 0) << tag << ": scores differ from the direct computation";
+        const LabelMap m = vp.mask();
+        EXPECT_EQ(m.geo.size, padded.geo.size) << tag;
+        EXPECT_EQ(m.v, d.mask.v) << tag;
+        // The padded geometry is the one host-side padding gives.
+        std::string why;
+        EXPECT_TRUE(data::same_grid(m.geo, padded.geo, &why)) << tag << ": " << why;
+        // run() again starts from zero: same scores.
+        vp.run();
+        EXPECT_EQ(std::memcmp(vp.scores().f32(), s.f32(), d.scores.size() * sizeof(float)), 0);
+      }
+  }
 }
 
 // The normalisation on the "device" (min/max, clip folded into the rescale; or host
@@ -332,21 +344,26 @@ TEST(InferencePipelineCpu, MemoryPlanBoundsThePoolPeak) {
   cfg.resample_inplane = {0, 0};
   cfg.crop_or_pad = {0, 0, 0};
   const Image ct = random_image({40, 36, 20}, 4, -1000.f, 1000.f);
-  for (size_t budget : {size_t(0), size_t(1) << 30}) {
-    Net n;
-    SegmentOptions so;
-    so.grid.patch = {16, 16, 8};
-    so.grid.overlap = 2;
-    so.grid.batch = 3;
-    so.max_memory_bytes = budget;
-    MemoryPool& pool = memory_pool(Device::CPU);
-    pool.reset_peak();
-    const Segmentation seg = segment(n.net, n.ctx, cfg, ct, so);
-    EXPECT_EQ(seg.plan.whole_volume, budget > 0);
-    const size_t peak = pool.stats().peak;
-    EXPECT_LE(peak, seg.plan.estimated_bytes) << "budget " << budget;
-    EXPECT_LE(seg.plan.estimated_bytes, peak + kConvColumnBudget) << "budget " << budget;
-  }
+  for (const Precision pr : kPrecisions)
+    for (size_t budget : {size_t(0), size_t(1) << 30}) {
+      Net n(pr);
+      SegmentOptions so;
+      so.grid.patch = {16, 16, 8};
+      so.grid.overlap = 2;
+      so.grid.batch = 3;
+      so.max_memory_bytes = budget;
+      MemoryPool& pool = memory_pool(Device::CPU);
+      pool.reset_peak();
+      const Segmentation seg = segment(n.net, n.ctx, cfg, ct, so);
+      EXPECT_EQ(seg.plan.whole_volume, budget > 0);
+      EXPECT_EQ(seg.plan.precision, pr);
+      const size_t peak = pool.stats().peak;
+      std::printf("%s, budget %zu: pool peak %zu bytes, plan %zu bytes\n", precision_name(pr),
+                  budget, peak, seg.plan.estimated_bytes);
+      EXPECT_LE(peak, seg.plan.estimated_bytes) << precision_name(pr) << " budget " << budget;
+      EXPECT_LE(seg.plan.estimated_bytes, peak + kConvColumnBudget)
+          << precision_name(pr) << " budget " << budget;
+    }
 }
 
 // A budget below one patch is a clear error naming --max-memory.
@@ -354,7 +371,7 @@ TEST(InferencePipelineCpu, BudgetBelowOnePatchIsAnError) {
   Net n;
   Context& ctx = n.ctx;
   try {
-    plan_inference(ctx, n.net.config(), {20, 20, 20},
+    plan_inference(ctx, n.net.config(), Precision::F32, {20, 20, 20},
                    GridOptions{{8, 8, 8}, 2, 2, AggregateMode::Crop}, 1024);
     FAIL() << "expected an error";
   } catch (const Error& e) {

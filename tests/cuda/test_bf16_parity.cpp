@@ -14,7 +14,7 @@
 //   adjacent: |a - b| <= 1 bf16 ulp of max(|a|, |b|) (plus 1e-6 * max|g| for the fp32 part).
 // - Adam (master): as the fp32 test, rtol 1e-5, atol 1e-7 (FMA contraction on the device); the
 //   bf16 copy is the rounding of masters that differ by that much: equal or 1 bf16 ulp apart.
-// - Convolutions (tests/cuda/test_bf16_conv.cpp) have their own derivation.
+// - Convolutions: derived below (ConvolutionsWithinTheDerivedBound).
 // Shapes include odd and size-1 extents, channel slices (strided views) and padded channels.
 #include <gtest/gtest.h>
 
@@ -25,6 +25,9 @@
 #include <string>
 #include <vector>
 
+#include "cuseg/engine/context.h"
+#include "cuseg/engine/ops.h"
+#include "cuseg/engine/param.h"
 #include "cuseg/engine/tensor.h"
 #include "cuseg/kernels/adam.h"
 #include "cuseg/kernels/bias_grad.h"
@@ -355,4 +358,199 @@ TEST(Bf16Parity, FilterCopiesAndAdamWithCopy) {
     const float a = cc.f32()[i], b = ch.f32()[i];
     ASSERT_LE(std::fabs(a - b), bf16_ulp(std::max(std::fabs(a), std::fabs(b)))) << "copy " << i;
   }
+}
+
+// --------------------------------------------------------------------------- convolutions
+// GPU: the cuDNN graphs (engine/cuda/conv_cl.h), CPU: the oracle (engine/conv_cl_cpu.h), through
+// the public ops with identical bf16 inputs and weight copies.
+//
+// Tolerance, derived. An output element is s = sum_{i=1..K} a_i b_i (+ bias), every a_i, b_i a
+// bf16 value (8 significant bits), so every product is exact in fp32 (16 bits <= 24). Both sides
+// sum the K (+1) exact terms in fp32, in different orders: the CPU with IEEE round-to-nearest
+// (unit roundoff 2^-24), the GPU's tensor cores with an fp32 accumulator we allow to truncate
+// (unit 2^-23); plans with the numerical notes REDUCED_PRECISION_REDUCTION, FFT, WINOGRAD or
+// DOWN_CONVERT_INPUTS are never built (engine/cuda/cudnn_graph.h), so every plan is such a direct
+// sum. Recursive summation of n terms is within gamma_n * S of the exact sum, gamma_n =
+// n u / (1 - n u), S = sum |a_i b_i| (+ |bias|); so |s_gpu - s_cpu| <= 2 gamma_{K+1} S with
+// u = 2^-23. ReLU and the ReLU mask are 1-Lipschitz / exact. Where the result is stored in bf16
+// each side rounds once (RNE): |rn(p) - rn(q)| <= |p - q| + 2^-8 (|p| + |q|) <= |p - q| +
+// 2^-7 max. Hence, per element:
+//   forward / backward-data: |gpu - cpu| <= 2 gamma_{K+1} S + 2^-7 max(|gpu|, |cpu|) + 2^-133
+//     (K = Cin k^3 resp. Cout k^3; the last term covers subnormal spacing),
+//   backward-filter (fp32 dw, or bf16 when cuDNN offers no fp32 dw: conv_cl.h):
+//     |gpu - cpu| <= 2 gamma_{K+1} S + 2^-7 max(...) with K = N D H W (the bf16 term only
+//     matters in the bf16-dw case; it is kept in both because the test does not know which ran),
+//   bias gradient: exact (kernels/bias_grad.h: the same order on both sides).
+// S is computed on the CPU by the same fp32 operation on |x|, |w|, |b| (|dy|), whose own
+// rounding (<= gamma S, positive terms) is covered by using 2 gamma + 2^-20 relative headroom.
+// The bound is worst-case; real differences are orders of magnitude below it, and a wrong
+// result (a wrong tap, a transposed filter, a lost bias, cuDNN 9.8-9.10's bf16 conv3d bug) is
+// of the order of S itself, far above it.
+namespace {
+
+double gamma_n(double n) {
+  const double u = std::ldexp(1.0, -23);
+  return n * u / (1 - n * u);
+}
+
+Tensor abs_of(const Tensor& f) {
+  Tensor a = f.clone();
+  for (int64_t i = 0; i < a.numel(); ++i) a.f32()[i] = std::fabs(a.f32()[i]);
+  return a;
+}
+
+Tensor rounded(const Tensor& f) {
+  Tensor r = f.clone();
+  for (int64_t i = 0; i < r.numel(); ++i) r.f32()[i] = round_bf16(r.f32()[i]);
+  return r;
+}
+
+::testing::AssertionResult within_bound(const std::string& what, const Tensor& cpu,
+                                        const Tensor& gpu, const Tensor& S, double gamma2) {
+  int64_t bad = 0, first = -1;
+  double worst = 0;
+  for (int64_t i = 0; i < cpu.numel(); ++i) {
+    const double a = cpu.f32()[i], b = gpu.f32()[i];
+    const double tol = (gamma2 + std::ldexp(1.0, -20)) * S.f32()[i] +
+                       std::ldexp(std::max(std::fabs(a), std::fabs(b)), -7) + std::ldexp(1.0, -133);
+    const double err = std::fabs(a - b);
+    if (!(err <= tol)) {
+      if (first < 0) first = i;
+      ++bad;
+    }
+    if (tol > 0) worst = std::max(worst, err / tol);
+  }
+  std::printf("%-48s worst |err| / bound = %.3g\n", what.c_str(), worst);
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << what << ": " << bad << " of " << cpu.numel() << " elements beyond the bound; first "
+         << first << ": cpu " << cpu.f32()[first] << " cuda " << gpu.f32()[first];
+}
+
+struct ConvCaseCL {
+  Shape x;   // [N, Cin, D, H, W]
+  int cout;  // output channels (a multiple of 8, or the padded head)
+  int k;
+};
+const std::vector<ConvCaseCL> kConvCases = {
+    {{1, 8, 1, 1, 1}, 8, 3},      {{2, 8, 6, 5, 7}, 16, 3},     {{1, 8, 9, 9, 9}, 8, 3},
+    {{2, 8, 5, 6, 4}, 8, 1},      {{2, 32, 8, 8, 8}, 8, 1},     {{2, 16, 8, 8, 8}, 32, 3},
+    {{2, 32, 24, 24, 24}, 32, 3}, {{2, 96, 12, 12, 12}, 32, 3},
+};
+
+// A bf16 weight copy (channels-last, the model's layout) and its bias copy from fp32 values.
+struct Copies {
+  Tensor w, b;
+};
+Copies make_copies(Context& ctx, const Tensor& w32, const Tensor& b32) {
+  const int cout = int(w32.dim(0)), cin = int(w32.dim(1)), k = int(w32.dim(2));
+  Param pw, pb;
+  pw.value = w32.to(ctx.device());
+  pw.copy = Tensor::empty_channels_last(w32.shape(), DType::BF16, ctx.device());
+  pw.copy.zero();
+  pw.copy_map = filter_map_cl(cout, cin, cin, k * k * k);
+  refresh_weight_copy(ctx, pw);
+  pb.value = b32.to(ctx.device());
+  pb.copy = Tensor::zeros({cout}, DType::BF16, ctx.device());
+  pb.copy_map = filter_map_master(cout, 1, 1);
+  refresh_weight_copy(ctx, pb);
+  return {pw.copy, pb.copy};
+}
+
+}  // namespace
+
+TEST(Bf16Parity, ConvolutionsWithinTheDerivedBound) {
+  CUSEG_REQUIRE_CUDA();
+  Context cpu(Device::CPU), gpu(Device::CUDA);
+  std::mt19937 rng(7);
+  for (const ConvCaseCL& cc : kConvCases)
+    for (int variant = 0; variant < 2; ++variant) {
+      const bool slices = variant == 1;  // x, y, gy, gx and the mask as channel slices
+      const Shape xs = cc.x;
+      const Shape ys = {xs[0], cc.cout, xs[2], xs[3], xs[4]};
+      const std::string tag = shape_str(xs) + " -> " + std::to_string(cc.cout) + " k" +
+                              std::to_string(cc.k) + (slices ? " (slices)" : "");
+      const Tensor x32 = rounded(f32_random(xs, rng)), gy32 = rounded(f32_random(ys, rng));
+      const Tensor m32 = rounded(f32_random(xs, rng));  // ReLU mask: about half positive
+      const double fan = double(xs[1]) * cc.k * cc.k * cc.k;
+      const Tensor w32 = rounded(f32_random({cc.cout, xs[1], cc.k, cc.k, cc.k}, rng,
+                                            float(-1 / std::sqrt(fan)), float(1 / std::sqrt(fan))));
+      const Tensor b32 = rounded(f32_random({cc.cout}, rng));
+      const Copies cc_cpu = make_copies(cpu, w32, b32), cc_gpu = make_copies(gpu, w32, b32);
+      // CPU side (packed).
+      const Tensor x = cl_from(x32), gy = cl_from(gy32), m = cl_from(m32);
+      Tensor y = Tensor::empty_channels_last(ys, DType::BF16, Device::CPU);
+      conv3d_forward(cpu, x, cc_cpu.w, cc_cpu.b, y, true);
+      Tensor gx = Tensor::empty_channels_last(xs, DType::BF16, Device::CPU);
+      Tensor gw = Tensor::zeros(w32.shape()), gb = Tensor::zeros({cc.cout});
+      conv3d_backward(cpu, x, cc_cpu.w, gy, gx, gw, gb, m);
+      // GPU side, twice (the second run must give the same bits: deterministic plans).
+      const Tensor xd = on_device(x, slices), gyd = on_device(gy, slices),
+                   md = on_device(m, slices);
+      Tensor yd[2], gxd[2], gwd[2], gbd[2];
+      for (int r = 0; r < 2; ++r) {
+        yd[r] = device_out(ys, slices);
+        conv3d_forward(gpu, xd, cc_gpu.w, cc_gpu.b, yd[r], true);
+        gxd[r] = device_out(xs, slices);
+        gwd[r] = Tensor::zeros(w32.shape(), DType::F32, Device::CUDA);
+        gbd[r] = Tensor::zeros({cc.cout}, DType::F32, Device::CUDA);
+        conv3d_backward(gpu, xd, cc_gpu.w, gyd, gxd[r], gwd[r], gbd[r], md);
+      }
+      // Bounds: S from the fp32 CPU ops on absolute values.
+      Tensor Sy = Tensor::empty(ys), Sx = Tensor::empty(xs), Sw = Tensor::zeros(w32.shape());
+      conv3d_forward(cpu, abs_of(x32), abs_of(w32), abs_of(b32), Sy, false);
+      conv3d_backward(cpu, abs_of(x32), abs_of(w32), abs_of(gy32), Sx, Sw, Tensor());
+      const double K_fwd = fan + 1, K_bwd = double(cc.cout) * cc.k * cc.k * cc.k,
+                   K_w = double(xs[0]) * xs[2] * xs[3] * xs[4];
+      EXPECT_TRUE(within_bound("forward " + tag, values(y), values(yd[0]), Sy, 2 * gamma_n(K_fwd)));
+      EXPECT_TRUE(
+          within_bound("backward-data " + tag, values(gx), values(gxd[0]), Sx, 2 * gamma_n(K_bwd)));
+      EXPECT_TRUE(
+          within_bound("backward-filter " + tag, gw, gwd[0].to(Device::CPU), Sw, 2 * gamma_n(K_w)));
+      EXPECT_TRUE(bits_equal("bias gradient " + tag, gb, gbd[0].to(Device::CPU)));
+      EXPECT_TRUE(bits_equal("forward repeat " + tag, values(yd[0]), values(yd[1])));
+      EXPECT_TRUE(bits_equal("backward-data repeat " + tag, values(gxd[0]), values(gxd[1])));
+      EXPECT_TRUE(bits_equal("backward-filter repeat " + tag, gwd[0].to(Device::CPU),
+                             gwd[1].to(Device::CPU)));
+    }
+  const Context::GraphPlans g = gpu.graph_plans();
+  std::printf(
+      "cuDNN graph plans: %d built, %d refused (refusals are warned on stderr), largest "
+      "workspace %zu B; %s\n",
+      g.built, g.refused, g.max_workspace, gpu_library_versions().c_str());
+}
+
+// The performance path must be the graph path: packed bf16 operands of the reference network's
+// layers (including the padded 8-channel input and head) are never refused by cuDNN. A failure
+// here means this cuDNN runs the bf16 network on its fallbacks (numerically right, slow).
+// Channel-slice operands may be refused (they then run on packed copies, conv_cl.h); that is
+// reported, not failed.
+TEST(Bf16Parity, GraphPathTakenForPackedReferenceLayers) {
+  CUSEG_REQUIRE_CUDA();
+  Context gpu(Device::CUDA);
+  std::mt19937 rng(8);
+  struct Layer {
+    int cin, cout, k, edge;
+  };
+  // Level-1 shapes at batch 2, 32^3 (same plans' engines as 96^3, cheaper to build inputs for).
+  for (const Layer& l : {Layer{8, 32, 3, 32}, Layer{32, 32, 3, 32}, Layer{96, 32, 3, 32},
+                         Layer{64, 64, 3, 16}, Layer{384, 128, 3, 8}, Layer{32, 8, 1, 32}}) {
+    const Shape xs = {2, l.cin, l.edge, l.edge, l.edge}, ys = {2, l.cout, l.edge, l.edge, l.edge};
+    const Copies c = make_copies(gpu, f32_random({l.cout, l.cin, l.k, l.k, l.k}, rng, -0.1f, 0.1f),
+                                 f32_random({l.cout}, rng));
+    const Tensor x = cl_from(f32_random(xs, rng)).to(Device::CUDA);
+    const Tensor gy = cl_from(f32_random(ys, rng)).to(Device::CUDA);
+    Tensor y = Tensor::empty_channels_last(ys, DType::BF16, Device::CUDA);
+    Tensor gx = Tensor::empty_channels_last(xs, DType::BF16, Device::CUDA);
+    Tensor gw = Tensor::zeros({l.cout, l.cin, l.k, l.k, l.k}, DType::F32, Device::CUDA);
+    Tensor gb = Tensor::zeros({l.cout}, DType::F32, Device::CUDA);
+    const int before = gpu.graph_plans().refused;
+    conv3d_forward(gpu, x, c.w, c.b, y, true);
+    conv3d_backward(gpu, x, c.w, gy, gx, gw, gb, x);
+    EXPECT_EQ(gpu.graph_plans().refused, before)
+        << "cuDNN refused a packed bf16 graph for " << l.cin << " -> " << l.cout << " k" << l.k
+        << " at " << l.edge << "^3 (see the warning above); " << gpu_library_versions();
+  }
+  std::printf("graph plans built: %d; %s\n", gpu.graph_plans().built,
+              gpu_library_versions().c_str());
 }

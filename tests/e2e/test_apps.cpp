@@ -405,3 +405,41 @@ TEST_F(Apps, MaxMemoryPicksWholeVolumeOrBatchOrRefuses) {
   EXPECT_NE(r.out.find("--max-memory"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(o / "tiny.nii.gz"));
 }
+
+// bf16 through the apps on the CPU (the bf16 oracle): train a 2-level net with filters 8, 16
+// for two steps, infer with --precision bf16 under --max-memory (the whole volume fits; the
+// pool's peak stays under the plan's own estimate, which is exact for the buffers it plans),
+// and the clear errors: bf16 with filter counts that are not multiples of 8.
+TEST_F(Apps, Bf16TrainInferAndMaxMemoryOnTheCpu) {
+  ASSERT_TRUE(trained_ok_);
+  const fs::path run_dir = kWork / "run_bf16";
+  Result r = run(kBin + "engine_train -c " + config_ + " -o " + run_dir.string() +
+                 " --precision bf16 --set model.filters=[8,16] --stop-after-steps 2");
+  ASSERT_EQ(r.rc, 130) << r.out;  // stopped as by Ctrl-C, checkpoint saved
+  EXPECT_NE(r.out.find("precision bf16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("libraries: "), std::string::npos) << r.out;
+  const std::string in = (kWork / "phantom" / "imagesTr" / "liver_0.nii.gz").string();
+  const fs::path o = kWork / "bf16";
+  r = run(kBin + "engine_infer -m " + run_dir.string() + " -i " + in + " -o " +
+          (o / "mask.nii.gz").string() + " --precision bf16 --max-memory 4096 --stats " +
+          (o / "stats.json").string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("whole volume in one pass"), std::string::npos) << r.out;
+  expect_same_geometry((o / "mask.nii.gz").string(), in);
+  const json s = json::parse(std::ifstream(o / "stats.json"));
+  EXPECT_EQ(s["precision"].get<std::string>(), "bf16");
+  EXPECT_LE(s["peak_device_pool_mib"].get<double>(), s["plan"]["estimated_mib"].get<double>());
+  // The fp32-trained 4,8 model cannot run in bf16: a clear error naming the rule, no mask.
+  r = run(kBin + "engine_infer -m " + (kWork / "runA").string() + " -i " + in + " -o " +
+          (o / "bad.nii.gz").string() + " --precision bf16");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("multiple of 8"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(o / "bad.nii.gz"));
+  r = run(kBin + "engine_train -c " + config_ + " -o " + (kWork / "run_bad").string() +
+          " --precision bf16");
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("multiple of 8"), std::string::npos) << r.out;
+  r = run(kBin + "engine_train -c " + config_ + " -o " + (kWork / "run_bad").string() +
+          " --precision fp16");
+  EXPECT_NE(r.rc, 0);
+}
