@@ -186,6 +186,142 @@ def main():
         meta["nvidia_smi"] = sh(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem",
                                  "--format=csv,noheader"])
 
+    # Results are written after every benchmark process (partial=True), so a run cut by a time
+    # limit (the GPU kit's stage) still leaves what finished; the final write replaces them.
+    def report(partial):
+        # ------------------------------------------------------------------ table
+        peak_bf16 = None
+        for e in log:
+            r = e.get("result") or {}
+            if r.get("impl") == "cuseg" and r.get("device", {}).get("peak_bf16_flop_per_s"):
+                peak_bf16 = r["device"]["peak_bf16_flop_per_s"]
+                break
+        rows, summary, failed = [], {}, False
+        for b in benches:
+            summary[b] = {}
+            for name, runs in results.get(b, {}).items():
+                ok = [r for r in runs if r]
+                failed |= len(ok) != len(runs)
+                if not ok:
+                    summary[b][name] = {"error": "every run failed"}
+                    continue
+                med = [r[METRIC[b]]["median"] for r in ok]
+                mem = [mem_mib(r, device) for r in ok]
+                s = {"median_s": statistics.median(med), "min_s": min(r[METRIC[b]]["min"] for r in ok),
+                     "peak_mib": max(m for m in mem if m is not None) if any(m is not None for m in mem) else None,
+                     "runs": len(ok)}
+                cfg = ok[0].get("config", {})
+                if b in ("step", "forward") and peak_bf16 and "batch" in cfg:
+                    fl = unet_flops(cfg.get("filters", "32,64,128,256"), cfg["batch"], cfg["patch"], b)
+                    s["flops"] = fl
+                    s["pct_bf16_peak"] = 100.0 * fl / s["median_s"] / peak_bf16
+                if b == "volume":
+                    w = [r.get("whole_volume", {}).get("volume_s", {}).get("median") for r in ok]
+                    w = [x for x in w if x is not None]
+                    s["whole_volume_median_s"] = statistics.median(w) if w else None
+                if device == "cpu" and name.startswith("cuseg"):
+                    s["pool_peak_mib"] = max(r["memory"].get("pool_peak_mib", 0) for r in ok)
+                summary[b][name] = s
+            ours_names = [n for n in summary[b] if n.startswith("cuseg") and "error" not in summary[b][n]]
+            for name, s in summary[b].items():
+                if "error" in s:
+                    rows.append((b, name, "failed", "", "", "", "", ""))
+                    continue
+                ratios = []
+                for on in ours_names:
+                    o = summary[b][on]
+                    rt = o["median_s"] / s["median_s"]
+                    rm = (o["peak_mib"] / s["peak_mib"]) if o.get("peak_mib") and s.get("peak_mib") else None
+                    s.setdefault("ratio_time_ours_over_peer", {})[on] = rt
+                    s.setdefault("ratio_mem_ours_over_peer", {})[on] = rm
+                    if not name.startswith("cuseg"):
+                        ratios.append(f"{on[6:]} {rt:.2f}" + ("" if rm is None else f" / {rm:.2f}"))
+                rows.append((b, name, f"{s['median_s'] * 1e3:.1f}", f"{s['min_s'] * 1e3:.1f}",
+                             "" if s.get("peak_mib") is None else f"{s['peak_mib']:.0f}",
+                             "" if s.get("pct_bf16_peak") is None else f"{s['pct_bf16_peak']:.1f}",
+                             "; ".join(ratios),
+                             "" if s.get("whole_volume_median_s") is None else f"{s['whole_volume_median_s'] * 1e3:.0f}"))
+
+        # Headline: cuseg-bf16 against the AMP and torch.compile peers, with the targets.
+        headline = []
+        def get(b, name, key):
+            return summary.get(b, {}).get(name, {}).get(key)
+        ob = "cuseg-bf16"
+        if get("step", ob, "median_s"):
+            for peer, target in (("pytorch-amp", 2.0), ("pytorch-compile-amp", 1.3), ("pytorch-compile", 1.3)):
+                t = get("step", peer, "median_s")
+                if t:
+                    headline.append(f"train step: {t / get('step', ob, 'median_s'):.2f}x faster than {peer} "
+                                    f"(target >= {target}x)")
+            if get("step", ob, "pct_bf16_peak") is not None:
+                headline.append(f"train step: {get('step', ob, 'pct_bf16_peak'):.1f} % of the bf16 peak "
+                                f"({peak_bf16 / 1e12:.0f} TFLOP/s; target >= 40 %)")
+            m_ours, m_amp = get("step", ob, "peak_mib"), get("step", "pytorch-amp", "peak_mib")
+            if m_ours and m_amp:
+                headline.append(f"train step peak memory: {m_ours / m_amp:.2f}x pytorch-amp (target <= 0.5x)")
+        if get("volume", ob, "median_s"):
+            headline.append(f"volume (grid, patch batches): {get('volume', ob, 'median_s') * 1e3:.0f} ms; whole "
+                            f"volume in one pass: "
+                            + ("n/a" if get("volume", ob, "whole_volume_median_s") is None
+                               else f"{get('volume', ob, 'whole_volume_median_s') * 1e3:.0f} ms")
+                            + " (target <= 50 ms)")
+        if not partial:
+            for h in headline:
+                print("headline: " + h)
+
+        mem_label = "peak MiB (pool / max_allocated)" if device == "cuda" else "peak RSS MiB"
+        hdr = ("benchmark", "impl", "median ms", "min ms", mem_label, "% bf16 peak",
+               "ours/peer: time / mem", "whole-vol ms")
+        widths = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
+        line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+        table = [line(hdr), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows]
+        if not partial:
+            print("\n".join(table))
+
+        devname = device
+        first = next((e["result"] for e in log if e.get("result")), None)
+        if first:
+            devname = first["device"].get("name", device)
+            meta["device_info_ours"] = next((e["result"]["device"] for e in log
+                                              if (e.get("result") or {}).get("impl") == "cuseg"), None)
+            meta["device_info_torch"] = next((e["result"]["device"] for e in log
+                                               if (e.get("result") or {}).get("impl", "").startswith("pytorch")), None)
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", devname).strip("-").lower()[:40]
+        stem = f"{now:%Y-%m-%d}_{device}-{slug}_{profile}" + (f"_{args.tag}" if args.tag else "")
+        os.makedirs(args.out_dir, exist_ok=True)
+        out = {"meta": dict(meta, partial=partial), "profile_args": {b: PROFILES[profile][b]["args"] for b in benches},
+               "summary": summary, "headline": headline, "peak_bf16_flops": peak_bf16, "runs": log}
+        # Results are committed: record paths relative to the repository, not the machine's.
+        out = json.loads(json.dumps(out).replace(ROOT + os.sep, ""))
+        m_out = out["meta"]
+        with open(os.path.join(args.out_dir, stem + ".json"), "w") as f:
+            json.dump(out, f, indent=2)
+        with open(os.path.join(args.out_dir, stem + ".md"), "w") as f:
+            f.write(f"# cuseg vs PyTorch: {device} ({devname}), profile {profile}\n\n")
+            if partial:
+                f.write("**Partial: written after each benchmark process; the run did not finish "
+                        "(cut by a time limit?). Only the rows below ran.**\n\n")
+            f.write(f"- date (UTC): {m_out['date_utc']}\n- git commit: {m_out['git_commit']}"
+                    f"{' (dirty tree)' if m_out['git_dirty'] else ''}\n- command: `{m_out['command']}`\n")
+            for k in ("device_info_ours", "device_info_torch"):
+                if m_out.get(k):
+                    f.write(f"- {k}: `{json.dumps(m_out[k])}`\n")
+            if m_out.get("nvidia_smi"):
+                f.write(f"- nvidia-smi: {m_out['nvidia_smi']}\n")
+            f.write(f"- load average at start: {m_out['host_load_average_at_start']}\n")
+            f.write(f"- repeats per contender: {args.repeat} (median / min over per-process medians)\n\n")
+            for b in benches:
+                f.write(f"- {b}: `{' '.join(PROFILES[profile][b]['args'])}`\n")
+            f.write("\nRatios are ours / peer (time / peak memory) for each cuseg precision: below 1 means "
+                    "cuseg is faster or uses less memory. % bf16 peak: useful convolution FLOPs / median "
+                    "time / the dense bf16 tensor-core peak.\n\n")
+            f.write("\n".join(table) + "\n")
+            if headline:
+                f.write("\n" + "\n".join("- " + h for h in headline) + "\n")
+        if not partial:
+            print(f"wrote {os.path.join(args.out_dir, stem)}.{{json,md}}", file=sys.stderr)
+        return failed
+
     log, results = [], {}
     for b in benches:
         spec = PROFILES[profile][b]
@@ -199,133 +335,9 @@ def main():
             for name, cmd in contenders:
                 j = run_json(cmd, log)
                 results.setdefault(b, {}).setdefault(name, []).append(j)
+                report(partial=True)
 
-    # ------------------------------------------------------------------ table
-    peak_bf16 = None
-    for e in log:
-        r = e.get("result") or {}
-        if r.get("impl") == "cuseg" and r.get("device", {}).get("peak_bf16_flop_per_s"):
-            peak_bf16 = r["device"]["peak_bf16_flop_per_s"]
-            break
-    rows, summary, failed = [], {}, False
-    for b in benches:
-        summary[b] = {}
-        for name, runs in results.get(b, {}).items():
-            ok = [r for r in runs if r]
-            failed |= len(ok) != len(runs)
-            if not ok:
-                summary[b][name] = {"error": "every run failed"}
-                continue
-            med = [r[METRIC[b]]["median"] for r in ok]
-            mem = [mem_mib(r, device) for r in ok]
-            s = {"median_s": statistics.median(med), "min_s": min(r[METRIC[b]]["min"] for r in ok),
-                 "peak_mib": max(m for m in mem if m is not None) if any(m is not None for m in mem) else None,
-                 "runs": len(ok)}
-            cfg = ok[0].get("config", {})
-            if b in ("step", "forward") and peak_bf16 and "batch" in cfg:
-                fl = unet_flops(cfg.get("filters", "32,64,128,256"), cfg["batch"], cfg["patch"], b)
-                s["flops"] = fl
-                s["pct_bf16_peak"] = 100.0 * fl / s["median_s"] / peak_bf16
-            if b == "volume":
-                w = [r.get("whole_volume", {}).get("volume_s", {}).get("median") for r in ok]
-                w = [x for x in w if x is not None]
-                s["whole_volume_median_s"] = statistics.median(w) if w else None
-            if device == "cpu" and name.startswith("cuseg"):
-                s["pool_peak_mib"] = max(r["memory"].get("pool_peak_mib", 0) for r in ok)
-            summary[b][name] = s
-        ours_names = [n for n in summary[b] if n.startswith("cuseg") and "error" not in summary[b][n]]
-        for name, s in summary[b].items():
-            if "error" in s:
-                rows.append((b, name, "failed", "", "", "", "", ""))
-                continue
-            ratios = []
-            for on in ours_names:
-                o = summary[b][on]
-                rt = o["median_s"] / s["median_s"]
-                rm = (o["peak_mib"] / s["peak_mib"]) if o.get("peak_mib") and s.get("peak_mib") else None
-                s.setdefault("ratio_time_ours_over_peer", {})[on] = rt
-                s.setdefault("ratio_mem_ours_over_peer", {})[on] = rm
-                if not name.startswith("cuseg"):
-                    ratios.append(f"{on[6:]} {rt:.2f}" + ("" if rm is None else f" / {rm:.2f}"))
-            rows.append((b, name, f"{s['median_s'] * 1e3:.1f}", f"{s['min_s'] * 1e3:.1f}",
-                         "" if s.get("peak_mib") is None else f"{s['peak_mib']:.0f}",
-                         "" if s.get("pct_bf16_peak") is None else f"{s['pct_bf16_peak']:.1f}",
-                         "; ".join(ratios),
-                         "" if s.get("whole_volume_median_s") is None else f"{s['whole_volume_median_s'] * 1e3:.0f}"))
-
-    # Headline: cuseg-bf16 against the AMP and torch.compile peers, with the targets.
-    headline = []
-    def get(b, name, key):
-        return summary.get(b, {}).get(name, {}).get(key)
-    ob = "cuseg-bf16"
-    if get("step", ob, "median_s"):
-        for peer, target in (("pytorch-amp", 2.0), ("pytorch-compile-amp", 1.3), ("pytorch-compile", 1.3)):
-            t = get("step", peer, "median_s")
-            if t:
-                headline.append(f"train step: {t / get('step', ob, 'median_s'):.2f}x faster than {peer} "
-                                f"(target >= {target}x)")
-        if get("step", ob, "pct_bf16_peak") is not None:
-            headline.append(f"train step: {get('step', ob, 'pct_bf16_peak'):.1f} % of the bf16 peak "
-                            f"({peak_bf16 / 1e12:.0f} TFLOP/s; target >= 40 %)")
-        m_ours, m_amp = get("step", ob, "peak_mib"), get("step", "pytorch-amp", "peak_mib")
-        if m_ours and m_amp:
-            headline.append(f"train step peak memory: {m_ours / m_amp:.2f}x pytorch-amp (target <= 0.5x)")
-    if get("volume", ob, "median_s"):
-        headline.append(f"volume (grid, patch batches): {get('volume', ob, 'median_s') * 1e3:.0f} ms; whole "
-                        f"volume in one pass: "
-                        + ("n/a" if get("volume", ob, "whole_volume_median_s") is None
-                           else f"{get('volume', ob, 'whole_volume_median_s') * 1e3:.0f} ms")
-                        + " (target <= 50 ms)")
-    for h in headline:
-        print("headline: " + h)
-
-    mem_label = "peak MiB (pool / max_allocated)" if device == "cuda" else "peak RSS MiB"
-    hdr = ("benchmark", "impl", "median ms", "min ms", mem_label, "% bf16 peak",
-           "ours/peer: time / mem", "whole-vol ms")
-    widths = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
-    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-    table = [line(hdr), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows]
-    print("\n".join(table))
-
-    devname = device
-    first = next((e["result"] for e in log if e.get("result")), None)
-    if first:
-        devname = first["device"].get("name", device)
-        meta["device_info_ours"] = next((e["result"]["device"] for e in log
-                                          if (e.get("result") or {}).get("impl") == "cuseg"), None)
-        meta["device_info_torch"] = next((e["result"]["device"] for e in log
-                                           if (e.get("result") or {}).get("impl", "").startswith("pytorch")), None)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", devname).strip("-").lower()[:40]
-    stem = f"{now:%Y-%m-%d}_{device}-{slug}_{profile}" + (f"_{args.tag}" if args.tag else "")
-    os.makedirs(args.out_dir, exist_ok=True)
-    out = {"meta": meta, "profile_args": {b: PROFILES[profile][b]["args"] for b in benches},
-           "summary": summary, "headline": headline, "peak_bf16_flops": peak_bf16, "runs": log}
-    # Results are committed: record paths relative to the repository, not the machine's.
-    out = json.loads(json.dumps(out).replace(ROOT + os.sep, ""))
-    meta = out["meta"]
-    with open(os.path.join(args.out_dir, stem + ".json"), "w") as f:
-        json.dump(out, f, indent=2)
-    with open(os.path.join(args.out_dir, stem + ".md"), "w") as f:
-        f.write(f"# cuseg vs PyTorch: {device} ({devname}), profile {profile}\n\n")
-        f.write(f"- date (UTC): {meta['date_utc']}\n- git commit: {meta['git_commit']}"
-                f"{' (dirty tree)' if meta['git_dirty'] else ''}\n- command: `{meta['command']}`\n")
-        for k in ("device_info_ours", "device_info_torch"):
-            if meta.get(k):
-                f.write(f"- {k}: `{json.dumps(meta[k])}`\n")
-        if meta.get("nvidia_smi"):
-            f.write(f"- nvidia-smi: {meta['nvidia_smi']}\n")
-        f.write(f"- load average at start: {meta['host_load_average_at_start']}\n")
-        f.write(f"- repeats per contender: {args.repeat} (median / min over per-process medians)\n\n")
-        for b in benches:
-            f.write(f"- {b}: `{' '.join(PROFILES[profile][b]['args'])}`\n")
-        f.write("\nRatios are ours / peer (time / peak memory) for each cuseg precision: below 1 means "
-                "cuseg is faster or uses less memory. % bf16 peak: useful convolution FLOPs / median "
-                "time / the dense bf16 tensor-core peak.\n\n")
-        f.write("\n".join(table) + "\n")
-        if headline:
-            f.write("\n" + "\n".join("- " + h for h in headline) + "\n")
-    print(f"wrote {os.path.join(args.out_dir, stem)}.{{json,md}}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if report(partial=False) else 0
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@
 #               ops, the fused conv's output, the training-patch kernels, one training step),
 #               only when a device answered and time is left
 #   benchmarks  only with CUSEG_KIT_BENCH=1, or when a device answered and >= 200 s are left:
-#               engine_bench step and data --pipeline device, bench/compare.sh quick (ours vs
-#               PyTorch), bench_kernels
+#               engine_bench step in bf16 and fp32, data --pipeline device, bench/compare.sh
+#               quick (ours in bf16 and fp32 vs PyTorch AMP / compile / eager: step, forward,
+#               volume), bench_kernels (bf16 cases included)
 # Environment: JOBS (default: all cores), CUSEG_KIT_DIR (default <repo>/.kit),
 # CUSEG_KIT_PYTHON (default python3), CUSEG_KIT_BENCH (1: benchmarks even when short of time).
 set -uo pipefail
@@ -311,10 +312,14 @@ if [ $device_ran = 1 ] && { [ "${CUSEG_KIT_BENCH:-0}" = 1 ] || [ "$(left)" -ge 2
   }
   stage bench-build "$(limit 90)" bash -c "$(declare -f bench_deps); $(declare -p work kit prefix jobs gen repo build); bench_deps"
   note "bench build: rc $?"
-  if [ -x "$build/bench/engine_bench" ] && [ "$(left)" -ge 30 ]; then
-    stage engine-bench "$(limit 60)" "$build/bench/engine_bench" step --device cuda --json "$bench_out/engine_bench_step.json"
-    note "engine_bench step: rc $?; $(grep -m3 -iE 'ms|step' "$logs/engine-bench.log" | tr '\n' ' ')"
-  fi
+  # The reference training step (96^3, batch 2) in bf16 (the issue's target) and in fp32.
+  for prec in bf16 fp32; do
+    if [ -x "$build/bench/engine_bench" ] && [ "$(left)" -ge 30 ]; then
+      stage engine-bench-$prec "$(limit 60)" "$build/bench/engine_bench" step --device cuda --precision $prec \
+        --json "$bench_out/engine_bench_step_$prec.json"
+      note "engine_bench step --precision $prec: rc $?; $(grep -m4 -E '"median"|"pct_of_bf16_peak"|"refused"' "$logs/engine-bench-$prec.log" | tr -s ' \n' ' ')"
+    fi
+  done
   if [ -x "$build/bench/engine_bench" ] && [ "$(left)" -ge 30 ]; then
     # Training patches/s of the device pipeline (issue target: >= 1000 patches/s of 96^3).
     stage engine-bench-data "$(limit 60)" "$build/bench/engine_bench" data --pipeline device --patches 200 \
@@ -330,9 +335,14 @@ if [ $device_ran = 1 ] && { [ "${CUSEG_KIT_BENCH:-0}" = 1 ] || [ "$(left)" -ge 2
     note "engine_bench dist (NCCL, world 1): rc $?; $(grep -m4 -E 'step|allreduce' "$logs/engine-bench-dist.log" | tr -s ' \n' ' ')"
   fi
   if [ -x "$build/bench/engine_bench" ] && [ "$(left)" -ge 120 ]; then
-    # Ours vs PyTorch (eager fp32, AMP bf16 channels-last, torch.compile): same run, same device.
+    # Ours in bf16 and fp32 vs PyTorch (AMP bf16 channels-last, torch.compile of it, eager fp32,
+    # torch.compile): step, forward and volume, same run, same device. The most wanted rows run
+    # first and compare.py rewrites its results after every process, so a stage cut by its
+    # limit still returns what finished (marked partial).
     export CUSEG_ENGINE_BENCH="$build/bench/engine_bench" CUSEG_BENCH_PYTHON="$py"
-    stage compare "$(limit 200)" "$repo/bench/compare.sh" --device cuda --profile quick --out-dir "$bench_out"
+    stage compare "$(limit 200)" "$repo/bench/compare.sh" --device cuda --profile quick \
+      --benchmarks step,forward,volume --precisions bf16,fp32 --modes amp,compile-amp,eager,compile \
+      --out-dir "$bench_out"
     note "compare (ours vs PyTorch): rc $?"
     grep -E "^\|" "$logs/compare.log" | tail -12 | tee -a "$summary"
   fi
