@@ -15,8 +15,11 @@
 // pass on identical weights differs by 0.3 % (tests/cpu/test_bf16_model.cpp), so the spread is
 // the trajectories', not a bias of the bf16 ops. The bounds leave 2x / 20x margin over what was
 // measured.
-// Cost: ~30 s of CPU time (one core; filters 8, 16; patch 24x24x16; batch 2; two runs of 300
-// steps; ~53 ms per step and precision), label cpu (part of CI).
+// Cost: ~30 s of CPU time on one thread (filters 8, 16; patch 24x24x16; batch 2; two runs of
+// 300 steps; ~50 ms per step and precision; measured 2026-12-01: 30.4 s user, 232 s wall at
+// load average ~12 on the shared 2-core machine), label cpu (part of CI). ctest runs it with
+// OMP_NUM_THREADS=1 (tests/CMakeLists.txt): two spinning OpenMP threads on a loaded 2-core
+// machine cost 8x the CPU time for these small shapes; the figures above are the same.
 #include <gtest/gtest.h>
 
 #include <algorithm>
