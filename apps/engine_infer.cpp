@@ -22,6 +22,7 @@ struct Options {
   InferJob job;
   int overlap = -1, batch = -1;
   double max_memory_mib = 0;
+  bool tta = false;
 };
 
 void print_case(const CaseResult& c) {
@@ -43,9 +44,10 @@ void print_case(const CaseResult& c) {
   std::printf(
       "%s: %s -> %s\n  time: %s (total %.2f s)\n  moved: %.1f MiB to the device, %.1f MiB back\n"
       "  liver %.1f mL, tumour %.1f mL in %d lesion(s)\n",
-      c.id.c_str(), c.input.c_str(), c.output.c_str(), line.c_str(), c.times.total(),
-      to_mib(c.transfers.host_to_device_bytes), to_mib(c.transfers.device_to_host_bytes),
-      c.liver.ml, c.tumour.ml, c.tumour.components);
+      c.id.c_str(), c.input.c_str(),
+      (c.output + (c.probabilities.empty() ? "" : " + " + c.probabilities)).c_str(), line.c_str(),
+      c.times.total(), to_mib(c.transfers.host_to_device_bytes),
+      to_mib(c.transfers.device_to_host_bytes), c.liver.ml, c.tumour.ml, c.tumour.components);
   if (c.tumour.components > 0)
     std::printf("  largest lesion %.2f mL (%lld voxels)\n", c.tumour.largest_ml,
                 (long long)c.tumour.largest_voxels);
@@ -74,12 +76,13 @@ int run(Options o) {
   if (o.overlap >= 0) g.overlap = o.overlap;
   if (o.batch > 0) g.batch = o.batch;
   if (!o.mode.empty()) g.mode = parse_mode(o.mode);
+  g.tta = o.tta;
   std::printf(
-      "model %s (%lld parameters, patch %dx%dx%d, overlap %d, batch %d, mode %s) on %s, "
+      "model %s (%lld parameters, patch %dx%dx%d, overlap %d, batch %d, mode %s%s) on %s, "
       "precision %s, loaded in %.2f s\n",
       m.checkpoint.c_str(), (long long)m.net->num_parameters(), g.patch[0], g.patch[1], g.patch[2],
-      g.overlap, g.batch, mode_name(g.mode), device_name(dev), precision_name(m.precision),
-      now_s() - t_all);
+      g.overlap, g.batch, mode_name(g.mode), g.tta ? ", tta: 8 mirrored passes" : "",
+      device_name(dev), precision_name(m.precision), now_s() - t_all);
   std::printf("libraries: %s\n", gpu_library_versions().c_str());
   CUSEG_REQUIRE(o.max_memory_mib >= 0,
                 "--max-memory " << o.max_memory_mib << ": expected MiB >= 0");
@@ -112,6 +115,8 @@ int main(int argc, char** argv) {
       "OUTPUT is a folder).\n"
       "Example: engine_infer -m runs/demo -i ct.nii.gz -o mask.nii.gz --preview mask.gif "
       "--stats stats.json\n"
+      "TTA + probabilities: engine_infer -m runs/demo -i ct.nii.gz -o mask.nii.gz --tta "
+      "--probabilities probs.nii.gz\n"
       "DICOM: engine_infer -m runs/demo -i dicom_series/ -o seg.dcm --output-type dicom-seg"};
   Options o;
   app.add_option("-m,--model", o.model, "checkpoint file, or a run folder (uses best, else last)")
@@ -157,6 +162,16 @@ int main(int argc, char** argv) {
   app.add_option("--preview-format", o.job.preview_format,
                  "for folder input: png (default) or gif previews")
       ->check(CLI::IsMember({"png", "gif"}));
+  app.add_flag("--tta", o.tta,
+               "test-time augmentation as nnU-Net: every patch also mirrored along each subset "
+               "of the three axes (8 network passes, 8x the network time), the softmax of the "
+               "8 outputs (flipped back) averaged, then aggregated; the mask is its argmax");
+  app.add_option("--probabilities", o.job.probabilities,
+                 "also write the class probabilities (softmax of the aggregated logits; with "
+                 "--tta the averaged softmax), as nnU-Net's --save_probabilities: one 4-D "
+                 "NIfTI x.nii.gz (i, j, k, class 0 background / 1 liver / 2 tumour) on the "
+                 "input's grid, stored as uint8 q with scl_slope 1/255 (p = q / 255, within "
+                 "1/510); a folder of <case>.nii.gz for folder input");
   app.add_option("--stats", o.job.stats,
                  "JSON: per-structure voxels, mL, lesions, largest lesion, border flags; seconds "
                  "per stage, plan, bytes moved between host and device, peak memory, device");

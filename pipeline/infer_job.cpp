@@ -60,6 +60,7 @@ json plan_json(const InferencePlan& p) {
           {"batch", g.batch},
           {"mode", mode_name(g.mode)},
           {"precision", precision_name(p.precision)},
+          {"tta", g.tta},
           {"patches", p.patches},
           {"padded_grid", {p.padded[0], p.padded[1], p.padded[2]}},
           {"max_memory_mib", to_mib(p.budget_bytes)},
@@ -69,13 +70,17 @@ json plan_json(const InferencePlan& p) {
 // One case: read (+ reference), segment, write, preview, volumes, metrics.
 CaseResult run_case(LoadedModel& m, Context& ctx, const SegmentOptions& seg, MaskFormat format,
                     const std::string& input, const std::string& output, const std::string& preview,
-                    const std::string& ref, const std::string& id) {
+                    const std::string& probabilities, const std::string& ref,
+                    const std::string& id) {
   CaseResult out;
   out.id = id;
   out.input = input;
   out.output = output;
   out.reference = ref;
   out.preview = preview;
+  out.probabilities = probabilities;
+  SegmentOptions so = seg;
+  so.probabilities = !probabilities.empty();
   double t0 = now_s();
   const data::Image img = read_ct(input);
   std::optional<data::LabelMap> reference;
@@ -84,7 +89,7 @@ CaseResult run_case(LoadedModel& m, Context& ctx, const SegmentOptions& seg, Mas
   out.input_grid = img.geo;
   out.orientation = data::orientation_code(img.geo);
 
-  Segmentation s = segment(*m.net, ctx, m.cfg, img, seg);
+  Segmentation s = segment(*m.net, ctx, m.cfg, img, so);
   out.plan = s.plan;
   out.transfers = s.transfers;
   for (const auto& st : s.times.stages) out.times.add(st.first, st.second);
@@ -94,6 +99,11 @@ CaseResult run_case(LoadedModel& m, Context& ctx, const SegmentOptions& seg, Mas
     write_dicom_seg_verified(s.mask, input, output, img.geo);
   else
     write_mask_verified(s.mask, output, img.geo);
+  if (!probabilities.empty()) {
+    write_probabilities_verified(s.probabilities, probabilities, img.geo);
+    s.probabilities.clear();
+    s.probabilities.shrink_to_fit();
+  }
   out.times.add("write", now_s() - t0);
 
   if (!preview.empty()) {
@@ -213,6 +223,26 @@ void write_dicom_seg_verified(const data::LabelMap& mask, const std::string& ser
   }
 }
 
+void write_probabilities_verified(const std::vector<data::Image>& classes, const std::string& path,
+                                  const data::Geometry& expected) {
+  const std::string tmp = temp_sibling(path);
+  try {
+    data::write_probabilities(classes, tmp);
+    const data::FileInfo info = data::read_info(tmp);
+    CUSEG_REQUIRE(
+        info.dimensions == 4 && info.extent.size() == 4 && info.extent[3] == int(classes.size()),
+        path << ": written probabilities are not 4-D with " << classes.size() << " classes");
+    std::string why;
+    CUSEG_REQUIRE(info.geo.size == expected.size && data::same_grid(info.geo, expected, &why),
+                  path << ": written probabilities do not match the input grid: " << why);
+    fs::rename(tmp, path);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+}
+
 int InferJobResult::exit_code() const {
   if (folder && done.empty()) return 1;
   return skipped.empty() ? 0 : 3;
@@ -240,6 +270,11 @@ InferJobResult run_infer_job(LoadedModel& m, Context& ctx, const InferJob& job,
                                << ": expected a .png (montage) or .gif (every slice) file name");
   CUSEG_REQUIRE(job.preview_format == "png" || job.preview_format == "gif",
                 "--preview-format " << job.preview_format << ": expected png or gif");
+  if (!job.probabilities.empty() && !r.folder)
+    CUSEG_REQUIRE(ends_with(job.probabilities, ".nii.gz") || ends_with(job.probabilities, ".nii"),
+                  "--probabilities " << job.probabilities
+                                     << ": expected a .nii.gz or .nii file name (one 4-D NIfTI: "
+                                        "i, j, k, class)");
   if (!r.folder) {
     if (!fs::is_directory(job.input) && !fs::exists(job.input))
       CUSEG_THROW(job.input << ": no such file or folder");
@@ -258,8 +293,14 @@ InferJobResult run_infer_job(LoadedModel& m, Context& ctx, const InferJob& job,
       fs::create_directories(fs::path(job.output).parent_path());
     const std::string id =
         fs::is_directory(job.input) ? fs::path(job.input).filename().string() : case_id(job.input);
-    r.done.push_back(
-        run_case(m, ctx, job.segment, job.format, job.input, job.output, job.preview, job.ref, id));
+    CUSEG_REQUIRE(job.probabilities.empty() || !fs::is_directory(job.probabilities),
+                  "--probabilities " << job.probabilities
+                                     << ": is a folder; for a single input give the file name "
+                                        "(e.g. probabilities.nii.gz)");
+    if (!job.probabilities.empty() && fs::path(job.probabilities).has_parent_path())
+      fs::create_directories(fs::path(job.probabilities).parent_path());
+    r.done.push_back(run_case(m, ctx, job.segment, job.format, job.input, job.output, job.preview,
+                              job.probabilities, job.ref, id));
     if (progress.done) progress.done(r.done.back());
   } else {
     std::vector<fs::path> files;
@@ -270,12 +311,16 @@ InferJobResult run_infer_job(LoadedModel& m, Context& ctx, const InferJob& job,
                   job.input << ": no image files (.nii, .nii.gz, .nrrd, .mha, .mhd)");
     fs::create_directories(job.output);
     if (!job.preview.empty()) fs::create_directories(job.preview);
+    if (!job.probabilities.empty()) fs::create_directories(job.probabilities);
     for (const auto& f : files) {
       const std::string id = case_id(f.string());
       const std::string out = (fs::path(job.output) / (id + ".nii.gz")).string();
       const std::string prev =
           job.preview.empty() ? ""
                               : (fs::path(job.preview) / (id + "." + job.preview_format)).string();
+      const std::string probs = job.probabilities.empty()
+                                    ? ""
+                                    : (fs::path(job.probabilities) / (id + ".nii.gz")).string();
       std::string ref;  // the first existing <id><ext>, in the readers' extension order
       if (!job.ref.empty()) {
         for (const std::string& ext : data::image_extensions()) {
@@ -287,8 +332,8 @@ InferJobResult run_infer_job(LoadedModel& m, Context& ctx, const InferJob& job,
         }
       }
       try {
-        r.done.push_back(
-            run_case(m, ctx, job.segment, MaskFormat::Image, f.string(), out, prev, ref, id));
+        r.done.push_back(run_case(m, ctx, job.segment, MaskFormat::Image, f.string(), out, prev,
+                                  probs, ref, id));
         if (progress.done) progress.done(r.done.back());
       } catch (const std::exception& e) {
         r.skipped.emplace_back(f.string(), e.what());
@@ -376,6 +421,11 @@ std::string case_stats_json(const CaseResult& c, const std::string& device,
             {"peak_rss_mib", c.peak_rss_mib},
             {"checkpoint", checkpoint}};
   if (!c.preview.empty()) j["preview"] = c.preview;
+  if (!c.probabilities.empty()) {
+    j["probabilities"] = c.probabilities;
+    j["probabilities_encoding"] =
+        "4-D NIfTI (i, j, k, class), uint8 q with scl_slope 1/255: p = q / 255";
+  }
   if (!c.reference.empty()) j["reference"] = c.reference;
   return j.dump(2) + "\n";
 }

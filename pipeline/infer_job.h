@@ -6,7 +6,8 @@
 // OUTPUT is a folder, masks are named <case>.nii.gz, and a bad case is reported and skipped).
 // Masks are uint8 on exactly the input grid, or (DICOM series input) a DICOM Segmentation
 // object referencing the series; each is written to a temporary name, read back and checked,
-// then renamed, so a failed case never leaves a partial file.
+// then renamed, so a failed case never leaves a partial file. The same holds for the class
+// probabilities (--probabilities: one 4-D NIfTI per case, data::write_probabilities).
 #pragma once
 #include <functional>
 #include <optional>
@@ -40,6 +41,10 @@ void write_mask_verified(const data::LabelMap& mask, const std::string& path,
 // with DCMTK, it must hold the mask's voxels on the grid `expected`.
 void write_dicom_seg_verified(const data::LabelMap& mask, const std::string& series_dir,
                               const std::string& path, const data::Geometry& expected);
+// The same for class probabilities (data::write_probabilities: 4-D NIfTI, scaled uint8): read
+// back, it must be 4-D with one map per class on the grid `expected`.
+void write_probabilities_verified(const std::vector<data::Image>& classes, const std::string& path,
+                                  const data::Geometry& expected);
 
 enum class MaskFormat { Image, DicomSeg };  // --output-type nifti | dicom-seg
 
@@ -48,7 +53,10 @@ struct InferJob {
   std::string output;   // mask file (single input) or folder (folder input)
   std::string preview;  // x.png (axial montage) or x.gif (every slice, animated) for a single
                         // input; a folder for folder input; "" = none
-  std::string preview_format = "png";     // folder input: png or gif previews
+  std::string preview_format = "png";  // folder input: png or gif previews
+  // Class probabilities (--probabilities): a .nii.gz / .nii file for a single input, a folder
+  // (<case>.nii.gz inside) for folder input; "" = none. Sets segment.probabilities.
+  std::string probabilities;
   MaskFormat format = MaskFormat::Image;  // DicomSeg: DICOM series input only
   std::string ref;      // reference label file (single) or folder of <case>.<ext>; "" = none
   std::string stats;    // JSON stats file; "" = none
@@ -58,7 +66,8 @@ struct InferJob {
 };
 
 struct CaseResult {
-  std::string id, input, output, reference, preview;  // reference / preview "" when none
+  // reference / preview / probabilities "" when none
+  std::string id, input, output, reference, preview, probabilities;
   data::Geometry input_grid;
   std::string orientation;  // of the input, e.g. "LPS"
   InferencePlan plan;

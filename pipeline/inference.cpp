@@ -12,6 +12,8 @@
 #include "cuseg/engine/memory.h"
 #include "cuseg/engine/ops.h"
 #include "cuseg/kernels/conv3d.h"
+#include "cuseg/kernels/mirror.h"
+#include "cuseg/pipeline/probabilities.h"
 
 namespace fs = std::filesystem;
 
@@ -176,7 +178,7 @@ int batch_size(const GridOptions& g, size_t patches) {
 }  // namespace
 
 size_t inference_bytes(const Context& ctx, const UNetConfig& net, Precision precision,
-                       const Index3& model_grid, const GridOptions& grid) {
+                       const Index3& model_grid, const GridOptions& grid, bool probabilities) {
   const Index3 padded = padded_grid(model_grid, grid.patch);
   const size_t patches =
       data::grid_locations(padded, grid.patch, {grid.overlap, grid.overlap, grid.overlap}).size();
@@ -211,12 +213,20 @@ size_t inference_bytes(const Context& ctx, const UNetConfig& net, Precision prec
                           pool_block(vox * sizeof(float)) +                         // weights
                           pool_block(vox) +                                         // mask
                           pool_block(minmax_workspace_bytes()) + pool_block(2 * sizeof(float));
-  return network + pipeline;
+  // Test-time mirroring: the mirrored batch and the per-patch averaged probabilities.
+  const size_t tta = grid.tta ? pool_block(size_t(shape_numel(in)) * sizeof(float)) +
+                                    pool_block(size_t(shape_numel(in)) / size_t(net.in_channels) *
+                                               size_t(net.classes) * sizeof(float))
+                              : 0;
+  // probabilities() without tta: the softmax of the scores, a second C x padded-grid tensor.
+  const size_t probs =
+      probabilities && !grid.tta ? pool_block(vox * size_t(net.classes) * sizeof(float)) : 0;
+  return network + pipeline + tta + probs;
 }
 
 InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, Precision precision,
-                             const Index3& model_grid, const GridOptions& grid,
-                             size_t budget_bytes) {
+                             const Index3& model_grid, const GridOptions& grid, size_t budget_bytes,
+                             bool probabilities) {
   InferencePlan plan;
   plan.grid = grid;
   plan.budget_bytes = budget_bytes;
@@ -231,7 +241,7 @@ InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, Precisio
     }
     whole.batch = 1;
     whole.overlap = 0;
-    if (inference_bytes(ctx, net, precision, model_grid, whole) <= budget_bytes) {
+    if (inference_bytes(ctx, net, precision, model_grid, whole, probabilities) <= budget_bytes) {
       plan.whole_volume = true;
       plan.grid = whole;
     } else {
@@ -239,7 +249,8 @@ InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, Precisio
       for (int n = 1; n <= 64; ++n) {
         GridOptions g = grid;
         g.batch = n;
-        if (inference_bytes(ctx, net, precision, model_grid, g) <= budget_bytes) best = n;
+        if (inference_bytes(ctx, net, precision, model_grid, g, probabilities) <= budget_bytes)
+          best = n;
       }
       GridOptions one = grid;
       one.batch = 1;
@@ -247,7 +258,8 @@ InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, Precisio
         CUSEG_THROW("--max-memory "
                     << to_mib(budget_bytes) << " MiB is below what one " << grid.patch[0] << "x"
                     << grid.patch[1] << "x" << grid.patch[2] << " patch needs ("
-                    << to_mib(inference_bytes(ctx, net, precision, model_grid, one)) << " MiB)");
+                    << to_mib(inference_bytes(ctx, net, precision, model_grid, one, probabilities))
+                    << " MiB)");
       plan.grid.batch = best;
     }
   }
@@ -255,7 +267,7 @@ InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, Precisio
   plan.patches = int(data::grid_locations(plan.padded, plan.grid.patch,
                                           {plan.grid.overlap, plan.grid.overlap, plan.grid.overlap})
                          .size());
-  plan.estimated_bytes = inference_bytes(ctx, net, precision, model_grid, plan.grid);
+  plan.estimated_bytes = inference_bytes(ctx, net, precision, model_grid, plan.grid, probabilities);
   return plan;
 }
 
@@ -275,6 +287,9 @@ struct VolumePredictor::Impl {
   Tensor sum;     // [1, C, PD, PH, PW] padded grid; scores after finalise
   Tensor weight;  // [1, 1, PD, PH, PW]
   Tensor labels;  // [1, PD, PH, PW] uint8
+  // tta only: the batch flipped ([n, 1, pd, ph, pw]) and the per-patch mirror-averaged
+  // softmax ([n, C, pd, ph, pw]) that is aggregated in place of the logits.
+  Tensor mirrored, patch_probs;
   bool finalised = false;
 
   Impl(UNet3D& n, Context& c, const GridOptions& g) : net(n), ctx(c), grid(g) {}
@@ -311,7 +326,8 @@ void VolumePredictor::load(const Image& image, const IntensitySpec* intensity, f
   const int n = batch_size(m.grid, m.locs.size());
 
   // Release the previous volume's buffers before allocating this one's.
-  m.volume = m.batch = m.starts = m.sum = m.weight = m.labels = Tensor();
+  m.volume = m.batch = m.starts = m.sum = m.weight = m.labels = m.mirrored = m.patch_probs =
+      Tensor();
   m.finalised = false;
 
   // Upload: the volume and the patch origins (z, y, x), once.
@@ -374,6 +390,10 @@ void VolumePredictor::load(const Image& image, const IntensitySpec* intensity, f
   m.sum = Tensor::empty({1, classes, padded[2], padded[1], padded[0]}, DType::F32, dev);
   m.weight = Tensor::empty({1, 1, padded[2], padded[1], padded[0]}, DType::F32, dev);
   m.labels = Tensor::empty({1, padded[2], padded[1], padded[0]}, DType::U8, dev);
+  if (m.grid.tta) {
+    m.mirrored = Tensor::empty(m.batch.shape(), DType::F32, dev);
+    m.patch_probs = Tensor::empty({n, classes, patch[2], patch[1], patch[0]}, DType::F32, dev);
+  }
 }
 
 const Tensor& VolumePredictor::volume() const {
@@ -403,13 +423,32 @@ void VolumePredictor::run(StageTimes* times) {
       crop_or_pad(m.ctx, m.volume, m.batch.batch_slice(q, q + 1), p);
     }
     laps.lap("crop");
-    m.net.forward(m.ctx, m.batch);
-    // fp32 aggregation in both precisions: the logits themselves in fp32, in bf16 an exact
-    // conversion of the bf16 channels-last logits into a model-owned fp32 NCDHW buffer.
-    const Tensor& logits = m.net.logits_f32(m.ctx);
-    laps.lap("network");
-    grid_aggregate(m.ctx, logits.batch_slice(0, cnt), m.starts.batch_slice(b, b + cnt), m.sum,
-                   m.weight, m.agg);
+    if (!m.grid.tta) {
+      m.net.forward(m.ctx, m.batch);
+      // fp32 aggregation in both precisions: the logits themselves in fp32, in bf16 an exact
+      // conversion of the bf16 channels-last logits into a model-owned fp32 NCDHW buffer.
+      const Tensor& logits = m.net.logits_f32(m.ctx);
+      laps.lap("network");
+      grid_aggregate(m.ctx, logits.batch_slice(0, cnt), m.starts.batch_slice(b, b + cnt), m.sum,
+                     m.weight, m.agg);
+    } else {
+      // nnU-Net's 8 mirrorings: pass `axes` sees the patches flipped along the axes of the
+      // mask; its logits (fp32 NCDHW in both precisions, as above) are flipped back, softmaxed
+      // and added with weight 1/8 (passes in mask order 0..7, the same order on every
+      // backend).
+      m.patch_probs.zero();
+      for (int axes = 0; axes <= kMirrorAll; ++axes) {
+        if (axes != 0) mirror(m.ctx, m.batch, m.mirrored, axes);
+        laps.lap("mirror");
+        m.net.forward(m.ctx, axes == 0 ? m.batch : m.mirrored);
+        const Tensor& logits = m.net.logits_f32(m.ctx);
+        laps.lap("network");
+        softmax_mirror_accumulate(m.ctx, logits, m.patch_probs, axes, 1.f / float(kMirrorAll + 1));
+        laps.lap("softmax");
+      }
+      grid_aggregate(m.ctx, m.patch_probs.batch_slice(0, cnt), m.starts.batch_slice(b, b + cnt),
+                     m.sum, m.weight, m.agg);
+    }
     laps.lap("aggregate");
   }
   grid_aggregate_finalize(m.ctx, m.sum, m.weight, m.sum);
@@ -430,6 +469,31 @@ LabelMap VolumePredictor::mask(StageTimes* times) {
   laps.lap("argmax");
   LabelMap out = LabelMap::make(m.padded_geo);
   m.labels.copy_to_host(out.v.data(), out.v.size());
+  laps.lap("download");
+  return out;
+}
+
+std::vector<Image> VolumePredictor::probabilities(StageTimes* times) {
+  Impl& m = *impl_;
+  CUSEG_CHECK(m.finalised, "VolumePredictor::probabilities before run");
+  Laps laps(m.ctx, times);
+  Tensor probs = m.sum;  // with tta: already the aggregated probabilities
+  if (!m.grid.tta) {
+    // Softmax over the classes of the aggregated logits: the mirror-accumulate op with no
+    // flip and weight 1 into a zeroed tensor.
+    probs = Tensor::zeros(m.sum.shape(), DType::F32, m.ctx.device());
+    softmax_mirror_accumulate(m.ctx, m.sum, probs, 0, 1.f);
+    laps.lap("softmax");
+  }
+  // One copy per class straight into its map: [1, C, D, H, W] seen as C rows of one channel.
+  const Shape& sh = probs.shape();
+  const Tensor rows = probs.reshape({sh[1], 1, sh[2], sh[3], sh[4]});
+  std::vector<Image> out;
+  for (int64_t c = 0; c < sh[1]; ++c) {
+    Image im = Image::make(m.padded_geo);
+    rows.batch_slice(c, c + 1).copy_to_host(im.v.data(), im.v.size() * sizeof(float));
+    out.push_back(std::move(im));
+  }
   laps.lap("download");
   return out;
 }
@@ -462,7 +526,7 @@ Segmentation segment(UNet3D& net, Context& ctx, const RunConfig& cfg, const Imag
   double t0 = now_s();
   Preprocessed pre = preprocess_geometry(cfg, ct, nullptr);
   out.plan = plan_inference(ctx, net.config(), net.precision(), pre.image.geo.size, opt.grid,
-                            opt.max_memory_bytes);
+                            opt.max_memory_bytes, opt.probabilities);
   out.times.add("preprocess", now_s() - t0);
 
   const IntensitySpec intensity = intensity_spec(cfg);
@@ -470,14 +534,20 @@ Segmentation segment(UNet3D& net, Context& ctx, const RunConfig& cfg, const Imag
   vp.load(pre.image, &intensity, cfg.rescale_lo, &out.times);
   vp.run(&out.times);
   const LabelMap model_mask = vp.mask(&out.times);
+  std::vector<Image> model_probabilities;
+  if (opt.probabilities) model_probabilities = vp.probabilities(&out.times);
 
   t0 = now_s();
   if (model_mask.geo.size != pre.image.geo.size) {
     pre.padded_to_patch = true;
     pre.before_patch_pad = pre.image.geo;
   }
-  pre.image = Image();  // the host volume is no longer needed
+  // The host volume is no longer needed; its geometry becomes the grid the network's outputs
+  // lie on (the padded grid), which is where the undo record starts.
+  pre.image = Image();
+  pre.image.geo = model_mask.geo;
   out.mask = restore_geometry(pre, model_mask);
+  if (opt.probabilities) out.probabilities = restore_probabilities(pre, model_probabilities);
   out.times.add("restore", now_s() - t0);
   out.transfers = transfer_stats() - before;
   return out;

@@ -17,9 +17,21 @@
 //           converted exactly to fp32: UNet3D::logits_f32) -> grid aggregation into fp32
 //           per-class sums and weights (kernels/grid_aggregate: crop, average, hann or
 //           gaussian)
+//           [--tta: forward replaced by 8 mirrored passes whose softmax is averaged, below]
 //           finalise (sum / weight) -> argmax
-//   download: the uint8 mask (the only device -> host copy of volume data)
-//   host:   restore_geometry -> mask on the input grid
+//           [--probabilities: softmax of the aggregated logits; with --tta the aggregate is
+//           already probabilities]
+//   download: the uint8 mask (the only device -> host copy of volume data without
+//           --probabilities; with it, also the float32 class maps)
+//   host:   restore_geometry -> mask on the input grid (restore_probabilities for the maps)
+//
+// Test-time augmentation (GridOptions::tta) as nnU-Net's mirroring: each batch of patches
+// goes through the network 8 times, flipped along every subset of the three spatial axes
+// (kernels/mirror: axis masks 0..7, 0 = as is); each output is flipped back, turned into
+// class probabilities (softmax over the classes) and averaged with weight 1/8 per pass
+// (softmax_mirror_accumulate), and these per-patch averages are what the grid aggregation
+// weights and sums (nnU-Net v1's order: softmax per pass, then the average; nnU-Net v2
+// averages the logits instead). The mask is then the argmax of the aggregated probabilities.
 // On the CPU backend the "device" is the host and the same calls run the CPU twins (one code
 // path, dispatched per backend by the backend table, engine/ops.h).
 #pragma once
@@ -89,6 +101,9 @@ struct GridOptions {
   int overlap = 8;
   int batch = 4;
   AggregateMode mode = AggregateMode::Crop;
+  // nnU-Net's test-time mirroring: 8 network passes per patch (see the file comment); the
+  // aggregated scores are then class probabilities, not logits.
+  bool tta = false;
 };
 GridOptions grid_options(const RunConfig& cfg);
 
@@ -108,13 +123,16 @@ data::Index3 padded_grid(const data::Index3& model_grid, const data::Index3& pat
 //   pipeline: the uploaded volume (model grid, float32), the batch tensor (float32 in both
 //            precisions), the patch origins, the per-class sums and weights on the padded grid
 //            (float32: aggregation is fp32 in both precisions), the uint8 mask, the min/max
-//            scratch.
+//            scratch; with grid.tta the mirrored batch and the per-patch averaged
+//            probabilities ([batch, classes, patch], float32); with `probabilities` (and
+//            without tta) the softmax of the scores on the padded grid (float32, per class).
 // Everything is counted as live at once, so this bounds the pool's peak from above; its slack
 // is the part of the convolution workspace the chosen algorithms leave unused. Not counted: on
 // CUDA, the transient packed copies a bf16 convolution makes when cuDNN refuses a graph on its
 // channel-slice operands, and the fp32 copies of the legacy fallback (one warning names each).
 size_t inference_bytes(const Context& ctx, const UNetConfig& net, Precision precision,
-                       const data::Index3& model_grid, const GridOptions& grid);
+                       const data::Index3& model_grid, const GridOptions& grid,
+                       bool probabilities = false);
 
 struct InferencePlan {
   GridOptions grid;                      // what runs
@@ -129,9 +147,10 @@ struct InferencePlan {
 // a multiple of 2^(levels-1), fits, one pass (patch = that size, batch 1, no overlap);
 // otherwise the largest patch batch (up to 64) that fits. Throws when not even one patch
 // fits. budget_bytes 0: the grid as given.
+// `probabilities`: the plan also holds the class maps of VolumePredictor::probabilities().
 InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, Precision precision,
                              const data::Index3& model_grid, const GridOptions& grid,
-                             size_t budget_bytes);
+                             size_t budget_bytes, bool probabilities = false);
 
 // ---------------------------------------------------------------- the device-side pipeline
 // One volume on the model grid, from upload to mask. Holds the device buffers between the
@@ -142,9 +161,11 @@ InferencePlan plan_inference(const Context& ctx, const UNetConfig& net, Precisio
 //   vp.run();                                  // grid -> forward -> aggregate (repeatable)
 //   const Tensor& s = vp.scores();             // [1, C, D, H, W] on the device
 //   data::LabelMap m = vp.mask();              // argmax on the device, uint8 back
+//   auto p = vp.probabilities();               // optional: the class maps, float32 back
 // With `times`, each stage ends with a device synchronisation and is timed ("upload",
-// "normalise", "crop", "network", "aggregate", "argmax", "download"); without, nothing waits
-// that does not have to.
+// "normalise", "crop", "network", "aggregate", "argmax", "download"; with tta also "mirror"
+// and "softmax"; probabilities() adds "softmax" without tta and "download"); without, nothing
+// waits that does not have to.
 class VolumePredictor {
  public:
   VolumePredictor(UNet3D& net, Context& ctx, const GridOptions& grid);
@@ -161,14 +182,23 @@ class VolumePredictor {
   // The normalised volume on the device, [1, 1, D, H, W] on the (unpadded) model grid.
   const Tensor& volume() const;
   // Grid pass over the loaded volume: zeroes the per-class sums and weights, then per batch
-  // cuts the patches, runs the network and aggregates; finalises (sum / weight).
+  // cuts the patches, runs the network (8 mirrored passes with grid.tta) and aggregates;
+  // finalises (sum / weight).
   void run(StageTimes* times = nullptr);
-  // The aggregated per-class network outputs (weighted mean of the patches' logits), float32
-  // [1, C, D, H, W] on the padded grid, on the device; valid until the next load() or run().
+  // The aggregated per-class scores, float32 [1, C, D, H, W] on the padded grid, on the
+  // device; valid until the next load() or run(). Without tta the weighted mean of the
+  // patches' logits; with tta the weighted mean of the patches' mirror-averaged softmax
+  // (class probabilities, summing to 1 per voxel up to float rounding).
   const Tensor& scores() const;
   // Per-voxel argmax of scores() (first maximum on ties) on the device; the uint8 mask is the
   // only volume that comes back. Geometry: padded_geometry().
   data::LabelMap mask(StageTimes* times = nullptr);
+  // Class probabilities per voxel on the padded grid (padded_geometry()), one float32 map per
+  // class, back on the host: softmax over the classes of scores() (computed on the device into
+  // a temporary [1, C, D, H, W] tensor by softmax_mirror_accumulate with no flip), or with
+  // tta scores() itself (already probabilities). Their argmax is mask() except where two
+  // classes' values are equal after float rounding.
+  std::vector<data::Image> probabilities(StageTimes* times = nullptr);
 
   const data::Geometry& padded_geometry() const;
   const std::vector<data::Index3>& locations() const;  // patch origins (i, j, k), padded grid
@@ -185,11 +215,16 @@ data::LabelMap predict_volume(UNet3D& net, Context& ctx, const data::Image& imag
 
 // ---------------------------------------------------------------- one CT, end to end
 struct SegmentOptions {
-  GridOptions grid;             // the model's inference settings with any overrides
+  GridOptions grid;             // the model's inference settings with any overrides (tta)
   size_t max_memory_bytes = 0;  // 0: no budget
+  bool probabilities = false;   // also return the class probabilities on the input grid
 };
 struct Segmentation {
   data::LabelMap mask;  // uint8 on exactly the input grid (0 background, 1 liver, 2 tumour)
+  // With SegmentOptions::probabilities: one map per class on exactly the input grid
+  // (VolumePredictor::probabilities() taken back by restore_probabilities(),
+  // pipeline/probabilities.h); empty otherwise.
+  std::vector<data::Image> probabilities;
   InferencePlan plan;
   StageTimes times;         // "preprocess", the device stages above, "restore"
   TransferStats transfers;  // host <-> device bytes moved by this call (counted at the copies)

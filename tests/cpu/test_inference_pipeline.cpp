@@ -25,6 +25,7 @@
 #include "cuseg/kernels/conv3d.h"
 #include "cuseg/kernels/grid_aggregate.h"
 #include "cuseg/pipeline/inference.h"
+#include "cuseg/pipeline/probabilities.h"
 
 using namespace cuseg;
 using data::Geometry;
@@ -259,6 +260,220 @@ TEST(InferencePipelineCpu, ScoresAndMaskEqualTheDirectComputation) {
   }
 }
 
+// ---------------------------------------------------------------- test-time mirroring
+// The direct TTA computation, from the definitions (nnU-Net's mirroring, softmax averaged):
+// for each grid patch and each of the 8 subsets of the spatial axes, the patch flipped by
+// explicit coordinates, one network call, each voxel's logits read back at its flipped
+// position, softmax in double, 1/8 of it added; then these per-patch probabilities
+// aggregated (crop, or weighted sum / weight sum) in double. C x padded volume, i fastest.
+std::vector<double> direct_tta(Net& n, const Image& image, const Index3& patch, int overlap,
+                               AggregateMode mode) {
+  const Index3& s = image.geo.size;
+  const int64_t V = int64_t(s[0]) * s[1] * s[2];
+  const int C = 3;
+  const int64_t pv = int64_t(patch[0]) * patch[1] * patch[2];
+  auto lin = [&](int i, int j, int k) { return (int64_t(k) * patch[1] + j) * patch[0] + i; };
+  std::vector<double> sum(size_t(C * V), 0.0), wt(size_t(V), 0.0);
+  const float floor = gaussian_weight_floor(patch[2], patch[1], patch[0]);
+  for (const Index3& ini : data::grid_locations(s, patch, {overlap, overlap, overlap})) {
+    std::vector<double> prob(size_t(C * pv), 0.0);  // this patch's mirror-averaged softmax
+    for (int axes = 0; axes < 8; ++axes) {
+      // Flip along i (x, axes & 1), j (y, axes & 2), k (z, axes & 4).
+      auto src = [&](int i, int j, int k) {
+        return lin(axes & 1 ? patch[0] - 1 - i : i, axes & 2 ? patch[1] - 1 - j : j,
+                   axes & 4 ? patch[2] - 1 - k : k);
+      };
+      Tensor x = Tensor::empty({1, 1, patch[2], patch[1], patch[0]});
+      for (int k = 0; k < patch[2]; ++k)
+        for (int j = 0; j < patch[1]; ++j)
+          for (int i = 0; i < patch[0]; ++i)
+            x.f32()[src(i, j, k)] = image.at(ini[0] + i, ini[1] + j, ini[2] + k);
+      const Tensor& logits = n.net.forward(n.ctx, x);
+      for (int k = 0; k < patch[2]; ++k)
+        for (int j = 0; j < patch[1]; ++j)
+          for (int i = 0; i < patch[0]; ++i) {
+            double e[C], total = 0;
+            for (int c = 0; c < C; ++c)
+              total += e[c] = std::exp(double(logits.f32()[c * pv + src(i, j, k)]));
+            for (int c = 0; c < C; ++c) prob[size_t(c * pv + lin(i, j, k))] += e[c] / total / 8.0;
+          }
+    }
+    for (int k = 0; k < patch[2]; ++k)
+      for (int j = 0; j < patch[1]; ++j)
+        for (int i = 0; i < patch[0]; ++i) {
+          const int64_t dst = image.geo.index(ini[0] + i, ini[1] + j, ini[2] + k);
+          if (mode == AggregateMode::Crop) {
+            bool inside = true;
+            const int q[3] = {i, j, k};
+            for (int a = 0; a < 3; ++a) {
+              const int lo = ini[a] == 0 ? 0 : overlap / 2;
+              const int hi = ini[a] + patch[a] == s[a] ? patch[a] : patch[a] - overlap / 2;
+              inside &= q[a] >= lo && q[a] < hi;
+            }
+            if (!inside) continue;
+            for (int c = 0; c < C; ++c)
+              sum[size_t(c * V + dst)] = prob[size_t(c * pv + lin(i, j, k))];
+            wt[size_t(dst)] = 1.0;
+          } else {
+            const double w = direct_weight(mode, i, j, k, patch, floor);
+            for (int c = 0; c < C; ++c)
+              sum[size_t(c * V + dst)] += prob[size_t(c * pv + lin(i, j, k))] * w;
+            wt[size_t(dst)] += w;
+          }
+        }
+  }
+  for (int64_t v = 0; v < V; ++v)
+    for (int c = 0; c < C; ++c)
+      sum[size_t(c * V + v)] = wt[size_t(v)] > 0 ? sum[size_t(c * V + v)] / wt[size_t(v)] : 0.0;
+  return sum;
+}
+
+// Argmax of C x V scores at voxel v, and the gap between the two best.
+std::pair<int, double> best_and_gap(const std::vector<double>& s, int64_t V, int64_t v) {
+  int best = 0;
+  double a = -1e300, b = -1e300;
+  for (int c = 0; c < 3; ++c) {
+    const double x = s[size_t(c * V + v)];
+    if (x > a) {
+      b = a;
+      a = x;
+      best = c;
+    } else if (x > b) {
+      b = x;
+    }
+  }
+  return {best, a - b};
+}
+
+// --tta on the device-side path (mirror + softmax_mirror_accumulate ops, here their CPU
+// twins) = the direct computation, in every aggregation mode and on the odd grid cases.
+// Tolerance 1e-5 absolute per probability: the float32 softmax of one pass is within ~1e-6
+// of the double one (glibc expf < 1 ulp, a 3-term sum, a divide and a multiply: a few
+// roundings of 6e-8 relative, probabilities <= 1; tests/cpu/test_mirror.cpp), the 8-pass sum
+// and the float weighted aggregation over the few patches that overlap a voxel add a few
+// more roundings of 6e-8 each; 1e-5 leaves room for all of them. The network's logits are the
+// same floats on both sides (same input patch, same weights: test above). The mask must equal
+// the direct argmax wherever the direct two best probabilities are more than 2e-5 apart.
+TEST(InferencePipelineCpu, TtaEqualsEightExplicitMirroredPasses) {
+  Net n;
+  for (const GridCase& gc : kGridCases)
+    for (AggregateMode mode : {AggregateMode::Crop, AggregateMode::Average, AggregateMode::Hann,
+                               AggregateMode::Gaussian}) {
+      const std::string tag = std::string(mode_name(mode)) + " size " + std::to_string(gc.size[0]) +
+                              "x" + std::to_string(gc.size[1]) + "x" + std::to_string(gc.size[2]);
+      const Image im = random_image(gc.size, 3, -1.f, 1.f);
+      const float pad = -1.f;
+      Image padded = im;
+      data::pad_to_patch(padded, nullptr, gc.patch, pad);
+      const std::vector<double> want = direct_tta(n, padded, gc.patch, gc.overlap, mode);
+
+      GridOptions g;
+      g.patch = gc.patch;
+      g.overlap = gc.overlap;
+      g.batch = gc.batch;
+      g.mode = mode;
+      g.tta = true;
+      VolumePredictor vp(n.net, n.ctx, g);
+      vp.load(im, nullptr, pad);
+      vp.run();
+      const Tensor& s = vp.scores();
+      ASSERT_EQ(size_t(s.numel()), want.size()) << tag;
+      const int64_t V = int64_t(want.size() / 3);
+      double worst = 0, worst_sum = 0;
+      for (int64_t v = 0; v < V; ++v) {
+        double total = 0;
+        for (int c = 0; c < 3; ++c) {
+          const double got = s.f32()[c * V + v];
+          worst = std::max(worst, std::fabs(got - want[size_t(c * V + v)]));
+          total += got;
+        }
+        worst_sum = std::max(worst_sum, std::fabs(total - 1.0));
+      }
+      EXPECT_LT(worst, 1e-5) << tag;
+      EXPECT_LT(worst_sum, 1e-5) << tag << ": aggregated probabilities must sum to 1";
+      const LabelMap m = vp.mask();
+      int64_t near = 0, differ = 0;
+      for (int64_t v = 0; v < V; ++v) {
+        const auto bg = best_and_gap(want, V, v);
+        if (bg.second <= 2e-5)
+          ++near;
+        else
+          differ += m.v[size_t(v)] != bg.first;
+      }
+      EXPECT_EQ(differ, 0) << tag;
+      EXPECT_LT(near, V / 100 + 1) << tag << ": too many near-ties for a meaningful check";
+      // With tta the scores are the probabilities: probabilities() hands them back unchanged.
+      const std::vector<Image> p = vp.probabilities();
+      ASSERT_EQ(p.size(), 3u);
+      for (int c = 0; c < 3; ++c) {
+        EXPECT_EQ(p[size_t(c)].geo.size, padded.geo.size) << tag;
+        EXPECT_EQ(std::memcmp(p[size_t(c)].v.data(), s.f32() + c * V, size_t(V) * sizeof(float)), 0)
+            << tag << " class " << c;
+      }
+      // The mirrored passes change the result (a random network is not mirror-symmetric):
+      // the same grid without tta gives other scores.
+      GridOptions plain = g;
+      plain.tta = false;
+      VolumePredictor vq(n.net, n.ctx, plain);
+      vq.load(im, nullptr, pad);
+      vq.run();
+      const std::vector<Image> q = vq.probabilities();
+      double moved = 0;
+      for (int c = 0; c < 3; ++c)
+        for (int64_t v = 0; v < V; ++v)
+          moved = std::max(moved, std::fabs(double(q[size_t(c)].v[size_t(v)]) -
+                                            double(p[size_t(c)].v[size_t(v)])));
+      EXPECT_GT(moved, 1e-3) << tag;
+    }
+}
+
+// Without tta, probabilities() is the softmax over the classes of the aggregated logits (the
+// direct computation's scores, softmax in double): within 1e-6 per probability (float32
+// softmax: glibc expf < 1 ulp, a 3-term sum, a divide, a multiply, each rounding 6e-8
+// relative of values <= 1), on the padded grid; its argmax is the mask wherever the two
+// largest logits give probabilities more than 2e-6 apart.
+TEST(InferencePipelineCpu, ProbabilitiesAreTheSoftmaxOfTheScores) {
+  Net n;
+  const GridCase gc = kGridCases[0];
+  for (AggregateMode mode : {AggregateMode::Crop, AggregateMode::Gaussian}) {
+    const Image im = random_image(gc.size, 7, -1.f, 1.f);
+    Image padded = im;
+    data::pad_to_patch(padded, nullptr, gc.patch, -1.f);
+    const Direct d = direct(n, padded, gc.patch, gc.overlap, mode);
+    GridOptions g;
+    g.patch = gc.patch;
+    g.overlap = gc.overlap;
+    g.batch = gc.batch;
+    g.mode = mode;
+    VolumePredictor vp(n.net, n.ctx, g);
+    vp.load(im, nullptr, -1.f);
+    vp.run();
+    const LabelMap m = vp.mask();
+    const std::vector<Image> p = vp.probabilities();
+    ASSERT_EQ(p.size(), 3u);
+    const int64_t V = int64_t(d.scores.size() / 3);
+    std::vector<double> want(d.scores.size());
+    double worst = 0;
+    for (int64_t v = 0; v < V; ++v) {
+      double e[3], total = 0;
+      for (int c = 0; c < 3; ++c) total += e[c] = std::exp(double(d.scores[size_t(c * V + v)]));
+      for (int c = 0; c < 3; ++c) {
+        want[size_t(c * V + v)] = e[c] / total;
+        worst = std::max(worst, std::fabs(double(p[size_t(c)].v[size_t(v)]) - e[c] / total));
+      }
+    }
+    EXPECT_LT(worst, 1e-6) << mode_name(mode);
+    int64_t differ = 0;
+    for (int64_t v = 0; v < V; ++v) {
+      const auto bg = best_and_gap(want, V, v);
+      if (bg.second > 2e-6) differ += m.v[size_t(v)] != bg.first;
+    }
+    EXPECT_EQ(differ, 0) << mode_name(mode);
+    std::string why;
+    EXPECT_TRUE(data::same_grid(p[0].geo, m.geo, &why)) << why;
+  }
+}
+
 // The normalisation on the "device" (min/max, clip folded into the rescale; or host
 // percentiles) equals data::clamp + data::rescale_intensity value for value, also for a
 // volume that is constant after clipping.
@@ -336,6 +551,69 @@ TEST(InferencePipelineCpu, SegmentEqualsTheHostPipeline) {
   }
 }
 
+// segment() with tta and probabilities = the host pipeline with the direct TTA computation:
+// preprocess() (host intensity, host pad), direct_tta() on the padded grid, then
+// restore_probabilities() of its maps and restore_geometry() of its argmax. The same non-RAS
+// input with clip, crop and padding as above. Tolerances as in the TTA test: 1e-5 per
+// probability; mask equal except where the direct two best are within 2e-5.
+TEST(InferencePipelineCpu, SegmentWithTtaAndProbabilitiesEqualsTheHostPipeline) {
+  Net n;
+  RunConfig cfg;
+  cfg.resample_inplane = {0, 0};
+  cfg.crop_or_pad = {12, 10, 7};
+  cfg.clip = true;
+  cfg.clip_lo = -200.f;
+  cfg.clip_hi = 300.f;
+  Image ct = random_image({14, 8, 7}, 9, -1024.f, 1500.f);
+  ct.geo.direction = {1, 0, 0, 0, 0, 1, 0, -1, 0};
+  ct.geo.origin = {-10, 20, 5};
+  for (AggregateMode mode : {AggregateMode::Crop, AggregateMode::Gaussian}) {
+    SegmentOptions so;
+    so.grid.patch = {6, 4, 8};
+    so.grid.overlap = 2;
+    so.grid.batch = 2;
+    so.grid.mode = mode;
+    so.grid.tta = true;
+    so.probabilities = true;
+    const Segmentation seg = segment(n.net, n.ctx, cfg, ct, so);
+
+    const Preprocessed pre = preprocess(cfg, ct, nullptr, &so.grid.patch);
+    const std::vector<double> d = direct_tta(n, pre.image, so.grid.patch, so.grid.overlap, mode);
+    const int64_t V = int64_t(d.size() / 3);
+    std::vector<Image> maps(3, Image::make(pre.image.geo));
+    LabelMap argmax = LabelMap::make(pre.image.geo);
+    LabelMap near_tie = LabelMap::make(pre.image.geo);
+    for (int64_t v = 0; v < V; ++v) {
+      for (int c = 0; c < 3; ++c) maps[size_t(c)].v[size_t(v)] = float(d[size_t(c * V + v)]);
+      const auto bg = best_and_gap(d, V, v);
+      argmax.v[size_t(v)] = uint8_t(bg.first);
+      near_tie.v[size_t(v)] = bg.second <= 2e-5;
+    }
+    const std::vector<Image> want = restore_probabilities(pre, maps);
+    const LabelMap want_mask = restore_geometry(pre, argmax);
+    const LabelMap tie = restore_geometry(pre, near_tie);
+    ASSERT_EQ(seg.probabilities.size(), 3u);
+    double worst = 0;
+    for (int c = 0; c < 3; ++c) {
+      std::string why;
+      EXPECT_TRUE(data::same_grid(seg.probabilities[size_t(c)].geo, ct.geo, &why)) << why;
+      for (size_t v = 0; v < ct.v.size(); ++v)
+        worst = std::max(worst, std::fabs(double(seg.probabilities[size_t(c)].v[v]) -
+                                          double(want[size_t(c)].v[v])));
+    }
+    EXPECT_LT(worst, 1e-5) << mode_name(mode);
+    int64_t differ = 0;
+    for (size_t v = 0; v < ct.v.size(); ++v) differ += !tie.v[v] && seg.mask.v[v] != want_mask.v[v];
+    EXPECT_EQ(differ, 0) << mode_name(mode);
+    EXPECT_TRUE(seg.plan.grid.tta);
+    for (const char* st : {"mirror", "network", "softmax", "aggregate", "download", "restore"}) {
+      bool found = false;
+      for (const auto& s : seg.times.stages) found |= s.first == st;
+      EXPECT_TRUE(found) << "stage " << st;
+    }
+  }
+}
+
 // The plan bounds the pool's peak from above, and only the convolution workspace (counted at
 // its cap, kConvColumnBudget on the CPU, of which a small network uses part) separates them.
 // A fresh model each time: the pool then holds nothing but the model when segment() starts.
@@ -344,26 +622,33 @@ TEST(InferencePipelineCpu, MemoryPlanBoundsThePoolPeak) {
   cfg.resample_inplane = {0, 0};
   cfg.crop_or_pad = {0, 0, 0};
   const Image ct = random_image({40, 36, 20}, 4, -1000.f, 1000.f);
+  // (tta, probabilities): the mirrored batch and per-patch probabilities, or the softmax of
+  // the scores, are counted too.
   for (const Precision pr : kPrecisions)
-    for (size_t budget : {size_t(0), size_t(1) << 30}) {
-      Net n(pr);
-      SegmentOptions so;
-      so.grid.patch = {16, 16, 8};
-      so.grid.overlap = 2;
-      so.grid.batch = 3;
-      so.max_memory_bytes = budget;
-      MemoryPool& pool = memory_pool(Device::CPU);
-      pool.reset_peak();
-      const Segmentation seg = segment(n.net, n.ctx, cfg, ct, so);
-      EXPECT_EQ(seg.plan.whole_volume, budget > 0);
-      EXPECT_EQ(seg.plan.precision, pr);
-      const size_t peak = pool.stats().peak;
-      std::printf("%s, budget %zu: pool peak %zu bytes, plan %zu bytes\n", precision_name(pr),
-                  budget, peak, seg.plan.estimated_bytes);
-      EXPECT_LE(peak, seg.plan.estimated_bytes) << precision_name(pr) << " budget " << budget;
-      EXPECT_LE(seg.plan.estimated_bytes, peak + kConvColumnBudget)
-          << precision_name(pr) << " budget " << budget;
-    }
+    for (const auto& tp : {std::pair<bool, bool>{false, false}, {false, true}, {true, true}})
+      for (size_t budget : {size_t(0), size_t(1) << 30}) {
+        const std::string tag = std::string(precision_name(pr)) + " budget " +
+                                std::to_string(budget) + " tta " + std::to_string(tp.first) +
+                                " probabilities " + std::to_string(tp.second);
+        Net n(pr);
+        SegmentOptions so;
+        so.grid.patch = {16, 16, 8};
+        so.grid.overlap = 2;
+        so.grid.batch = 3;
+        so.grid.tta = tp.first;
+        so.probabilities = tp.second;
+        so.max_memory_bytes = budget;
+        MemoryPool& pool = memory_pool(Device::CPU);
+        pool.reset_peak();
+        const Segmentation seg = segment(n.net, n.ctx, cfg, ct, so);
+        EXPECT_EQ(seg.plan.whole_volume, budget > 0) << tag;
+        EXPECT_EQ(seg.plan.precision, pr) << tag;
+        const size_t peak = pool.stats().peak;
+        std::printf("%s: pool peak %zu bytes, plan %zu bytes\n", tag.c_str(), peak,
+                    seg.plan.estimated_bytes);
+        EXPECT_LE(peak, seg.plan.estimated_bytes) << tag;
+        EXPECT_LE(seg.plan.estimated_bytes, peak + kConvColumnBudget) << tag;
+      }
 }
 
 // A budget below one patch is a clear error naming --max-memory.

@@ -1,5 +1,6 @@
 // The inference pipeline on CUDA against the same pipeline on the CPU twins
-// (pipeline/inference.h), and what crosses the bus. Skipped without a device.
+// (pipeline/inference.h), with and without test-time mirroring, its probability maps, and
+// what crosses the bus. Skipped without a device.
 //
 // Tolerances (where each comes from):
 // - Exact (0): the engine's volume ops (crop/pad into a batch slot, grid aggregation in
@@ -29,6 +30,7 @@
 #include "cuseg/engine/ops.h"
 #include "cuseg/engine/tensor.h"
 #include "cuseg/kernels/grid_aggregate.h"
+#include "cuseg/kernels/mirror.h"
 #include "cuseg/pipeline/inference.h"
 #include "test_util.h"
 
@@ -188,3 +190,110 @@ TEST(InferenceParity, SegmentCudaMatchesCpu) {
 }
 
 }  // namespace
+
+namespace {
+
+// Largest |logit| the network produces over every grid patch of the CPU predictor's normalised
+// volume in each of the 8 mirrorings (the volume is at least one patch per axis: no padding).
+double max_abs_logit(UNet3D& net, Context& cpu, const VolumePredictor& vp, const Index3& patch) {
+  const Tensor& vol = vp.volume();
+  Tensor x = Tensor::empty({1, 1, patch[2], patch[1], patch[0]});
+  Tensor xm = Tensor::empty(x.shape());
+  double mx = 0;
+  for (const Index3& l : vp.locations()) {
+    crop_or_pad(cpu, vol, x, CropOrPadParams{l[2], l[1], l[0], 0.f});
+    for (int axes = 0; axes <= kMirrorAll; ++axes) {
+      mirror(cpu, x, xm, axes);
+      const Tensor& y = net.forward(cpu, xm);
+      for (int64_t i = 0; i < y.numel(); ++i) mx = std::max(mx, double(std::fabs(y.f32()[i])));
+    }
+  }
+  return mx;
+}
+
+}  // namespace
+
+// Test-time mirroring and the probability maps on CUDA = on the CPU twins.
+// Tolerances: each network pass's logits agree within 1e-4 * L (L = the largest |logit| of any
+// pass, computed here; the convolution argument at the top of this file). Softmax is
+// 1/2-Lipschitz per output in the max norm of its input (sum_j |dp_i/dx_j| = 2 p_i (1 - p_i)
+// <= 1/2), so each pass's probabilities agree within 0.5e-4 * L, plus the expf difference
+// between the backends (up to 2 ulp: a few 1e-7 of values <= 1, bounded by 1e-6 with the
+// divide and multiply). The 1/8 average and the weighted aggregation are convex combinations
+// and do not amplify: atol = 0.5e-4 * L + 1e-6 for the aggregated probabilities, with tta and
+// without (there the softmax of logits that agree within 1e-4 * max|score| <= 1e-4 * L).
+// Masks: equal wherever the CPU's two best probabilities are more than 2 atol apart.
+TEST(InferenceParity, TtaAndProbabilitiesCudaMatchCpu) {
+  CUSEG_REQUIRE_CUDA();
+  Context cpu(Device::CPU), gpu(Device::CUDA);
+  const UNetConfig nc{1, 3, {4, 8}};
+  UNet3D net_c(nc, Device::CPU, 5), net_g(nc, Device::CUDA, 5);
+  auto pc = net_c.parameters(), pg = net_g.parameters();
+  for (size_t i = 0; i < pc.size(); ++i) pg[i]->value.copy_from(pc[i]->value);
+  RunConfig cfg;
+  cfg.clip = true;
+  cfg.clip_lo = -250.f;
+  cfg.clip_hi = 250.f;
+  const IntensitySpec is = intensity_spec(cfg);
+  const Image ct = random_image({30, 26, 16}, 8, -1024.f, 1500.f);
+  GridOptions grid;
+  grid.patch = {12, 12, 16};
+  grid.overlap = 4;
+  grid.batch = 3;
+  double L = 0;  // the same patches in every mode
+  {
+    VolumePredictor vp(net_c, cpu, grid);
+    vp.load(ct, &is, -1.f);
+    L = max_abs_logit(net_c, cpu, vp, grid.patch);
+  }
+  const double atol = 0.5e-4 * L + 1e-6;
+  for (AggregateMode mode : {AggregateMode::Crop, AggregateMode::Hann, AggregateMode::Gaussian})
+    for (bool tta : {true, false}) {
+      const std::string tag = std::string(mode_name(mode)) + (tta ? " tta" : " plain");
+      GridOptions g = grid;
+      g.mode = mode;
+      g.tta = tta;
+      VolumePredictor vc(net_c, cpu, g), vg(net_g, gpu, g);
+      vc.load(ct, &is, -1.f);
+      vg.load(ct, &is, -1.f);
+      vc.run();
+      vg.run();
+      const LabelMap mc = vc.mask(), mg = vg.mask();
+      const TransferStats t0 = transfer_stats();
+      const std::vector<Image> pc_maps = vc.probabilities();
+      const std::vector<Image> pg_maps = vg.probabilities();
+      const TransferStats moved = transfer_stats() - t0;
+      ASSERT_EQ(pg_maps.size(), 3u);
+      const size_t V = pg_maps[0].v.size();
+      // One download per class map, nothing else.
+      EXPECT_EQ(moved.device_to_host_bytes, 3 * V * sizeof(float)) << tag;
+      EXPECT_EQ(moved.device_to_host_copies, 3u) << tag;
+      EXPECT_EQ(moved.host_to_device_bytes, 0u) << tag;
+
+      double worst = 0;
+      for (int c = 0; c < 3; ++c)
+        for (size_t v = 0; v < V; ++v)
+          worst = std::max(
+              worst, std::fabs(double(pc_maps[size_t(c)].v[v]) - double(pg_maps[size_t(c)].v[v])));
+      EXPECT_LE(worst, atol) << tag << " (L = " << L << ")";
+      int64_t near = 0, differ = 0;
+      for (size_t v = 0; v < V; ++v) {
+        double a = -1, b = -1;
+        for (int c = 0; c < 3; ++c) {
+          const double p = pc_maps[size_t(c)].v[v];
+          if (p > a) {
+            b = a;
+            a = p;
+          } else if (p > b) {
+            b = p;
+          }
+        }
+        if (a - b <= 2 * atol)
+          ++near;
+        else
+          differ += mc.v[v] != mg.v[v];
+      }
+      EXPECT_EQ(differ, 0) << tag;
+      EXPECT_LT(near, int64_t(V) / 100) << tag << ": too many near-ties for a meaningful check";
+    }
+}

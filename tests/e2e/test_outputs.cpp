@@ -1,6 +1,7 @@
 // engine_infer's outputs beyond the mask, as a user runs them (subprocesses): the animated
-// GIF preview, the statistics JSON, and DICOM SEG output for a DICOM series input (read back
-// with DCMTK: the same voxels and geometry as the NIfTI output), on a tiny phantom model.
+// GIF preview, the statistics JSON, DICOM SEG output for a DICOM series input (read back
+// with DCMTK: the same voxels and geometry as the NIfTI output), and the class probabilities
+// with and without test-time mirroring (--probabilities, --tta), on a tiny phantom model.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,14 +12,17 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "cuseg/data/dicom_seg.h"
 #include "cuseg/data/image.h"
 #include "cuseg/data/metrics.h"
+#include "cuseg/engine/checkpoint.h"
 #include "cuseg/pipeline/animation.h"
 #include "cuseg/pipeline/gif.h"
+#include "cuseg/pipeline/inference.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -258,4 +262,114 @@ TEST_F(Outputs, DicomSegPassesTheIndependentPythonCheck) {
                        nii + " " + series.string());
   EXPECT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("check_dicom_seg: passed"), std::string::npos) << r.out;
+}
+
+// --probabilities (with and without --tta) through the app: one 4-D NIfTI on the input's grid
+// with one map per class, stored as uint8 q = round(255 p) (data::write_probabilities), so each
+// value read back is within 1/510 of the float probability and the 3 classes sum to 1 within
+// 3/510 (+ float rounding of the reader's scaling, 1e-6). The mask's class has the largest q
+// at every voxel (rounding is monotone, and the mask is the argmax of the unquantised maps with
+// --tta, of the logits without: softmax is monotone), so argmax(q) equals the mask except
+// where two classes share the largest q (quantisation ties: counted, and must be rare).
+// The phantom config does no resampling, so no interpolation is involved.
+// The one-epoch phantom model predicts background nearly everywhere with nearly constant
+// maps, which would make these checks weak; so the test runs a freshly initialised network of
+// the same config (another seed, saved with the run's stored config as engine_train would),
+// whose maps vary and whose mask holds all three classes.
+TEST_F(Outputs, ProbabilitiesAreOnTheInputGridAndAgreeWithTheMask) {
+  CUSEG_REQUIRE_FILE_IO();
+  ASSERT_TRUE(trained_ok_);
+  const fs::path o = kWork / "probs";
+  fs::create_directories(o);
+  const std::string untrained = (o / "untrained.safetensors").string();
+  {
+    const LoadedModel trained = load_model(model(), Device::CPU);
+    UNet3D fresh(trained.cfg.model, Device::CPU, 12345);
+    // PyTorch's default init leaves this tiny network's output nearly constant; weights 4x
+    // larger make it depend on the image (a valid network all the same).
+    for (Param* prm : fresh.parameters())
+      for (int64_t i = 0; i < prm->value.numel(); ++i) prm->value.f32()[i] *= 4.f;
+    save_checkpoint(untrained, fresh.parameters(), trained.meta);
+  }
+  const data::Image ct = data::read_image(phantom_case(5));
+  std::vector<data::Image> maps[2];
+  for (int tta = 0; tta < 2; ++tta) {
+    const std::string tag = tta ? "tta" : "plain";
+    const fs::path mask_path = o / (tag + "_mask.nii.gz"), prob_path = o / (tag + "_p.nii.gz"),
+                   stats_path = o / (tag + "_stats.json");
+    const Result r = run(kBin + "engine_infer -m " + untrained + " -i " + phantom_case(5) + " -o " +
+                         mask_path.string() + " --probabilities " + prob_path.string() +
+                         " --stats " + stats_path.string() + (tta ? " --tta --mode gaussian" : ""));
+    ASSERT_EQ(r.rc, 0) << r.out;
+    const data::FileInfo info = data::read_info(prob_path.string());
+    EXPECT_EQ(info.dimensions, 4) << tag;
+    EXPECT_EQ(info.extent, (std::vector<int>{ct.geo.size[0], ct.geo.size[1], ct.geo.size[2], 3}))
+        << tag;
+    const data::LabelMap mask = data::read_label(mask_path.string());
+    maps[tta] = data::read_probabilities(prob_path.string());
+    const std::vector<data::Image>& p = maps[tta];
+    ASSERT_EQ(p.size(), 3u);
+    std::string why;
+    EXPECT_TRUE(data::same_grid(p[0].geo, ct.geo, &why)) << tag << ": " << why;
+    int64_t ties = 0, wrong = 0, bad_sum = 0, per_class[3] = {0, 0, 0};
+    std::set<int> levels;  // distinct q of the liver class
+    for (size_t v = 0; v < mask.v.size(); ++v) {
+      int q[3], top = 0;
+      for (int c = 0; c < 3; ++c) {
+        q[c] = int(std::lround(double(p[size_t(c)].v[v]) * 255.0));
+        top = std::max(top, q[c]);
+      }
+      bad_sum += !(std::fabs(double(p[0].v[v]) + p[1].v[v] + p[2].v[v] - 1.0) <= 3.0 / 510 + 1e-6);
+      wrong += q[mask.v[v]] != top;
+      ties += (q[0] == top) + (q[1] == top) + (q[2] == top) > 1;
+      levels.insert(q[1]);
+      ++per_class[mask.v[v]];
+    }
+    EXPECT_EQ(bad_sum, 0) << tag;
+    EXPECT_EQ(wrong, 0) << tag << ": the mask's class does not hold the largest probability";
+    EXPECT_LT(ties, int64_t(mask.v.size()) / 100) << tag << ": too many quantisation ties";
+    // The checks above must compare varying maps and a mask with every class in it.
+    EXPECT_GE(levels.size(), 10u) << tag << ": the liver map is (nearly) constant";
+    for (int c = 0; c < 3; ++c) EXPECT_GT(per_class[c], 0) << tag << ": no voxel of class " << c;
+    const json s = json::parse(std::ifstream(stats_path));
+    EXPECT_EQ(s["plan"]["tta"].get<bool>(), bool(tta)) << tag;
+    EXPECT_EQ(s["probabilities"].get<std::string>(), prob_path.string()) << tag;
+  }
+  // --tta changes the maps (8 mirrored passes of a network that is not mirror-symmetric).
+  int64_t changed = 0;
+  for (int c = 0; c < 3; ++c)
+    for (size_t v = 0; v < maps[0][size_t(c)].v.size(); ++v)
+      changed += maps[0][size_t(c)].v[v] != maps[1][size_t(c)].v[v];
+  EXPECT_GT(changed, 0);
+}
+
+// Folder input: one <case>.nii.gz of probabilities per case in the --probabilities folder.
+TEST_F(Outputs, ProbabilitiesForAFolderInput) {
+  CUSEG_REQUIRE_FILE_IO();
+  ASSERT_TRUE(trained_ok_);
+  const fs::path o = kWork / "probs_folder";
+  fs::create_directories(o / "in");
+  fs::copy_file(phantom_case(1), o / "in" / "liver_1.nii.gz");
+  const Result r = run(kBin + "engine_infer -m " + model() + " -i " + (o / "in").string() + " -o " +
+                       (o / "masks").string() + " --tta --probabilities " + (o / "p").string());
+  ASSERT_EQ(r.rc, 0) << r.out;
+  const auto p = data::read_probabilities((o / "p" / "liver_1.nii.gz").string());
+  const data::LabelMap mask = data::read_label((o / "masks" / "liver_1.nii.gz").string());
+  ASSERT_EQ(p.size(), 3u);
+  std::string why;
+  EXPECT_TRUE(data::same_grid(p[0].geo, mask.geo, &why)) << why;
+}
+
+// A probabilities name that is not NIfTI is refused before any work, naming the flag and file.
+TEST_F(Outputs, BadProbabilitiesNameIsAClearError) {
+  ASSERT_TRUE(trained_ok_);
+  const fs::path o = kWork / "badprob";
+  const Result r =
+      run(kBin + "engine_infer -m " + model() + " -i " + phantom_case(1) + " -o " +
+          (o / "mask.nii.gz").string() + " --probabilities " + (o / "p.nrrd").string());
+  EXPECT_NE(r.rc, 0);
+  EXPECT_NE(r.out.find("--probabilities"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("p.nrrd"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(o / "mask.nii.gz"));
+  EXPECT_FALSE(fs::exists(o / "p.nrrd"));
 }
