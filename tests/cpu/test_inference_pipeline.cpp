@@ -5,8 +5,11 @@
 // volume (host-side padding as training does it), one network call per patch, every voxel's
 // weighted sum accumulated patch by patch, argmax by hand. The same float operations happen in
 // the same order on both sides (products, then sums in patch order), so the comparisons are
-// exact, not within a tolerance. Also: nnU-Net's Gaussian weights against its own maps, the
-// float16 rounding, the memory plan against the pool's peak, and the transfer count.
+// exact, not within a tolerance. Test-time mirroring (--tta) and the probability maps are
+// checked against a direct computation in double (8 explicitly flipped forward passes per
+// patch, softmax, flip back, average, aggregate), within tolerances stated at each test. Also:
+// nnU-Net's Gaussian weights against its own maps, the float16 rounding, the memory plan
+// against the pool's peak, and the transfer count.
 #include <gtest/gtest.h>
 
 #include <cmath>
