@@ -87,7 +87,8 @@ def main(seg_path, nii_path, series_dir):
         bad = int((got != want).sum())
         expect(bad == 0, f"{bad} voxels differ between the SEG and the NIfTI mask")
         print(f"voxels: {labels.size} compared, labels "
-              f"{dict(zip(*np.unique(want, return_counts=True)))}, {bad} differ")
+              f"{ {int(v): int(c) for v, c in zip(*np.unique(want, return_counts=True))} }, "
+              f"{bad} differ")
     sp_nii = np.sqrt((nii.affine[:3, :3] ** 2).sum(axis=0))
     sp_seg = np.sqrt((aff_lps[:3, :3] ** 2).sum(axis=0))
     expect(np.allclose(sorted(sp_nii), sorted(sp_seg), atol=1e-4),
