@@ -291,7 +291,8 @@ std::vector<double> direct_tta(Net& n, const Image& image, const Index3& patch, 
         for (int j = 0; j < patch[1]; ++j)
           for (int i = 0; i < patch[0]; ++i)
             x.f32()[src(i, j, k)] = image.at(ini[0] + i, ini[1] + j, ini[2] + k);
-      const Tensor& logits = n.net.forward(n.ctx, x);
+      n.net.forward(n.ctx, x);
+      const Tensor& logits = n.net.logits_f32(n.ctx);  // fp32 NCDHW in both precisions
       for (int k = 0; k < patch[2]; ++k)
         for (int j = 0; j < patch[1]; ++j)
           for (int i = 0; i < patch[0]; ++i) {
@@ -349,7 +350,9 @@ std::pair<int, double> best_and_gap(const std::vector<double>& s, int64_t V, int
 }
 
 // --tta on the device-side path (mirror + softmax_mirror_accumulate ops, here their CPU
-// twins) = the direct computation, in every aggregation mode and on the odd grid cases.
+// twins) = the direct computation, in every aggregation mode and on the odd grid cases, in
+// both precisions (bf16: the network's fp32 logits, UNet3D::logits_f32, are what is mirrored
+// back and softmaxed).
 // Tolerance 1e-5 absolute per probability: the float32 softmax of one pass is within ~1e-6
 // of the double one (glibc expf < 1 ulp, a 3-term sum, a divide and a multiply: a few
 // roundings of 6e-8 relative, probabilities <= 1; tests/cpu/test_mirror.cpp), the 8-pass sum
@@ -358,76 +361,80 @@ std::pair<int, double> best_and_gap(const std::vector<double>& s, int64_t V, int
 // same floats on both sides (same input patch, same weights: test above). The mask must equal
 // the direct argmax wherever the direct two best probabilities are more than 2e-5 apart.
 TEST(InferencePipelineCpu, TtaEqualsEightExplicitMirroredPasses) {
-  Net n;
-  for (const GridCase& gc : kGridCases)
-    for (AggregateMode mode : {AggregateMode::Crop, AggregateMode::Average, AggregateMode::Hann,
-                               AggregateMode::Gaussian}) {
-      const std::string tag = std::string(mode_name(mode)) + " size " + std::to_string(gc.size[0]) +
-                              "x" + std::to_string(gc.size[1]) + "x" + std::to_string(gc.size[2]);
-      const Image im = random_image(gc.size, 3, -1.f, 1.f);
-      const float pad = -1.f;
-      Image padded = im;
-      data::pad_to_patch(padded, nullptr, gc.patch, pad);
-      const std::vector<double> want = direct_tta(n, padded, gc.patch, gc.overlap, mode);
+  for (const Precision pr : kPrecisions) {
+    Net n(pr);
+    for (const GridCase& gc : kGridCases)
+      for (AggregateMode mode : {AggregateMode::Crop, AggregateMode::Average, AggregateMode::Hann,
+                                 AggregateMode::Gaussian}) {
+        const std::string tag = std::string(precision_name(pr)) + " " + mode_name(mode) + " size " +
+                                std::to_string(gc.size[0]) + "x" + std::to_string(gc.size[1]) +
+                                "x" + std::to_string(gc.size[2]);
+        const Image im = random_image(gc.size, 3, -1.f, 1.f);
+        const float pad = -1.f;
+        Image padded = im;
+        data::pad_to_patch(padded, nullptr, gc.patch, pad);
+        const std::vector<double> want = direct_tta(n, padded, gc.patch, gc.overlap, mode);
 
-      GridOptions g;
-      g.patch = gc.patch;
-      g.overlap = gc.overlap;
-      g.batch = gc.batch;
-      g.mode = mode;
-      g.tta = true;
-      VolumePredictor vp(n.net, n.ctx, g);
-      vp.load(im, nullptr, pad);
-      vp.run();
-      const Tensor& s = vp.scores();
-      ASSERT_EQ(size_t(s.numel()), want.size()) << tag;
-      const int64_t V = int64_t(want.size() / 3);
-      double worst = 0, worst_sum = 0;
-      for (int64_t v = 0; v < V; ++v) {
-        double total = 0;
-        for (int c = 0; c < 3; ++c) {
-          const double got = s.f32()[c * V + v];
-          worst = std::max(worst, std::fabs(got - want[size_t(c * V + v)]));
-          total += got;
+        GridOptions g;
+        g.patch = gc.patch;
+        g.overlap = gc.overlap;
+        g.batch = gc.batch;
+        g.mode = mode;
+        g.tta = true;
+        VolumePredictor vp(n.net, n.ctx, g);
+        vp.load(im, nullptr, pad);
+        vp.run();
+        const Tensor& s = vp.scores();
+        ASSERT_EQ(size_t(s.numel()), want.size()) << tag;
+        const int64_t V = int64_t(want.size() / 3);
+        double worst = 0, worst_sum = 0;
+        for (int64_t v = 0; v < V; ++v) {
+          double total = 0;
+          for (int c = 0; c < 3; ++c) {
+            const double got = s.f32()[c * V + v];
+            worst = std::max(worst, std::fabs(got - want[size_t(c * V + v)]));
+            total += got;
+          }
+          worst_sum = std::max(worst_sum, std::fabs(total - 1.0));
         }
-        worst_sum = std::max(worst_sum, std::fabs(total - 1.0));
+        EXPECT_LT(worst, 1e-5) << tag;
+        EXPECT_LT(worst_sum, 1e-5) << tag << ": aggregated probabilities must sum to 1";
+        const LabelMap m = vp.mask();
+        int64_t near = 0, differ = 0;
+        for (int64_t v = 0; v < V; ++v) {
+          const auto bg = best_and_gap(want, V, v);
+          if (bg.second <= 2e-5)
+            ++near;
+          else
+            differ += m.v[size_t(v)] != bg.first;
+        }
+        EXPECT_EQ(differ, 0) << tag;
+        EXPECT_LT(near, V / 100 + 1) << tag << ": too many near-ties for a meaningful check";
+        // With tta the scores are the probabilities: probabilities() hands them back unchanged.
+        const std::vector<Image> p = vp.probabilities();
+        ASSERT_EQ(p.size(), 3u);
+        for (int c = 0; c < 3; ++c) {
+          EXPECT_EQ(p[size_t(c)].geo.size, padded.geo.size) << tag;
+          EXPECT_EQ(std::memcmp(p[size_t(c)].v.data(), s.f32() + c * V, size_t(V) * sizeof(float)),
+                    0)
+              << tag << " class " << c;
+        }
+        // The mirrored passes change the result (a random network is not mirror-symmetric):
+        // the same grid without tta gives other scores.
+        GridOptions plain = g;
+        plain.tta = false;
+        VolumePredictor vq(n.net, n.ctx, plain);
+        vq.load(im, nullptr, pad);
+        vq.run();
+        const std::vector<Image> q = vq.probabilities();
+        double moved = 0;
+        for (int c = 0; c < 3; ++c)
+          for (int64_t v = 0; v < V; ++v)
+            moved = std::max(moved, std::fabs(double(q[size_t(c)].v[size_t(v)]) -
+                                              double(p[size_t(c)].v[size_t(v)])));
+        EXPECT_GT(moved, 1e-3) << tag;
       }
-      EXPECT_LT(worst, 1e-5) << tag;
-      EXPECT_LT(worst_sum, 1e-5) << tag << ": aggregated probabilities must sum to 1";
-      const LabelMap m = vp.mask();
-      int64_t near = 0, differ = 0;
-      for (int64_t v = 0; v < V; ++v) {
-        const auto bg = best_and_gap(want, V, v);
-        if (bg.second <= 2e-5)
-          ++near;
-        else
-          differ += m.v[size_t(v)] != bg.first;
-      }
-      EXPECT_EQ(differ, 0) << tag;
-      EXPECT_LT(near, V / 100 + 1) << tag << ": too many near-ties for a meaningful check";
-      // With tta the scores are the probabilities: probabilities() hands them back unchanged.
-      const std::vector<Image> p = vp.probabilities();
-      ASSERT_EQ(p.size(), 3u);
-      for (int c = 0; c < 3; ++c) {
-        EXPECT_EQ(p[size_t(c)].geo.size, padded.geo.size) << tag;
-        EXPECT_EQ(std::memcmp(p[size_t(c)].v.data(), s.f32() + c * V, size_t(V) * sizeof(float)), 0)
-            << tag << " class " << c;
-      }
-      // The mirrored passes change the result (a random network is not mirror-symmetric):
-      // the same grid without tta gives other scores.
-      GridOptions plain = g;
-      plain.tta = false;
-      VolumePredictor vq(n.net, n.ctx, plain);
-      vq.load(im, nullptr, pad);
-      vq.run();
-      const std::vector<Image> q = vq.probabilities();
-      double moved = 0;
-      for (int c = 0; c < 3; ++c)
-        for (int64_t v = 0; v < V; ++v)
-          moved = std::max(moved, std::fabs(double(q[size_t(c)].v[size_t(v)]) -
-                                            double(p[size_t(c)].v[size_t(v)])));
-      EXPECT_GT(moved, 1e-3) << tag;
-    }
+  }
 }
 
 // Without tta, probabilities() is the softmax over the classes of the aggregated logits (the
