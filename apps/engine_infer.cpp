@@ -84,8 +84,9 @@ int run(Options o) {
       g.overlap, g.batch, mode_name(g.mode), g.tta ? ", tta: 8 mirrored passes" : "",
       device_name(dev), precision_name(m.precision), now_s() - t_all);
   std::printf("libraries: %s\n", gpu_library_versions().c_str());
-  CUSEG_REQUIRE(o.max_memory_mib >= 0,
-                "--max-memory " << o.max_memory_mib << ": expected MiB >= 0");
+  // Bounded before the conversion to bytes (a double beyond size_t, or inf, does not convert).
+  CUSEG_REQUIRE(o.max_memory_mib >= 0 && o.max_memory_mib <= 1e9,
+                "--max-memory " << o.max_memory_mib << ": expected MiB in [0, 1e9]");
   o.job.segment.max_memory_bytes = size_t(o.max_memory_mib * 1024.0 * 1024.0);
   o.job.seconds_before = now_s() - t_all;
   o.job.format = o.output_type == "dicom-seg" ? MaskFormat::DicomSeg : MaskFormat::Image;
@@ -141,9 +142,10 @@ int main(int argc, char** argv) {
                  "patches per network call (default: the model's "
                  "inference.batch, 4 in the reference)");
   app.add_option("--max-memory", o.max_memory_mib,
-                 "device memory budget in MiB (0 = off) for the network and the pipeline's "
-                 "buffers: runs the whole volume in one pass when it fits, else the largest "
-                 "patch batch that fits (overrides --batch)")
+                 "memory budget in MiB (0 = off): an input whose header asks for more is "
+                 "refused before it is read; the network and the pipeline's device buffers "
+                 "run the whole volume in one pass when it fits, else the largest patch batch "
+                 "that fits (overrides --batch)")
       ->capture_default_str();
   app.add_option("--mode", o.mode,
                  "aggregation of overlapping patches: crop | average | hann | gaussian "

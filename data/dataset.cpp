@@ -44,30 +44,24 @@ std::map<int, std::string> default_labels() {
   return {{0, "background"}, {1, "liver"}, {2, "tumour"}};
 }
 
-bool is_nifti(const std::string& path) {
-  const std::string e = image_extension(fs::path(path).filename().string());
-  return e == ".nii" || e == ".nii.gz";
-}
-
-std::string nonfinite_message(int64_t bad, int64_t first, const std::array<int, 3>& s,
+std::string nonfinite_message(int64_t bad, int64_t nan, int64_t first, const std::array<int, 3>& s,
                               const std::string& expected) {
   std::ostringstream os;
   os << bad << " voxels are NaN or Inf (first at voxel (" << first % s[0] << ", "
-     << first / s[0] % s[1] << ", " << first / (int64_t(s[0]) * s[1]) << ")); " << expected;
+     << first / s[0] % s[1] << ", " << first / (int64_t(s[0]) * s[1]) << ")); " << expected << " ("
+     << nan << " NaN, " << bad - nan << " Inf)";
   return os.str();
 }
 
-// The NIfTI payload check (data/image.h, scan_nifti_nonfinite): reports through `add`.
-template <class Add>
-void scan_nifti(const std::string& path, const std::string& expected, Add& add) {
-  try {
-    const NonFiniteScan r = scan_nifti_nonfinite(path);
-    if (r.count > 0)
-      add(path, nonfinite_message(r.count, r.first, r.size, expected) + " (" +
-                    std::to_string(r.nan) + " NaN, " + std::to_string(r.count - r.nan) +
-                    " Inf in the stored NIfTI data; ITK's NIfTI reader would read them as 0)");
-  } catch (const std::exception& e) {
-    add(path, e.what());
+// A case id names one case: two files that give the same id (liver_1.nii next to
+// liver_1.nii.gz, or a dataset.json listing a label twice) are an error naming both.
+void require_unique_ids(const Dataset& d, const std::string& where) {
+  std::map<std::string, const CaseFiles*> seen;
+  for (const auto& c : d.cases) {
+    auto it = seen.emplace(c.id, &c);
+    CUSEG_REQUIRE(it.second, where << ": case '" << c.id << "' appears twice ("
+                                   << it.first->second->image << " and " << c.image
+                                   << "); expected one image and one label per case");
   }
 }
 
@@ -103,12 +97,20 @@ Dataset discover_decathlon(const std::string& dir) {
         }
       }
     }
-    if (j.contains("file_ending")) file_ending = j["file_ending"].get<std::string>();
+    if (j.contains("file_ending")) {
+      CUSEG_REQUIRE(j["file_ending"].is_string(),
+                    js.string() << ": \"file_ending\" must be a string such as \".nii.gz\"");
+      file_ending = j["file_ending"].get<std::string>();
+    }
     if (j.contains("training") && j["training"].is_array() && !j["training"].empty()) {
       d.source = "dataset.json";
       for (const auto& t : j["training"]) {
-        CUSEG_REQUIRE(t.contains("image") && t.contains("label"),
-                      js.string() << ": every training entry needs \"image\" and \"label\"");
+        CUSEG_REQUIRE(
+            t.is_object() && t.contains("image") && t.contains("label") && t["image"].is_string() &&
+                t["label"].is_string(),
+            js.string() << ": every training entry needs \"image\" and \"label\" "
+                           "paths (strings), e.g. {\"image\": \"./imagesTr/liver_0.nii.gz\", "
+                           "\"label\": \"./labelsTr/liver_0.nii.gz\"}");
         CaseFiles c;
         c.image = (root / t["image"].get<std::string>()).lexically_normal().string();
         c.label = (root / t["label"].get<std::string>()).lexically_normal().string();
@@ -121,6 +123,7 @@ Dataset discover_decathlon(const std::string& dir) {
         }
         d.cases.push_back(c);
       }
+      require_unique_ids(d, js.string());
       return d;
     }
   }
@@ -165,6 +168,7 @@ Dataset discover_decathlon(const std::string& dir) {
     const long na = num(a.id), nb = num(b.id);
     return na != nb ? na < nb : a.id < b.id;
   });
+  require_unique_ids(d, dir);
   return d;
 }
 
@@ -213,6 +217,7 @@ Dataset discover_loose(const std::string& dir) {
     if (label_of.count(f)) c.label = (fs::path(dir) / label_of[f]).string();
     d.cases.push_back(c);
   }
+  require_unique_ids(d, dir);
   return d;
 }
 
@@ -247,7 +252,15 @@ void write_split(const Split& s, const std::string& path) {
   j["seed"] = s.seed;
   j["train"] = s.train;
   j["val"] = s.val;
-  write_file_atomic(path, j.dump(2) + "\n");  // crash-safe: a run folder never holds half a split
+  std::string text;
+  try {
+    text = j.dump(2);
+  } catch (const json::exception&) {
+    // Case ids come from file names, which may be any bytes; JSON holds UTF-8 only.
+    CUSEG_THROW(path << ": cannot write the split file: a case id is not valid UTF-8 (a file "
+                        "name in another encoding?); expected UTF-8 file names");
+  }
+  write_file_atomic(path, text + "\n");  // crash-safe: a run folder never holds half a split
 }
 
 Split read_split(const std::string& path) {
@@ -305,16 +318,16 @@ std::vector<Problem> check_case(const CaseFiles& c, int num_classes) {
     add(c.image, e.what());
   }
   if (have_img) {
-    int64_t bad = 0, first = -1;
+    // read_image shows NaN/Inf in every format (for NIfTI it restores what ITK zeroes).
+    int64_t bad = 0, nan = 0, first = -1;
     for (size_t n = 0; n < img.v.size(); ++n)
       if (!std::isfinite(img.v[n])) {
         if (first < 0) first = int64_t(n);
         ++bad;
+        nan += std::isnan(img.v[n]);
       }
     if (bad)
-      add(c.image, nonfinite_message(bad, first, img.geo.size, "expected finite intensities"));
-    // NIfTI: ITK has already turned NaN/Inf into 0, so look at the stored payload itself.
-    if (!bad && is_nifti(c.image)) scan_nifti(c.image, "expected finite intensities", add);
+      add(c.image, nonfinite_message(bad, nan, first, img.geo.size, "expected finite intensities"));
   }
   if (c.label.empty()) return out;
   LabelMap lab;
@@ -324,9 +337,6 @@ std::vector<Problem> check_case(const CaseFiles& c, int num_classes) {
     add(c.label, e.what());
     return out;
   }
-  // A float label map with NaN would otherwise read as background (0) without a word.
-  if (is_nifti(c.label))
-    scan_nifti(c.label, "expected integer class values 0.." + std::to_string(num_classes - 1), add);
   int64_t hist[256] = {};
   for (uint8_t v : lab.v) hist[v]++;
   // One problem per file listing the out-of-range values (first 8) and their voxel counts.

@@ -57,10 +57,10 @@ struct Problem {
   std::string file;
   std::string what;  // what was found and what was expected
 };
-// Checks one case: both files readable, 3-D scalar, image values finite, label values exact
-// integers within [0, num_classes), image/label size and geometry agree (ITK tolerances).
-// NaN/Inf: ITK's NIfTI reader replaces them with 0 while reading, so for .nii/.nii.gz files the
-// stored float payload is scanned as well (scan_nifti_nonfinite, data/image.h), images and labels.
+// Checks one case: both files readable (the readers' own checks: complete, sane header, fits
+// memory), 3-D scalar, image values finite, label values exact integers within
+// [0, num_classes), image/label size and geometry agree (ITK tolerances). NaN/Inf are seen in
+// every format: for NIfTI the readers restore what ITK's reader replaces with 0 (data/image.h).
 std::vector<Problem> check_case(const CaseFiles& c, int num_classes = 3);
 std::vector<Problem> check_dataset(const Dataset& d, int num_classes = 3);
 

@@ -64,21 +64,46 @@ using LabelMap = Volume<uint8_t>;  // class indices
 // What a file holds before it is converted (used by the integrity check and the summary).
 struct FileInfo {
   std::string path;
-  int dimensions = 0;          // as stored (a 4-D file with a 4th extent of 1 still says 4)
-  std::vector<int> extent;     // per stored dimension
-  int components = 1;          // >1: vector/RGB pixels (rejected by the readers)
-  std::string component_type;  // ITK's name: "short", "float", "double", "unsigned_char", ...
-  Geometry geo;                // first three dimensions
+  int dimensions = 0;           // as stored (a 4-D file with a 4th extent of 1 still says 4)
+  std::vector<int64_t> extent;  // per stored dimension
+  int components = 1;           // >1: vector/RGB pixels (rejected by the readers)
+  std::string component_type;   // ITK's name: "short", "float", "double", "unsigned_char", ...
+  int component_bytes = 0;      // bytes per stored component (2 for "short")
+  Geometry geo;                 // first three dimensions (size 0 where an extent exceeds int)
 };
 
-// Reads the header only. Throws cuseg::Error naming the file when ITK cannot read it.
+// Reads the header only (no voxel buffer). Throws cuseg::Error naming the file when ITK cannot
+// read it.
 FileInfo read_info(const std::string& path);
 
+// Memory guard of the readers. Every reader checks the header BEFORE any voxel buffer exists:
+// the peak the read needs (read_peak_bytes) must fit max_bytes, otherwise it throws naming the
+// file, the size the header asks for and the limit (`limit_name` says whose limit it is, e.g.
+// "--max-memory"). max_bytes 0 means the machine's memory (machine_memory_bytes()).
+struct ReadLimits {
+  uint64_t max_bytes = 0;
+  std::string limit_name;  // empty: "this machine's memory"
+};
+// Physical memory, lowered by RLIMIT_AS / RLIMIT_DATA and a cgroup v2 memory.max when set.
+uint64_t machine_memory_bytes();
+// Peak bytes of reading `voxels` voxels stored as `component_bytes`-byte values into a volume of
+// `out_bytes` per voxel: ITK's output buffer (out_bytes; double for labels, float for images),
+// ITK's buffer in the file's type when it converts (component_bytes), niftilib's own copy of the
+// payload for NIfTI (component_bytes again) and the Volume handed back (result_bytes). A double,
+// so absurd headers (2^31 per axis) neither overflow nor wrap.
+double read_peak_bytes(double voxels, int component_bytes, int out_bytes, int result_bytes,
+                       bool nifti);
+
 // Readers accept NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) and, for a
-// directory, a DICOM series (the first series GDCM finds, or `series_uid`). Files must be 3-D
-// scalar images (a 4-D file whose 4th extent is 1 is accepted as 3-D); anything else throws an
-// error naming the file and what was expected.
-Image read_image(const std::string& path);
+// directory, a DICOM series (the first series GDCM finds, or `series_uid`). What they accept:
+// a 3-D scalar image (a 4-D file whose 4th extent is 1 counts as 3-D); every extent >= 1 and
+// < 2^31; spacing finite and > 0; origin finite; an orthonormal direction matrix (within 1e-3,
+// see image_io.cpp); a read that fits `limits`; for NIfTI, a header that niftilib would not
+// silently repair (extents < 1, spacing 0 or NaN), a complete payload, and no <name>.nii next to
+// a <name>.nii.gz (niftilib would read that file's voxels). Anything else throws an error naming
+// the file and what was expected; the header checks come before any voxel buffer exists.
+// NaN/Inf values are returned as stored, in every format.
+Image read_image(const std::string& path, const ReadLimits& limits = {});
 // The file extensions of those formats, ".nii.gz" before ".nii" (the first that a name ends
 // with is its whole extension).
 const std::vector<std::string>& image_extensions();
@@ -87,19 +112,25 @@ const std::vector<std::string>& image_extensions();
 std::string image_extension(const std::string& name);
 // Labels may be stored as any numeric type: every value must be an exact integer in [0, 255]
 // (otherwise: error naming the file, the offending value and its voxel index).
-LabelMap read_label(const std::string& path);
-Image read_dicom_series(const std::string& dir, const std::string& series_uid = "");
+LabelMap read_label(const std::string& path, const ReadLimits& limits = {});
+Image read_dicom_series(const std::string& dir, const std::string& series_uid = "",
+                        const ReadLimits& limits = {});
 std::vector<std::string> dicom_series_uids(const std::string& dir);
 // The files of the series read_dicom_series(dir, series_uid) reads, in GDCM's order.
 std::vector<std::string> dicom_series_files(const std::string& dir,
                                             const std::string& series_uid = "");
+// The geometry checks of the readers (extents, spacing, origin, direction); throws naming `what`.
+void check_geometry(const Geometry& g, const std::string& what);
 
 // NaN/Inf stored in a NIfTI file. ITK's NIfTI reader (its bundled niftilib, nifti_read_buffer)
-// silently replaces every non-finite float with 0, so read_image/read_label cannot show them;
-// this scans the file's own float32/float64 voxel payload (zlib, from the header's vox_offset)
-// as a check on top of the ITK read (see data/image_io.cpp). checked = false for integer
-// datatypes (they cannot hold NaN). `first` is the linear index (i fastest) of the first bad
-// voxel in `size`. Throws naming the file when it is not a single-file NIfTI-1/2 or truncated.
+// silently replaces every non-finite float with 0 and fills a truncated file's missing voxels
+// with 0. read_image / read_label therefore check every NIfTI file after ITK's read: a payload
+// shorter than the header declares is an error, and NaN/Inf are written back into the result,
+// so the values read are the values stored, in every format. This function is that check on its
+// own, for callers who want the counts: it streams the file's float32/float64 payload (zlib,
+// from the header's vox_offset), throws naming the file when it is not a single-file NIfTI-1/2,
+// is truncated or its header is unusable. checked = false for integer datatypes (they cannot
+// hold NaN). `first` is the linear index (i fastest) of the first bad voxel in `size`.
 struct NonFiniteScan {
   bool checked = false;
   int64_t count = 0, nan = 0, first = -1;

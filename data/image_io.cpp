@@ -10,9 +10,11 @@
 #include <itkImageSeriesReader.h>
 #include <itkImageSeriesWriter.h>
 #include <itkMetaDataObject.h>
+#include <itkMetaImageIO.h>
 #include <itkMetaImageIOFactory.h>
 #include <itkNiftiImageIO.h>
 #include <itkNiftiImageIOFactory.h>
+#include <itkNrrdImageIO.h>
 #include <itkNrrdImageIOFactory.h>
 #include <zlib.h>  // zlib comes with ITK (ITKZLIB is a public dependency of ITKIONIFTI)
 
@@ -22,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <mutex>
@@ -29,6 +32,7 @@
 #include <sstream>
 
 #include "cuseg/core/check.h"
+#include "cuseg/data/dicom_guard.h"
 #include "cuseg/data/image.h"
 
 namespace fs = std::filesystem;
@@ -83,21 +87,331 @@ typename TImage::Pointer make_itk(const Geometry& g) {
   return im;
 }
 
-// Header checks shared by the readers: exists, readable by some ImageIO, 3-D scalar.
-FileInfo checked_info(const std::string& path) {
+// zlib file handle (gzread also reads uncompressed files), closed on scope exit.
+struct GzFile {
+  gzFile f;
+  GzFile(const std::string& path, const char* purpose) : f(gzopen(path.c_str(), "rb")) {
+    CUSEG_REQUIRE(f != nullptr, path << ": cannot open for " << purpose);
+  }
+  ~GzFile() { gzclose(f); }
+  GzFile(const GzFile&) = delete;
+  GzFile& operator=(const GzFile&) = delete;
+};
+
+// The NIfTI header fields cuseg reads itself (layouts of nifti1.h and nifti2.h), for checks on
+// top of ITK's reader: niftilib silently turns extents < 1 and spacings of 0 or NaN into 1, and
+// NaN/Inf voxels into 0 (see scan_nifti_nonfinite).
+struct NiftiHeader {
+  int32_t sizeof_hdr = 0;  // 348: NIfTI-1 (or ANALYZE 7.5), 540: NIfTI-2
+  bool swap = false;       // stored in the other byte order
+  bool is_nifti = false;   // NIfTI magic; false: ANALYZE 7.5 (no orientation fields)
+  bool one_file = false;   // header and voxels in one file ("n+N")
+  int16_t datatype = 0;
+  int64_t dim[8] = {};
+  double pixdim[8] = {};
+  double scl_slope = 0, scl_inter = 0;  // value = stored * slope + inter (slope 0: unscaled)
+  int32_t qform_code = 0, sform_code = 0;
+  double quatern[6] = {};  // quatern_b, c, d, qoffset_x, y, z
+  double srow[12] = {};    // srow_x, srow_y, srow_z
+  int64_t vox_offset = 0;  // where niftilib reads the voxels: max(vox_offset, sizeof_hdr)
+};
+
+// Reads the header from the start of `f` the way niftilib (nifti2_io.c) decides what it is: the
+// version from sizeof_hdr (348 or 540, either byte order), the byte order from dim[0] (1..7 as
+// stored, or after swapping; sizeof_hdr only when dim[0] is 0), NIfTI rather than ANALYZE 7.5
+// from the magic ("n+N" or "niN" with N in 1..9), a single file from its '+'. Returns false
+// (with why_not) when it is no NIfTI/ANALYZE header at all; throws naming the file when dim[0]
+// or vox_offset is unusable.
+bool read_nifti_header(gzFile f, const std::string& path, NiftiHeader* hd, std::string* why_not) {
+  std::array<unsigned char, 540> h{};
+  const int got = gzread(f, h.data(), unsigned(h.size()));
+  if (got < 348) {
+    *why_not = "too short for a NIfTI header (" + std::to_string(std::max(got, 0)) + " bytes)";
+    return false;
+  }
+  auto rd = [&](size_t off, void* dst, size_t n, bool swap) {
+    std::memcpy(dst, h.data() + off, n);
+    if (swap) std::reverse(static_cast<unsigned char*>(dst), static_cast<unsigned char*>(dst) + n);
+  };
+  int32_t sz = 0;
+  rd(0, &sz, 4, false);
+  bool size_swapped = false;
+  if (sz != 348 && sz != 540) {
+    rd(0, &sz, 4, true);
+    size_swapped = true;
+  }
+  if (sz != 348 && sz != 540) {
+    *why_not = "not a NIfTI file (sizeof_hdr is neither 348 nor 540)";
+    return false;
+  }
+  if (sz == 540 && got < 540) {
+    *why_not = "too short for a NIfTI-2 header (" + std::to_string(got) + " bytes)";
+    return false;
+  }
+  hd->sizeof_hdr = sz;
+  const bool v1 = sz == 348;
+  // Byte order from dim[0] (niftilib's need_nhdr_swap).
+  int64_t d0 = 0, d0s = 0;
+  if (v1) {
+    int16_t a = 0, b = 0;
+    rd(40, &a, 2, false);
+    rd(40, &b, 2, true);
+    d0 = a, d0s = b;
+  } else {
+    rd(16, &d0, 8, false);
+    rd(16, &d0s, 8, true);
+  }
+  bool swap;
+  if (d0 != 0) {
+    CUSEG_REQUIRE((d0 >= 1 && d0 <= 7) || (d0s >= 1 && d0s <= 7),
+                  path << ": NIfTI dim[0] = " << d0 << "; expected 1 to 7 dimensions");
+    swap = !(d0 >= 1 && d0 <= 7);
+  } else {
+    swap = size_swapped;
+  }
+  hd->swap = swap;
+  const unsigned char* m = h.data() + (v1 ? 344 : 4);
+  hd->is_nifti =
+      m[0] == 'n' && (m[1] == '+' || m[1] == 'i') && m[2] >= '1' && m[2] <= '9' && m[3] == '\0';
+  hd->one_file = hd->is_nifti && m[1] == '+';
+  if (v1) {
+    rd(70, &hd->datatype, 2, swap);
+    for (int d = 0; d < 8; ++d) {
+      int16_t v = 0;
+      float p = 0;
+      rd(40 + 2 * size_t(d), &v, 2, swap);
+      rd(76 + 4 * size_t(d), &p, 4, swap);
+      hd->dim[d] = v;
+      hd->pixdim[d] = p;
+    }
+    int16_t qc = 0, sc = 0;
+    rd(252, &qc, 2, swap);
+    rd(254, &sc, 2, swap);
+    hd->qform_code = qc;
+    hd->sform_code = sc;
+    for (int q = 0; q < 6; ++q) {
+      float v = 0;
+      rd(256 + 4 * size_t(q), &v, 4, swap);
+      hd->quatern[q] = v;
+    }
+    for (int q = 0; q < 12; ++q) {
+      float v = 0;
+      rd(280 + 4 * size_t(q), &v, 4, swap);
+      hd->srow[q] = v;
+    }
+    float sl = 0, in = 0;
+    rd(112, &sl, 4, swap);
+    rd(116, &in, 4, swap);
+    hd->scl_slope = sl;
+    hd->scl_inter = in;
+    float off = 0;
+    rd(108, &off, 4, swap);
+    // Checked before the conversion: a float outside int64 (or NaN) does not convert.
+    CUSEG_REQUIRE(off >= 0.f && off < 2147483648.f,
+                  path << ": NIfTI vox_offset " << off << " is not a byte offset in [0, 2^31)");
+    hd->vox_offset = int64_t(off);
+  } else {
+    rd(12, &hd->datatype, 2, swap);
+    for (int d = 0; d < 8; ++d) {
+      rd(16 + 8 * size_t(d), &hd->dim[d], 8, swap);
+      rd(104 + 8 * size_t(d), &hd->pixdim[d], 8, swap);
+    }
+    rd(168, &hd->vox_offset, 8, swap);
+    rd(176, &hd->scl_slope, 8, swap);
+    rd(184, &hd->scl_inter, 8, swap);
+    rd(344, &hd->qform_code, 4, swap);
+    rd(348, &hd->sform_code, 4, swap);
+    for (int q = 0; q < 6; ++q) rd(352 + 8 * size_t(q), &hd->quatern[q], 8, swap);
+    for (int q = 0; q < 12; ++q) rd(400 + 8 * size_t(q), &hd->srow[q], 8, swap);
+    CUSEG_REQUIRE(
+        hd->vox_offset >= 0 && hd->vox_offset < (int64_t(1) << 31),
+        path << ": NIfTI vox_offset " << hd->vox_offset << " is not a byte offset in [0, 2^31)");
+  }
+  CUSEG_REQUIRE(hd->dim[0] >= 1 && hd->dim[0] <= 7,
+                path << ": NIfTI dim[0] = " << hd->dim[0] << "; expected 1 to 7 dimensions");
+  // niftilib (nifti_image_read) reads a single file's voxels from max(vox_offset, header size).
+  hd->vox_offset = std::max<int64_t>(hd->vox_offset, sz);
+  return true;
+}
+
+// What niftilib would silently repair, or what would make ITK abort, refused here naming the
+// field. Lengths are bounded by kMaxMm = 1e6 mm (1 km, beyond any scanner): ITK builds the
+// orientation in float32 and normalises columns through sums of squares, which overflow to Inf
+// from about 1.8e19 and reach an SVD that aborts the process on NaN/Inf (found by fuzz_nifti).
+void check_nifti_header(const std::string& path) {
+  constexpr double kMaxMm = 1e6;
+  GzFile f(path, "reading the NIfTI header");
+  NiftiHeader hd;
+  std::string why;
+  if (!read_nifti_header(f.f, path, &hd, &why)) return;  // not NIfTI at all: ITK refuses it
+  for (int d = 1; d <= hd.dim[0]; ++d)
+    CUSEG_REQUIRE(hd.dim[d] >= 1, path << ": NIfTI dim[" << d << "] = " << hd.dim[d]
+                                       << "; expected every extent >= 1 (niftilib would silently "
+                                          "read it as 1)");
+  for (int d = 1; d <= std::min<int64_t>(hd.dim[0], 3); ++d)
+    CUSEG_REQUIRE(std::isfinite(hd.pixdim[d]) && hd.pixdim[d] > 0 && hd.pixdim[d] <= kMaxMm,
+                  path << ": NIfTI pixdim[" << d << "] = " << hd.pixdim[d]
+                       << "; expected a voxel spacing in (0, 1e6] mm (niftilib would silently "
+                          "read 0 or NaN as 1 mm)");
+  if (!hd.is_nifti) return;  // ANALYZE 7.5: no orientation fields
+  if (hd.qform_code > 0)
+    for (int q = 0; q < 6; ++q)
+      CUSEG_REQUIRE(std::isfinite(hd.quatern[q]) && std::fabs(hd.quatern[q]) <= kMaxMm,
+                    path << ": NIfTI qform holds " << hd.quatern[q]
+                         << "; expected a finite orientation within 1e6 mm");
+  if (hd.sform_code > 0)
+    for (int q = 0; q < 12; ++q)
+      CUSEG_REQUIRE(std::isfinite(hd.srow[q]) && std::fabs(hd.srow[q]) <= kMaxMm,
+                    path << ": NIfTI sform holds " << hd.srow[q]
+                         << "; expected a finite orientation within 1e6 mm");
+}
+
+std::string extent_str(const FileInfo& info) {
+  std::ostringstream os;
+  for (size_t d = 0; d < info.extent.size(); ++d) os << (d ? "x" : "") << info.extent[d];
+  return os.str();
+}
+
+bool is_nifti_name(const std::string& path) {
+  const std::string n = fs::path(path).filename().string();
+  auto ends = [&](const char* e) {
+    const size_t k = std::strlen(e);
+    return n.size() > k && n.compare(n.size() - k, k, e) == 0;
+  };
+  return ends(".nii") || ends(".nii.gz");
+}
+
+std::string mib_str(double bytes) {
+  std::ostringstream os;
+  os.precision(bytes < 1e15 ? 1 : 3);
+  if (bytes < 1e15)
+    os << std::fixed << bytes / (1024.0 * 1024.0) << " MiB";
+  else
+    os << bytes / (1024.0 * 1024.0) << " MiB";
+  return os.str();
+}
+
+// The memory guard (data/image.h, ReadLimits): throws before anything is allocated.
+void check_memory(const std::string& path, const std::string& grid, double voxels,
+                  const std::string& component_type, double peak, const ReadLimits& limits) {
+  const uint64_t limit = limits.max_bytes ? limits.max_bytes : machine_memory_bytes();
+  const std::string whose = limits.max_bytes && !limits.limit_name.empty() ? limits.limit_name
+                            : limits.max_bytes ? std::string("the read limit")
+                                               : std::string("this machine's memory");
+  CUSEG_REQUIRE(peak <= double(limit),
+                path << ": the header asks for a " << grid << " image (" << voxels << " voxels of "
+                     << component_type << "); reading it needs about " << mib_str(peak)
+                     << ", more than " << whose << " (" << mib_str(double(limit))
+                     << "); expected an image that fits");
+}
+
+// Header checks shared by the readers: exists, readable by some ImageIO, 3-D scalar, sane
+// extents and geometry, and a read that fits the memory limit. `out_bytes` / `result_bytes`:
+// bytes per voxel of ITK's output pixel type and of the Volume handed back.
+FileInfo checked_info(const std::string& path, const ReadLimits& limits, int out_bytes,
+                      int result_bytes) {
   FileInfo info = read_info(path);
+  if (is_nifti_name(path)) {
+    // niftilib looks for a single-file NIfTI's voxels under <base>.nii before <base>.nii.gz
+    // (nifti_findimgname), so reading a.nii.gz next to an a.nii takes a.nii.gz's header with
+    // a.nii's voxels: garbage without a word (seen with two different CTs).
+    const std::string n = fs::path(path).filename().string();
+    if (n.size() > 7 && n.compare(n.size() - 7, 7, ".nii.gz") == 0) {
+      const fs::path plain = fs::path(path).parent_path() / n.substr(0, n.size() - 3);
+      std::error_code ec;
+      CUSEG_REQUIRE(!fs::exists(plain, ec),
+                    path << ": " << plain.string()
+                         << " lies next to it; ITK's NIfTI reader would read that file's voxels "
+                            "under this file's header. Expected one of the two: remove or rename "
+                            "the other");
+    }
+  }
   CUSEG_REQUIRE(info.components == 1, path << ": expected a scalar image, found " << info.components
                                            << " components per voxel");
   bool extra_ok = true;
   for (int d = 3; d < info.dimensions; ++d) extra_ok = extra_ok && info.extent[d] == 1;
-  CUSEG_REQUIRE(
-      info.dimensions >= 3 && extra_ok,
-      path << ": expected a 3-D image, found " << info.dimensions << "-D with extent " << [&] {
-        std::ostringstream os;
-        for (size_t d = 0; d < info.extent.size(); ++d) os << (d ? "x" : "") << info.extent[d];
-        return os.str();
-      }());
+  CUSEG_REQUIRE(info.dimensions >= 3 && extra_ok, path << ": expected a 3-D image, found "
+                                                       << info.dimensions << "-D with extent "
+                                                       << extent_str(info));
+  for (int a = 0; a < 3; ++a)
+    CUSEG_REQUIRE(info.extent[a] >= 1 && info.extent[a] <= std::numeric_limits<int>::max(),
+                  path << ": extent " << extent_str(info)
+                       << " is not a volume; expected every extent in [1, 2^31)");
+  check_geometry(info.geo, path);
+  const double voxels = double(info.extent[0]) * double(info.extent[1]) * double(info.extent[2]);
+  check_memory(
+      path, extent_str(info), voxels, info.component_type,
+      read_peak_bytes(voxels, info.component_bytes, out_bytes, result_bytes, is_nifti_name(path)),
+      limits);
   return info;
+}
+
+bool ends_with(const std::string& n, const char* e) {
+  const size_t k = std::strlen(e);
+  return n.size() > k && n.compare(n.size() - k, k, e) == 0;
+}
+
+// ITK's MetaImage reader (MetaIO) keeps header values in fixed 255-byte buffers and parses
+// binary junk in a header line into strings it then reads past (heap over-reads found by
+// fuzz_mha). A MetaImage header is text: every line up to and including ElementDataFile (where
+// the header ends and the data begins) must be printable ASCII of the form "Key = Value", at
+// most 254 characters long.
+void check_metaimage_header(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  int n = 0;
+  bool ended = false;
+  while (n < 1000 && std::getline(in, line)) {
+    ++n;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    CUSEG_REQUIRE(line.size() <= 254,
+                  path << ": MetaImage header line " << n << " is " << line.size()
+                       << " characters long; expected at most 254 (ITK's MetaIO reads header "
+                          "values into 255-byte buffers)");
+    const size_t eq = line.find('=');
+    bool text = eq != std::string::npos;
+    for (unsigned char c : line) text = text && ((c >= 0x20 && c < 0x7f) || c == '\t');
+    CUSEG_REQUIRE(text, path << ": MetaImage header line " << n
+                             << " is not a text line 'Key = Value'; expected a text header");
+    const size_t k = line.find_first_not_of(" \t");
+    if (line.compare(k, 15, "ElementDataFile") == 0) {
+      ended = true;
+      break;
+    }
+  }
+  CUSEG_REQUIRE(ended, path << ": no ElementDataFile line in the MetaImage header (in its first "
+                            << n << " lines); expected one where the header ends");
+}
+
+// The ImageIO for a file, chosen by its extension (or the DICOM magic), never by asking every
+// registered ImageIO whether it can read the file: GDCM's answer means parsing the file as
+// DICOM, which for a non-DICOM file can mean allocating whatever its bytes declare.
+itk::ImageIOBase::Pointer make_io(const std::string& path) {
+  const std::string n = fs::path(path).filename().string();
+  itk::ImageIOBase::Pointer io;
+  const char* kind = "";
+  if (ends_with(n, ".nii") || ends_with(n, ".nii.gz")) {
+    io = itk::NiftiImageIO::New();
+    kind = "NIfTI";
+  } else if (ends_with(n, ".nrrd") || ends_with(n, ".nhdr")) {
+    io = itk::NrrdImageIO::New();
+    kind = "NRRD";
+  } else if (ends_with(n, ".mha") || ends_with(n, ".mhd")) {
+    check_metaimage_header(path);
+    io = itk::MetaImageIO::New();
+    kind = "MetaImage";
+  } else if (detail::has_dicm_magic(path)) {
+    const std::string problem = detail::dicom_length_problem(path);
+    CUSEG_REQUIRE(problem.empty(), path << ": not an intact DICOM file: " << problem);
+    io = itk::GDCMImageIO::New();
+    kind = "DICOM";
+  } else {
+    CUSEG_THROW(path << ": not a readable image (expected NIfTI .nii/.nii.gz, NRRD .nrrd/.nhdr, "
+                        "MetaImage .mha/.mhd, a DICOM file or a DICOM series folder)");
+  }
+  CUSEG_REQUIRE(io->CanReadFile(path.c_str()), path << ": not a readable " << kind << " file");
+  io->SetFileName(path);
+  return io;
 }
 
 template <class TPixel>
@@ -106,6 +420,7 @@ typename itk::Image<TPixel, 3>::Pointer read_itk(const std::string& path) {
   auto reader = itk::ImageFileReader<ImageT>::New();
   reader->SetFileName(path);
   try {
+    reader->SetImageIO(make_io(path));
     reader->Update();
   } catch (const itk::ExceptionObject& e) {
     CUSEG_THROW(path << ": cannot read image: " << e.GetDescription());
@@ -145,56 +460,197 @@ void write_itk(const TImg& vol, const std::string& path,
 
 }  // namespace
 
+// ---------------------------------------------------------------- NIfTI payload check
+// Why this exists: ITK's NIfTI reader hides two things.
+// 1. NaN and Inf. In ITK's bundled niftilib (Modules/ThirdParty/NIFTI/src/nifti/niftilib/
+//    nifti1_io.c, nifti_read_buffer(), the block "check input float arrays for goodness, and fix
+//    bad numbers", compiled whenever <math.h> defines isfinite) every non-finite FLOAT32/FLOAT64/
+//    COMPLEX value is overwritten with 0 right after the bytes are read and byte-swapped. It runs
+//    for every read, before ITK converts the pixel type and applies scl_slope/scl_inter, and
+//    there is no option to turn it off.
+// 2. Missing data. A file that ends before its voxels do (an interrupted download or copy) reads
+//    without an error: niftilib warns on stderr and fills the rest with 0 (seen with .nii and
+//    .nii.gz cut at 10-90 % of their length), which for CT is water.
+// So every NIfTI read is followed by this check: it decodes only the header fields it needs
+// (NIfTI-1 / NIfTI-2 layouts from nifti1.h / nifti2.h), and for float data, or a compressed
+// file, streams the voxel payload through zlib (gzread also reads plain files) in 1 MiB pieces;
+// a plain file of integers is checked by its size alone.
+namespace {
+
+// Bytes per voxel of a NIfTI datatype code (nifti1.h), 0 for an unknown code.
+int nifti_voxel_bytes(int16_t datatype) {
+  switch (datatype) {
+    case 2:
+    case 256:
+      return 1;  // UINT8, INT8
+    case 4:
+    case 512:
+      return 2;  // INT16, UINT16
+    case 8:
+    case 16:
+    case 768:
+    case 2304:
+      return 4;  // INT32, FLOAT32, UINT32, RGBA32
+    case 128:
+      return 3;  // RGB24
+    case 32:
+    case 64:
+    case 1024:
+    case 1280:
+      return 8;  // COMPLEX64, FLOAT64, INT64, UINT64
+    case 1536:
+    case 1792:
+      return 16;  // FLOAT128, COMPLEX128
+    case 2048:
+      return 32;  // COMPLEX256
+    default:
+      return 0;
+  }
+}
+
+// The check itself. When `restore` is given (ITK's buffer of the same file, `restore_n` values,
+// same linear order: i fastest), every non-finite voxel is written back into it, scaled as the
+// file says (scl_slope / scl_inter; slope 0 means none), so the image shows what the file holds.
+template <class T>
+NonFiniteScan check_nifti_payload(const std::string& path, T* restore, int64_t restore_n) {
+  NonFiniteScan r;
+  GzFile f(path, "the NIfTI payload check");
+  NiftiHeader hd;
+  std::string why;
+  CUSEG_REQUIRE(read_nifti_header(f.f, path, &hd, &why), path << ": " << why);
+  CUSEG_REQUIRE(hd.one_file, path << ": expected a single-file NIfTI (magic n+1 / n+2; a header "
+                                     "of another kind names its voxels in a second file)");
+  const int64_t* dim = hd.dim;
+  // Extents < 1 count as 1 (as niftilib does); the product is bounded so it cannot overflow:
+  // nothing is allocated by it (1 MiB buffer) and the stream stops where the data ends.
+  int64_t nvox = 1;
+  const int64_t kMaxVoxels = int64_t(1) << 56;
+  for (int d = 1; d <= dim[0]; ++d) {
+    const int64_t e = std::max<int64_t>(dim[d], 1);
+    CUSEG_REQUIRE(e <= kMaxVoxels / nvox,
+                  path << ": dimensions overflow (dim[" << d << "] = " << dim[d] << ")");
+    nvox *= e;
+  }
+  auto extent = [&](int d) {
+    return d <= dim[0] ? int(std::min<int64_t>(std::max<int64_t>(dim[d], 1), INT32_MAX)) : 1;
+  };
+  r.size = {extent(1), extent(2), extent(3)};
+  const int bytes = nifti_voxel_bytes(hd.datatype);
+  if (bytes == 0) return r;  // a datatype ITK refuses anyway
+  // NIFTI_TYPE_FLOAT32 = 16, NIFTI_TYPE_FLOAT64 = 64 (nifti1.h). Integers cannot hold NaN.
+  r.checked = hd.datatype == 16 || hd.datatype == 64;
+  auto short_data = [&](int64_t have) {
+    CUSEG_THROW(path << ": the file ends after " << have << " of the " << nvox
+                     << " voxels its header declares (truncated: a partial download or copy?)");
+  };
+  if (!r.checked && gzdirect(f.f)) {
+    // Plain file of integers: its size says it all.
+    std::error_code ec;
+    const uint64_t fsize = fs::file_size(path, ec);
+    const uint64_t need = uint64_t(hd.vox_offset) + uint64_t(nvox) * uint64_t(bytes);
+    if (!ec && fsize < need)
+      short_data(fsize > uint64_t(hd.vox_offset) ? int64_t((fsize - hd.vox_offset) / bytes) : 0);
+    return r;
+  }
+  CUSEG_REQUIRE(gzseek(f.f, z_off_t(hd.vox_offset), SEEK_SET) == z_off_t(hd.vox_offset),
+                path << ": cannot seek to the voxel data at byte " << hd.vox_offset);
+  const double slope = hd.scl_slope, inter = hd.scl_inter;
+  const bool scaled = slope != 0 && std::isfinite(slope);
+  std::vector<unsigned char> buf(size_t(1) << 20);
+  int64_t n = 0;
+  while (n < nvox) {
+    const size_t want =
+        size_t(std::min<int64_t>(nvox - n, int64_t(buf.size()) / bytes)) * size_t(bytes);
+    const int k = gzread(f.f, buf.data(), unsigned(want));
+    if (k != int(want)) short_data(n + std::max(k, 0) / bytes);
+    if (!r.checked) {
+      n += int64_t(want) / bytes;
+      continue;
+    }
+    for (size_t q = 0; q < want; q += size_t(bytes), ++n) {
+      if (hd.swap) std::reverse(buf.data() + q, buf.data() + q + bytes);
+      double v;
+      if (bytes == 4) {
+        float x;
+        std::memcpy(&x, buf.data() + q, 4);
+        v = x;
+      } else {
+        std::memcpy(&v, buf.data() + q, 8);
+      }
+      if (std::isfinite(v)) continue;
+      if (std::isnan(v)) ++r.nan;
+      if (r.first < 0) r.first = n;
+      ++r.count;
+      if (restore && n < restore_n) restore[n] = T(scaled ? v * slope + inter : v);
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------- reading
 FileInfo read_info(const std::string& path) {
   register_factories();
   CUSEG_REQUIRE(fs::exists(path), path << ": no such file");
-  auto io = itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::ImageIOFactory::ReadMode);
-  CUSEG_REQUIRE(io, path << ": not a readable image (expected NIfTI .nii/.nii.gz, NRRD, "
-                            "MetaImage .mha/.mhd or DICOM)");
+  // NIfTI: what niftilib would silently repair, or what would make ITK abort (a non-finite
+  // qform/sform reaches vnl_svd, which calls abort()), is refused before ITK sees the header.
+  if (is_nifti_name(path)) check_nifti_header(path);
   FileInfo info;
   info.path = path;
   try {
-    io->SetFileName(path);
+    auto io = make_io(path);
     io->ReadImageInformation();
+    CUSEG_REQUIRE(io->GetComponentType() != itk::IOComponentEnum::UNKNOWNCOMPONENTTYPE,
+                  path << ": unknown voxel type; expected integer or floating-point voxels");
+    info.dimensions = int(io->GetNumberOfDimensions());
+    for (int d = 0; d < info.dimensions; ++d) {
+      // ITK's extents are unsigned: a corrupt header's "negative" extent arrives as ~2^64.
+      const uint64_t e = uint64_t(io->GetDimensions(unsigned(d)));
+      info.extent.push_back(e > uint64_t(std::numeric_limits<int64_t>::max()) ? -1 : int64_t(e));
+    }
+    info.components = int(io->GetNumberOfComponents());
+    info.component_type = itk::ImageIOBase::GetComponentTypeAsString(io->GetComponentType());
+    info.component_bytes = int(io->GetComponentSize());
+    for (int a = 0; a < 3 && a < info.dimensions; ++a) {
+      const int64_t e = info.extent[size_t(a)];
+      info.geo.size[a] = e >= 0 && e <= std::numeric_limits<int>::max() ? int(e) : 0;
+      info.geo.spacing[a] = io->GetSpacing(unsigned(a));
+      info.geo.origin[a] = io->GetOrigin(unsigned(a));
+      auto col = io->GetDirection(unsigned(a));
+      for (int r = 0; r < 3; ++r) info.geo.direction[3 * r + a] = r < int(col.size()) ? col[r] : 0;
+    }
   } catch (const itk::ExceptionObject& e) {
     CUSEG_THROW(path << ": cannot read the header: " << e.GetDescription());
-  }
-  info.dimensions = int(io->GetNumberOfDimensions());
-  for (int d = 0; d < info.dimensions; ++d) info.extent.push_back(int(io->GetDimensions(d)));
-  info.components = int(io->GetNumberOfComponents());
-  info.component_type = itk::ImageIOBase::GetComponentTypeAsString(io->GetComponentType());
-  for (int a = 0; a < 3 && a < info.dimensions; ++a) {
-    info.geo.size[a] = info.extent[a];
-    info.geo.spacing[a] = io->GetSpacing(a);
-    info.geo.origin[a] = io->GetOrigin(a);
-    auto col = io->GetDirection(a);
-    for (int r = 0; r < 3; ++r) info.geo.direction[3 * r + a] = r < int(col.size()) ? col[r] : 0;
   }
   for (int a = info.dimensions; a < 3; ++a) info.geo.size[a] = 1;
   return info;
 }
 
-Image read_image(const std::string& path) {
+Image read_image(const std::string& path, const ReadLimits& limits) {
   register_factories();
-  if (fs::is_directory(path)) return read_dicom_series(path);
-  checked_info(path);
+  if (fs::is_directory(path)) return read_dicom_series(path, "", limits);
+  checked_info(path, limits, int(sizeof(float)), int(sizeof(float)));
   auto im = read_itk<float>(path);
   Image out;
   out.geo = geometry_of(im.GetPointer());
   const float* p = im->GetBufferPointer();
   out.v.assign(p, p + out.geo.numel());
+  // NIfTI: refuse a truncated file, and put back the NaN/Inf ITK turned into 0 (see below).
+  if (is_nifti_name(path)) check_nifti_payload(path, out.v.data(), int64_t(out.v.size()));
   return out;
 }
 
-LabelMap read_label(const std::string& path) {
+LabelMap read_label(const std::string& path, const ReadLimits& limits) {
   register_factories();
-  checked_info(path);
+  checked_info(path, limits, int(sizeof(double)), int(sizeof(uint8_t)));
   // Read as double: every stored type (uint8 .. int32, float32, float64) converts exactly.
   auto im = read_itk<double>(path);
   LabelMap out;
   out.geo = geometry_of(im.GetPointer());
-  const double* p = im->GetBufferPointer();
+  double* p = im->GetBufferPointer();
+  // NIfTI: refuse a truncated file; NaN/Inf labels come back and fail the check below.
+  if (is_nifti_name(path)) check_nifti_payload(path, p, out.geo.numel());
   out.v.resize(size_t(out.geo.numel()));
   for (size_t n = 0; n < out.v.size(); ++n) {
     const double x = p[n];
@@ -213,6 +669,24 @@ LabelMap read_label(const std::string& path) {
 std::vector<std::string> dicom_series_uids(const std::string& dir) {
   register_factories();
   CUSEG_REQUIRE(fs::is_directory(dir), dir << ": not a folder (expected a DICOM series folder)");
+  // GDCM parses every file of the folder, trusting each element's length (data/dicom_guard.h).
+  // A folder is a DICOM folder when it holds DICOM Part 10 files (the DICM magic); then every
+  // file in it must be intact, or GDCM is not asked at all.
+  std::vector<std::string> files;
+  bool any_dicom = false;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file(ec)) continue;
+    files.push_back(e.path().string());
+    any_dicom = any_dicom || detail::has_dicm_magic(files.back());
+  }
+  if (!any_dicom) return {};
+  for (const auto& f : files) {
+    const std::string problem = detail::dicom_length_problem(f);
+    CUSEG_REQUIRE(problem.empty(), f << ": not an intact DICOM file: " << problem
+                                     << "; expected a folder that holds the series' DICOM "
+                                        "files only");
+  }
   auto names = itk::GDCMSeriesFileNames::New();
   names->SetUseSeriesDetails(true);
   names->SetDirectory(dir);
@@ -232,10 +706,40 @@ std::vector<std::string> dicom_series_files(const std::string& dir, const std::s
   return names->GetFileNames(uid);
 }
 
-Image read_dicom_series(const std::string& dir, const std::string& series_uid) {
+Image read_dicom_series(const std::string& dir, const std::string& series_uid,
+                        const ReadLimits& limits) {
   register_factories();
   const std::vector<std::string> files = dicom_series_files(dir, series_uid);
   const std::string uid = series_uid.empty() ? dicom_series_uids(dir).front() : series_uid;
+  CUSEG_REQUIRE(!files.empty(), dir << ": DICOM series " << uid << " lists no files");
+  // Memory guard from the first slice's header: every file of a series has the same rows and
+  // columns (ImageSeriesReader refuses others), so the volume is rows x columns x frames x files.
+  {
+    auto io = itk::GDCMImageIO::New();
+    try {
+      io->SetFileName(files.front());
+      io->ReadImageInformation();
+    } catch (const itk::ExceptionObject& e) {
+      CUSEG_THROW(files.front() << ": cannot read the DICOM header: " << e.GetDescription());
+    }
+    CUSEG_REQUIRE(io->GetNumberOfComponents() == 1,
+                  files.front() << ": expected a scalar (grey-level) image, found "
+                                << io->GetNumberOfComponents() << " components per pixel");
+    double voxels = double(files.size());
+    std::ostringstream grid;
+    for (unsigned d = 0; d < io->GetNumberOfDimensions(); ++d) {
+      voxels *= double(io->GetDimensions(d));
+      grid << io->GetDimensions(d) << "x";
+    }
+    grid << files.size() << " file(s)";
+    CUSEG_REQUIRE(io->GetComponentType() != itk::IOComponentEnum::UNKNOWNCOMPONENTTYPE,
+                  files.front() << ": unknown pixel type; expected integer pixels");
+    check_memory(dir, grid.str(), voxels,
+                 itk::ImageIOBase::GetComponentTypeAsString(io->GetComponentType()),
+                 read_peak_bytes(voxels, int(io->GetComponentSize()), int(sizeof(float)),
+                                 int(sizeof(float)), false),
+                 limits);
+  }
   using ImageT = itk::Image<float, 3>;
   auto reader = itk::ImageSeriesReader<ImageT>::New();
   reader->SetImageIO(itk::GDCMImageIO::New());
@@ -247,108 +751,15 @@ Image read_dicom_series(const std::string& dir, const std::string& series_uid) {
   }
   Image out;
   out.geo = geometry_of(reader->GetOutput());
+  // The series geometry (slice spacing and order) exists only after the read.
+  check_geometry(out.geo, dir + " (DICOM series " + uid + ")");
   const float* p = reader->GetOutput()->GetBufferPointer();
   out.v.assign(p, p + out.geo.numel());
   return out;
 }
 
-// ---------------------------------------------------------------- NIfTI non-finite scan
-// Why this exists: ITK's NIfTI reader cannot show NaN or Inf. In ITK's bundled niftilib
-// (Modules/ThirdParty/NIFTI/src/nifti/niftilib/nifti1_io.c, nifti_read_buffer(), the block
-// "check input float arrays for goodness, and fix bad numbers", compiled whenever <math.h>
-// defines isfinite) every non-finite FLOAT32/FLOAT64/COMPLEX value is overwritten with 0 right
-// after the bytes are read and byte-swapped. It runs for every read (nifti_image_load and the
-// collapsed-image path ITK uses both end in nifti_read_buffer), before ITK converts the pixel
-// type and before scl_slope/scl_inter are applied, and there is no option to turn it off: so
-// neither reading with the file's own component type through ImageIOBase nor any reader
-// setting avoids it. This scan is therefore a CHECK on top of the ITK read: it decodes only the
-// header fields it needs (NIfTI-1 / NIfTI-2 layouts from nifti1.h / nifti2.h) and streams the
-// voxel payload through zlib (gzread also reads uncompressed files), counting non-finite values.
 NonFiniteScan scan_nifti_nonfinite(const std::string& path) {
-  NonFiniteScan r;
-  gzFile f = gzopen(path.c_str(), "rb");
-  CUSEG_REQUIRE(f != nullptr, path << ": cannot open for the NaN/Inf scan");
-  struct Closer {
-    gzFile f;
-    ~Closer() { gzclose(f); }
-  } closer{f};
-  std::array<unsigned char, 540> h{};
-  const int got = gzread(f, h.data(), unsigned(h.size()));
-  CUSEG_REQUIRE(got >= 348, path << ": too short for a NIfTI header (" << got << " bytes)");
-  auto rd = [&](size_t off, void* dst, size_t n, bool swap) {
-    std::memcpy(dst, h.data() + off, n);
-    if (swap) std::reverse(static_cast<unsigned char*>(dst), static_cast<unsigned char*>(dst) + n);
-  };
-  int32_t sz = 0;
-  rd(0, &sz, 4, false);
-  bool swap = false;
-  if (sz != 348 && sz != 540) {
-    rd(0, &sz, 4, true);
-    swap = true;
-  }
-  CUSEG_REQUIRE(sz == 348 || sz == 540,
-                path << ": not a NIfTI file (sizeof_hdr is neither 348 nor 540)");
-  int16_t datatype = 0;
-  int64_t dim[8] = {};
-  int64_t vox_offset = 0;
-  if (sz == 348) {
-    CUSEG_REQUIRE(std::memcmp(h.data() + 344, "n+1", 4) == 0,
-                  path << ": only single-file NIfTI-1 (magic n+1) is scanned");
-    rd(70, &datatype, 2, swap);
-    for (int d = 0; d < 8; ++d) {
-      int16_t v = 0;
-      rd(40 + 2 * size_t(d), &v, 2, swap);
-      dim[d] = v;
-    }
-    float off = 0;
-    rd(108, &off, 4, swap);
-    vox_offset = int64_t(off);
-  } else {
-    CUSEG_REQUIRE(got == 540 && std::memcmp(h.data() + 4, "n+2", 4) == 0,
-                  path << ": only single-file NIfTI-2 (magic n+2) is scanned");
-    rd(12, &datatype, 2, swap);
-    for (int d = 0; d < 8; ++d) rd(16 + 8 * size_t(d), &dim[d], 8, swap);
-    rd(168, &vox_offset, 8, swap);
-  }
-  // NIFTI_TYPE_FLOAT32 = 16, NIFTI_TYPE_FLOAT64 = 64 (nifti1.h). Integer types cannot hold NaN.
-  if (datatype != 16 && datatype != 64) return r;
-  r.checked = true;
-  CUSEG_REQUIRE(dim[0] >= 1 && dim[0] <= 7, path << ": bad dim[0] " << dim[0]);
-  int64_t nvox = 1;
-  for (int d = 1; d <= dim[0]; ++d) nvox *= std::max<int64_t>(dim[d], 1);
-  r.size = {int(dim[1]), dim[0] >= 2 ? int(dim[2]) : 1, dim[0] >= 3 ? int(dim[3]) : 1};
-  CUSEG_REQUIRE(gzseek(f, z_off_t(vox_offset), SEEK_SET) == z_off_t(vox_offset),
-                path << ": cannot seek to the voxel data at byte " << vox_offset);
-  const size_t bytes = datatype == 16 ? 4 : 8;
-  std::vector<unsigned char> buf(size_t(1) << 20);
-  int64_t n = 0;
-  while (n < nvox) {
-    const size_t want = size_t(std::min<int64_t>(nvox - n, int64_t(buf.size() / bytes))) * bytes;
-    const int k = gzread(f, buf.data(), unsigned(want));
-    CUSEG_REQUIRE(k == int(want), path << ": voxel data ends after "
-                                       << n + std::max(k, 0) / int(bytes) << " of " << nvox
-                                       << " voxels");
-    for (size_t q = 0; q < want; q += bytes, ++n) {
-      bool finite;
-      if (swap) std::reverse(buf.data() + q, buf.data() + q + bytes);
-      if (bytes == 4) {
-        float v;
-        std::memcpy(&v, buf.data() + q, 4);
-        finite = std::isfinite(v);
-        if (std::isnan(v)) ++r.nan;
-      } else {
-        double v;
-        std::memcpy(&v, buf.data() + q, 8);
-        finite = std::isfinite(v);
-        if (std::isnan(v)) ++r.nan;
-      }
-      if (!finite) {
-        if (r.first < 0) r.first = n;
-        ++r.count;
-      }
-    }
-  }
-  return r;
+  return check_nifti_payload<float>(path, nullptr, 0);
 }
 
 // ---------------------------------------------------------------- writing

@@ -20,13 +20,13 @@ namespace {
 FileInfo read_info(const std::string& path) {
   no_io(path);
 }
-Image read_image(const std::string& path) {
+Image read_image(const std::string& path, const ReadLimits&) {
   no_io(path);
 }
-LabelMap read_label(const std::string& path) {
+LabelMap read_label(const std::string& path, const ReadLimits&) {
   no_io(path);
 }
-Image read_dicom_series(const std::string& dir, const std::string&) {
+Image read_dicom_series(const std::string& dir, const std::string&, const ReadLimits&) {
   no_io(dir);
 }
 std::vector<std::string> dicom_series_uids(const std::string& dir) {

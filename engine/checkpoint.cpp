@@ -2,13 +2,18 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cuseg/core/atomic_file.h"
 #include "cuseg/core/check.h"
+
+namespace fs = std::filesystem;
 
 namespace cuseg {
 
@@ -83,7 +88,14 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   out.commit();
 }
 
+// Nothing in the file is trusted: the header length is bounded by the file size (and 100 MiB),
+// every extent product is overflow-checked, every tensor's bytes must lie inside the data
+// section, and the tensors must tile the data section exactly once. All of that is checked
+// from the header alone, before any tensor memory exists, so the tensors together allocate
+// exactly the data section's size, never more than the file holds.
 std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* meta) {
+  std::error_code ec;
+  CUSEG_REQUIRE(fs::is_regular_file(path, ec), "cannot open checkpoint " << path << ": not a file");
   std::ifstream in(path, std::ios::binary);
   CUSEG_REQUIRE(in.good(), "cannot open checkpoint " << path);
   in.seekg(0, std::ios::end);
@@ -99,6 +111,7 @@ std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* met
                      << " bytes): truncated or not a safetensors file");
   std::string h(hlen, '\0');
   in.read(&h[0], std::streamsize(hlen));
+  CUSEG_REQUIRE(in.good(), path << ": cannot read the safetensors header");
   json header;
   try {
     header = json::parse(h);
@@ -107,54 +120,89 @@ std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* met
   }
   CUSEG_REQUIRE(header.is_object(), path << ": safetensors header is not a JSON object");
   const uint64_t data_bytes = fsize - 8 - hlen;
-  std::vector<NamedTensor> out;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+
+  struct Entry {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    uint64_t begin, end;
+  };
+  std::vector<Entry> entries;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
+      CUSEG_REQUIRE(it->is_object(), path << ": safetensors __metadata__ is not a JSON object "
+                                             "(expected {\"key\": \"value\", ...})");
       if (meta)
         for (auto m = it->begin(); m != it->end(); ++m)
           (*meta)[m.key()] = m->is_string() ? m->get<std::string>() : m->dump();
       continue;
     }
     const json& e = it.value();
+    Entry en;
+    en.name = it.key();
     const DTypeInfo* info = e.is_object() && e.contains("dtype") && e["dtype"].is_string()
                                 ? dtype_from_safetensors(e["dtype"].get<std::string>())
                                 : nullptr;
-    CUSEG_REQUIRE(info && e.contains("shape") && e["shape"].is_array() &&
-                      e.contains("data_offsets") && e["data_offsets"].is_array() &&
-                      e["data_offsets"].size() == 2,
-                  path << ": bad safetensors entry for '" << it.key() << "'");
-    const DType dt = info->dtype;
-    Shape shape;
+    CUSEG_REQUIRE(info && e.contains("shape") && e["shape"].is_array() && e.contains("data_offsets") &&
+                      e["data_offsets"].is_array() && e["data_offsets"].size() == 2 &&
+                      e["data_offsets"][0].is_number_unsigned() &&
+                      e["data_offsets"][1].is_number_unsigned(),
+                  path << ": bad safetensors entry for '" << it.key()
+                       << "' (expected {\"dtype\": F32|U8|I32|BF16|F16, \"shape\": [...], "
+                          "\"data_offsets\": [begin, end]})");
+    en.dtype = info->dtype;
+    // Bytes of the tensor, overflow-checked. The product of the non-zero extents must stay
+    // below 2^62 even for an empty tensor (zero extent), so that no later stride or element
+    // count computed from the shape can overflow.
+    uint64_t nonzero = 1;
+    bool empty = false;
     for (const auto& d : e["shape"]) {
-      CUSEG_REQUIRE(d.is_number_integer() && d.get<int64_t>() >= 0,
-                    path << ": bad shape for '" << it.key() << "'");
-      shape.push_back(d.get<int64_t>());
+      const uint64_t n = d.is_number_unsigned() ? d.get<uint64_t>() : 0;
+      CUSEG_REQUIRE(d.is_number_unsigned() && (n == 0 || nonzero <= (uint64_t(1) << 62) / n),
+                    path << ": bad shape for '" << it.key()
+                         << "' (expected a list of non-negative integers whose product is below "
+                            "2^62)");
+      en.shape.push_back(int64_t(n));
+      if (n == 0)
+        empty = true;
+      else
+        nonzero *= n;
     }
-    const uint64_t b = e["data_offsets"][0].get<uint64_t>(),
-                   en = e["data_offsets"][1].get<uint64_t>();
-    const uint64_t want = uint64_t(shape_numel(shape)) * dtype_size(dt);
-    CUSEG_REQUIRE(b <= en && en <= data_bytes && en - b == want,
-                  path << ": tensor '" << it.key() << "' has data_offsets [" << b << ", " << en
-                       << ") but needs " << want << " bytes within " << data_bytes
+    const uint64_t dsize = dtype_size(en.dtype);
+    const bool fits = empty || nonzero <= data_bytes / dsize;
+    const uint64_t want = empty ? 0 : fits ? nonzero * dsize : 0;
+    en.begin = e["data_offsets"][0].get<uint64_t>();
+    en.end = e["data_offsets"][1].get<uint64_t>();
+    CUSEG_REQUIRE(fits && en.begin <= en.end && en.end <= data_bytes && en.end - en.begin == want,
+                  path << ": tensor '" << it.key() << "' of shape " << shape_str(en.shape) << " "
+                       << e["dtype"].get<std::string>() << " has data_offsets [" << en.begin << ", "
+                       << en.end << ") within " << data_bytes
                        << " data bytes: truncated or corrupted file");
-    Tensor t = Tensor::empty(shape, dt, Device::CPU);
-    in.seekg(std::streamoff(8 + hlen + b));
-    in.read(static_cast<char*>(t.raw()), std::streamsize(want));
-    CUSEG_REQUIRE(in.good(), path << ": read failed for tensor '" << it.key() << "'");
-    ranges.emplace_back(b, en);
-    out.push_back({it.key(), t});
+    entries.push_back(std::move(en));
   }
   // The byte buffer must be covered exactly once (the format forbids holes and overlaps).
-  std::sort(ranges.begin(), ranges.end());
+  std::vector<const Entry*> order;
+  for (const auto& en : entries) order.push_back(&en);
+  std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
   uint64_t pos = 0;
-  for (auto& r : ranges) {
-    CUSEG_REQUIRE(r.first == pos, path << ": safetensors data has a hole or overlap at byte " << pos
-                                       << ": corrupted file");
-    pos = r.second;
+  for (const Entry* en : order) {
+    CUSEG_REQUIRE(en->begin == pos, path << ": safetensors data has a hole or overlap at byte "
+                                         << pos << ": corrupted file");
+    pos = en->end;
   }
   CUSEG_REQUIRE(pos == data_bytes, path << ": " << data_bytes - pos
                                         << " trailing bytes after the last tensor: corrupted file");
+
+  std::vector<NamedTensor> out;
+  for (const auto& en : entries) {
+    Tensor t = Tensor::empty(en.shape, en.dtype, Device::CPU);
+    in.seekg(std::streamoff(8 + hlen + en.begin));
+    in.read(static_cast<char*>(t.raw()), std::streamsize(en.end - en.begin));
+    CUSEG_REQUIRE(in.good(), path << ": read failed for tensor '" << en.name << "'");
+    out.push_back({en.name, t});
+  }
   return out;
 }
 
@@ -203,8 +251,11 @@ Metadata load_checkpoint(const std::string& path, const std::vector<Param*>& par
   for (Param* p : params) {
     auto it = by_name.find(p->name);
     CUSEG_REQUIRE(it != by_name.end(), path << ": missing parameter '" << p->name << "'");
+    CUSEG_REQUIRE(it->second.dtype() == DType::F32,
+                  path << ": parameter '" << p->name << "' is stored as "
+                       << dtype_name(it->second.dtype()) << ", expected float32 (F32)");
     Tensor t = reverse_spatial(it->second);
-    CUSEG_REQUIRE(t.shape() == p->value.shape() && t.dtype() == DType::F32,
+    CUSEG_REQUIRE(t.shape() == p->value.shape(),
                   path << ": parameter '" << p->name << "' has shape "
                        << shape_str(it->second.shape()) << ", model expects (stored order) "
                        << shape_str(reverse_spatial(Tensor::empty(p->value.shape())).shape()));
@@ -226,7 +277,12 @@ Metadata load_checkpoint(const std::string& path, const std::vector<Param*>& par
       Metadata om;
       auto os = read_safetensors(f, &om);
       CUSEG_REQUIRE(om.count("step"), f << ": no 'step' in metadata");
-      if (want != meta.end() && om["step"] != want->second) {
+      const std::string& st = om["step"];
+      int64_t step = -1;
+      const auto res = std::from_chars(st.data(), st.data() + st.size(), step);
+      CUSEG_REQUIRE(res.ec == std::errc() && res.ptr == st.data() + st.size() && step >= 0,
+                    f << ": metadata 'step' is '" << st << "', expected a whole number >= 0");
+      if (want != meta.end() && st != want->second) {
         found += " " + f + " (step " + om["step"] + ")";
         continue;
       }
@@ -236,12 +292,15 @@ Metadata load_checkpoint(const std::string& path, const std::vector<Param*>& par
         for (int which = 0; which < 2; ++which) {
           const std::string n = (which ? "exp_avg_sq." : "exp_avg.") + params[i]->name;
           auto it = ob.find(n);
-          CUSEG_REQUIRE(it != ob.end() && it->second.shape() == params[i]->value.shape(),
-                        f << ": missing or mis-shaped optimiser tensor '" << n << "'");
+          CUSEG_REQUIRE(it != ob.end() && it->second.shape() == params[i]->value.shape() &&
+                            it->second.dtype() == DType::F32,
+                        f << ": missing or mis-shaped optimiser tensor '" << n
+                          << "' (expected float32 of shape " << shape_str(params[i]->value.shape())
+                          << ")");
           (which ? opt->exp_avg_sq()[i] : opt->exp_avg()[i]).copy_from(it->second);
         }
       }
-      opt->set_steps(std::stoll(om["step"]));
+      opt->set_steps(step);
       // Finish the interrupted save (best effort: a read-only folder keeps the pending name,
       // which the next load finds again).
       if (f == pending && std::rename(pending.c_str(), state.c_str()) == 0) {

@@ -124,7 +124,8 @@ void conv3d_backward_cpu(const Vol& x, const float* w, int k, const Vol& gy, con
   const int64_t hw = int64_t(x.h) * x.w, dhw = x.spatial();
   const int dz_max = k == 1 ? x.d : slab_depth(rows, x);
   float* col = workspace;
-  float* gcol = workspace + size_t(rows) * dz_max * hw;  // used only when gx is wanted
+  // Used only when gx is wanted and k > 1; a 1x1 conv gets no workspace (null, never offset).
+  float* gcol = workspace ? workspace + size_t(rows) * dz_max * hw : nullptr;
   for (int n = 0; n < x.n; ++n) {
     const float* xn = x.p + n * x.sn;
     const float* gyn = gy.p + n * gy.sn;

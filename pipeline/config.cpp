@@ -4,11 +4,14 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "cuseg/core/check.h"
+
+namespace fs = std::filesystem;
 
 namespace cuseg {
 
@@ -122,7 +125,11 @@ std::string known_keys(const YAML::Node& schema) {
 void merge(YAML::Node dst, const YAML::Node& user, const std::string& prefix,
            const std::string& origin, Ctx& c) {
   for (const auto& kv : user) {
-    const std::string key = kv.first.as<std::string>();
+    // YAML allows lists and mappings as keys ("? [a, b]: 1"); a config key is a plain name.
+    if (!kv.first.IsScalar())
+      CUSEG_THROW(origin << ": a key " << (prefix.empty() ? "" : "under '" + prefix + "' ") << "is "
+                         << kind_name(kv.first) << "; expected a plain name");
+    const std::string key = kv.first.Scalar();
     const std::string path = prefix.empty() ? key : prefix + "." + key;
     const YAML::Node& cdst = dst;
     if (!cdst[key]) {
@@ -451,12 +458,35 @@ const char* mode_name(AggregateMode m) {
   return "?";
 }
 
-RunConfig parse_config(const std::string& yaml_text, const std::string& origin,
-                       const std::vector<std::string>& overrides) {
+namespace {
+
+// Keys that name a file or folder. In a config FILE a relative path is relative to the folder
+// of that file (so a config works from any working directory); it is stored in the resolved
+// config joined to that folder, as the path from the working directory. Values from --set,
+// from the defaults and from stored configs (parse_config) are taken as they are.
+const char* kPathKeys[] = {"data.dir"};
+
+RunConfig parse_impl(const std::string& yaml_text, const std::string& origin,
+                     const std::string& base_dir, const std::vector<std::string>& overrides) {
   Ctx c;
   c.root = YAML::Load(kSchema);
   c.default_origin = origin + " (default)";
   merge(c.root, load_yaml_text(yaml_text, origin), "", origin, c);
+  if (!base_dir.empty()) {
+    for (const char* key : kPathKeys) {
+      if (where(c, key) != origin) continue;  // not set by the file
+      const std::string v = get_str(c, key);
+      if (v.empty() || fs::path(v).is_absolute()) continue;
+      const std::string joined = (fs::path(base_dir) / v).lexically_normal().string();
+      // Write it back through the same chain of handles lookup() walks.
+      std::vector<std::string> parts;
+      std::stringstream ss(key);
+      for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+      YAML::Node n = c.root[parts[0]];
+      for (size_t i = 1; i + 1 < parts.size(); ++i) n = n[parts[i]];
+      n[parts.back()] = joined;
+    }
+  }
   for (const auto& o : overrides) {
     const auto eq = o.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -485,17 +515,30 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& origin,
   r.source = origin;
   YAML::Emitter out;
   out << c.root;
+  CUSEG_REQUIRE(out.good(), origin << ": the resolved config cannot be written as YAML ("
+                                   << out.GetLastError() << ")");
   r.resolved_yaml = std::string("# resolved cuseg config (defaults + ") + origin +
                     (overrides.empty() ? "" : " + --set") + ")\n" + out.c_str() + "\n";
   return r;
 }
 
+}  // namespace
+
+RunConfig parse_config(const std::string& yaml_text, const std::string& origin,
+                       const std::vector<std::string>& overrides) {
+  return parse_impl(yaml_text, origin, "", overrides);
+}
+
 RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) CUSEG_THROW(path << ": cannot open the config file");
   std::ifstream f(path);
   if (!f) CUSEG_THROW(path << ": cannot open the config file");
   std::stringstream ss;
   ss << f.rdbuf();
-  return parse_config(ss.str(), path, overrides);
+  std::string base = fs::path(path).parent_path().string();
+  if (base.empty()) base = ".";
+  return parse_impl(ss.str(), path, base, overrides);
 }
 
 }  // namespace cuseg

@@ -82,9 +82,14 @@ CaseResult run_case(LoadedModel& m, Context& ctx, const SegmentOptions& seg, Mas
   SegmentOptions so = seg;
   so.probabilities = !probabilities.empty();
   double t0 = now_s();
-  const data::Image img = read_ct(input);
+  // --max-memory bounds the reads too: a header asking for more is refused before any voxel
+  // buffer exists (without it, the machine's memory is the bound).
+  data::ReadLimits limits;
+  limits.max_bytes = seg.max_memory_bytes;
+  limits.limit_name = "--max-memory";
+  const data::Image img = read_ct(input, limits);
   std::optional<data::LabelMap> reference;
-  if (!ref.empty()) reference = read_reference(ref, img, input, m.cfg.classes);
+  if (!ref.empty()) reference = read_reference(ref, img, input, m.cfg.classes, limits);
   out.times.add("read", now_s() - t0);
   out.input_grid = img.geo;
   out.orientation = data::orientation_code(img.geo);
@@ -143,15 +148,15 @@ bool is_image_file(const std::string& path) {
   return !n.empty() && n[0] != '.' && !data::image_extension(n).empty();
 }
 
-data::Image read_ct(const std::string& path) {
+data::Image read_ct(const std::string& path, const data::ReadLimits& limits) {
   data::Image img;
   if (fs::is_directory(path)) {
     if (data::dicom_series_uids(path).empty())
       CUSEG_THROW(path << ": folder holds no DICOM series");
-    img = data::read_dicom_series(path);
+    img = data::read_dicom_series(path, "", limits);
   } else {
     if (!fs::exists(path)) CUSEG_THROW(path << ": no such file");
-    img = data::read_image(path);
+    img = data::read_image(path, limits);
     // ITK's NIfTI reader turns NaN/Inf into 0 silently: scan the stored payload too.
     const std::string n = fs::path(path).filename().string();
     if (n.size() > 4 && (n.find(".nii") != std::string::npos)) {
@@ -170,9 +175,10 @@ data::Image read_ct(const std::string& path) {
 }
 
 data::LabelMap read_reference(const std::string& path, const data::Image& ct,
-                              const std::string& ct_path, int classes) {
+                              const std::string& ct_path, int classes,
+                              const data::ReadLimits& limits) {
   if (!fs::exists(path)) CUSEG_THROW(path << ": no such reference label file");
-  data::LabelMap ref = data::read_label(path);
+  data::LabelMap ref = data::read_label(path, limits);
   std::string why;
   if (!data::same_grid(ct.geo, ref.geo, &why))
     CUSEG_THROW(path << ": reference label grid differs from the image " << ct_path << ": " << why);

@@ -26,12 +26,15 @@ std::string case_id(const std::string& path);
 // A visible file whose name ends in an image extension (data::image_extension).
 bool is_image_file(const std::string& path);
 
-// Reads a CT: an image file or a DICOM series folder. Every value must be finite; for NIfTI the
-// stored payload is scanned as well, because ITK's reader turns NaN/Inf into 0 silently.
-data::Image read_ct(const std::string& path);
+// Reads a CT: an image file or a DICOM series folder. The readers' header checks come first
+// (data/image.h: a read that does not fit `limits` is refused before any voxel buffer exists).
+// Every value must be finite; for NIfTI the stored payload is scanned as well, because ITK's
+// reader turns NaN/Inf into 0 silently.
+data::Image read_ct(const std::string& path, const data::ReadLimits& limits = {});
 // Reads a reference label map for `ct` (read from ct_path): same grid, labels < classes.
 data::LabelMap read_reference(const std::string& path, const data::Image& ct,
-                              const std::string& ct_path, int classes);
+                              const std::string& ct_path, int classes,
+                              const data::ReadLimits& limits = {});
 // Writes `mask` to a temporary sibling (".partial-<name>", same extension so the same format),
 // reads it back, checks uint8 and the grid `expected`, then renames it to `path`. On any
 // failure the temporary file is removed and the error rethrown: never a partial mask.

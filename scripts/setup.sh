@@ -17,6 +17,7 @@ PKGS=(
   libgif-dev               # animated slice-by-slice previews (giflib)
   libdcmtk-dev             # DICOM SEG output (DCMTK dcmseg)
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang-14 libclang-rt-14-dev libomp-14-dev   # sanitizer + libFuzzer build (scripts/sanitize.sh)
   python3
   python3-pip              # fetches the pinned cudnn-frontend wheel below (headers only)
 )

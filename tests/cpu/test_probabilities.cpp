@@ -155,7 +155,7 @@ TEST(Probabilities, NiftiFileIsScaledUint8On4Axes) {
   data::write_probabilities(p, path);
   const data::FileInfo info = data::read_info(path);
   EXPECT_EQ(info.dimensions, 4);
-  EXPECT_EQ(info.extent, (std::vector<int>{23, 30, 17, 3}));
+  EXPECT_EQ(info.extent, (std::vector<int64_t>{23, 30, 17, 3}));
   // On disk: NIfTI-1 datatype 2 (DT_UINT8, byte 70) and scl_slope 1/255 (byte 112), read
   // from the raw header of an uncompressed copy (ITK reports rescaled files as float).
   {

@@ -303,7 +303,8 @@ TEST_F(Outputs, ProbabilitiesAreOnTheInputGridAndAgreeWithTheMask) {
     ASSERT_EQ(r.rc, 0) << r.out;
     const data::FileInfo info = data::read_info(prob_path.string());
     EXPECT_EQ(info.dimensions, 4) << tag;
-    EXPECT_EQ(info.extent, (std::vector<int>{ct.geo.size[0], ct.geo.size[1], ct.geo.size[2], 3}))
+    EXPECT_EQ(info.extent,
+              (std::vector<int64_t>{ct.geo.size[0], ct.geo.size[1], ct.geo.size[2], 3}))
         << tag;
     const data::LabelMap mask = data::read_label(mask_path.string());
     maps[tta] = data::read_probabilities(prob_path.string());

@@ -1,0 +1,279 @@
+// DICOM element-length walk (data/dicom_guard.h). The encoding rules are DICOM PS3.5 section 7
+// (data elements: tag, explicit/implicit VR, 2- or 4-byte lengths; undefined length 0xFFFFFFFF
+// with item (FFFE,E000), item delimiter (FFFE,E00D) and sequence delimiter (FFFE,E0DD)
+// elements) and section 10 / annex A (transfer syntaxes), PS3.10 section 7 (the 128-byte
+// preamble, "DICM", the explicit-VR little-endian group 0002).
+#include "cuseg/data/dicom_guard.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+namespace cuseg {
+namespace data {
+namespace detail {
+namespace {
+
+constexpr uint32_t kUndefined = 0xFFFFFFFFu;
+constexpr int kMaxDepth = 64;  // nested sequences; real files use a handful
+
+struct Walker {
+  std::ifstream in;
+  uint64_t size = 0;
+  bool explicit_vr = true, big_endian = false;
+  std::string problem;  // first problem found
+  bool unsure = false;  // stopped where the encoding breaks the rules
+  std::string unsure_why;
+  int samples_per_pixel = -1;  // (0028,0002) of the top-level data set, -1: absent
+
+  bool read(uint64_t pos, void* dst, size_t n) {
+    if (pos + n > size) return false;
+    in.seekg(std::streamoff(pos));
+    in.read(static_cast<char*>(dst), std::streamsize(n));
+    return bool(in);
+  }
+  uint16_t u16(const unsigned char* b) const {
+    return big_endian ? uint16_t(b[0] << 8 | b[1]) : uint16_t(b[1] << 8 | b[0]);
+  }
+  uint32_t u32(const unsigned char* b) const {
+    return big_endian ? uint32_t(b[0]) << 24 | uint32_t(b[1]) << 16 | uint32_t(b[2]) << 8 | b[3]
+                      : uint32_t(b[3]) << 24 | uint32_t(b[2]) << 16 | uint32_t(b[1]) << 8 | b[0];
+  }
+  bool fail(uint16_t g, uint16_t e, uint64_t at, uint64_t len, uint64_t left) {
+    char b[200];
+    std::snprintf(b, sizeof b,
+                  "element (%04x,%04x) at byte %llu declares %llu bytes, the file has %llu left", g,
+                  e, (unsigned long long)at, (unsigned long long)len, (unsigned long long)left);
+    problem = b;
+    return false;
+  }
+  bool deep() {
+    problem = "more than 64 nested sequences";
+    return false;
+  }
+
+  static bool long_length_vr(const char* vr) {
+    static const char* kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ",
+                                  "SV", "UC", "UN", "UR", "UT", "UV"};
+    for (const char* v : kLong)
+      if (vr[0] == v[0] && vr[1] == v[1]) return true;
+    return false;
+  }
+  // The value representations of PS3.5 section 6.2.
+  static bool is_vr(const char* vr) {
+    static const char* kVrs[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL",
+                                 "IS", "LO", "LT", "OB", "OD", "OF", "OL", "OV", "OW",
+                                 "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC",
+                                 "UI", "UL", "UN", "UR", "US", "UT", "UV"};
+    for (const char* v : kVrs)
+      if (vr[0] == v[0] && vr[1] == v[1]) return true;
+    return false;
+  }
+
+  // Items of an undefined-length sequence or encapsulated pixel data, from pos to the sequence
+  // delimiter. `datasets`: items hold data sets (a sequence) rather than opaque fragments.
+  bool items(uint64_t& pos, uint64_t end, bool datasets, int depth) {
+    if (depth > kMaxDepth) return deep();
+    while (pos + 8 <= end) {
+      unsigned char h[8];
+      if (!read(pos, h, 8)) return true;
+      const uint16_t g = u16(h), e = u16(h + 2);
+      const uint32_t len = u32(h + 4);
+      const uint64_t at = pos;
+      pos += 8;
+      if (g != 0xFFFE) {
+        unsure = true;
+        unsure_why = "a sequence holds something other than items";
+        return true;
+      }
+      if (e == 0xE0DD) return true;  // sequence delimiter
+      if (e != 0xE000) continue;     // a stray item delimiter
+      if (len == kUndefined) {
+        if (!datasets) {
+          unsure = true;
+          unsure_why = "a pixel data fragment of undefined length";
+          return true;
+        }
+        if (!dataset(pos, end, true, depth + 1)) return false;
+        if (unsure) return true;
+        continue;
+      }
+      if (len > end - pos) return fail(g, e, at, len, end - pos);
+      if (datasets) {
+        uint64_t p = pos;
+        if (!dataset(p, pos + len, false, depth + 1)) return false;
+        if (unsure) return true;
+      }
+      pos += len;
+    }
+    return true;
+  }
+
+  // Elements from pos to end, or (in_item) to the item delimiter.
+  bool dataset(uint64_t& pos, uint64_t end, bool in_item, int depth) {
+    if (depth > kMaxDepth) return deep();
+    while (pos + 8 <= end) {
+      unsigned char h[12];
+      if (!read(pos, h, 8)) return true;
+      const uint16_t g = u16(h), e = u16(h + 2);
+      const uint64_t at = pos;
+      if (g == 0xFFFE) {  // item / delimiters: tag + 4-byte length in every transfer syntax
+        pos += 8;
+        if (e == 0xE00D && in_item) return true;
+        continue;
+      }
+      char vr[2] = {0, 0};
+      uint32_t len;
+      if (explicit_vr) {
+        std::memcpy(vr, h + 4, 2);
+        if (!is_vr(vr)) {
+          unsure = true;
+          char b[64];
+          std::snprintf(b, sizeof b, "element (%04x,%04x) at byte %llu has no valid VR", g, e,
+                        (unsigned long long)at);
+          unsure_why = b;
+          return true;
+        }
+        if (long_length_vr(vr)) {
+          if (!read(pos, h, 12)) return fail(g, e, at, 12, end - pos);
+          len = u32(h + 8);
+          pos += 12;
+        } else {
+          len = u16(h + 6);
+          pos += 8;
+        }
+      } else {
+        len = u32(h + 4);
+        pos += 8;
+      }
+      if (len == kUndefined) {
+        // Undefined length: a sequence, or encapsulated pixel data (fragments). A UN element of
+        // undefined length holds a sequence encoded in implicit VR little endian (PS3.5 6.2.2).
+        const bool pixels = g == 0x7FE0 && e == 0x0010;
+        const bool un = explicit_vr && vr[0] == 'U' && vr[1] == 'N';
+        const bool was_explicit = explicit_vr, was_big = big_endian;
+        if (un) explicit_vr = big_endian = false;
+        const bool ok = items(pos, end, !pixels, depth + 1);
+        explicit_vr = was_explicit;
+        big_endian = was_big;
+        if (!ok) return false;
+        if (unsure) return true;
+        continue;
+      }
+      if (len > end - pos) return fail(g, e, at, len, end - pos);
+      if (depth == 0 && g == 0x0028 && e == 0x0002 && len >= 2) {
+        unsigned char v[2];
+        if (read(pos, v, 2)) samples_per_pixel = u16(v);
+      }
+      // A sequence with a defined length: its items are walked too (GDCM parses them). In
+      // implicit VR the VR is not stored; a value that starts with an item tag is a sequence.
+      bool sequence = explicit_vr && vr[0] == 'S' && vr[1] == 'Q';
+      if (!explicit_vr && len >= 8) {
+        unsigned char t[4];
+        if (read(pos, t, 4)) sequence = u16(t) == 0xFFFE && u16(t + 2) == 0xE000;
+      }
+      if (sequence) {
+        uint64_t p = pos;
+        if (!items(p, pos + len, true, depth + 1)) return false;
+        if (unsure) return true;
+      }
+      pos += len;
+    }
+    return true;
+  }
+};
+
+}  // namespace
+
+bool has_dicm_magic(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char b[132];
+  return in.read(b, 132) && std::memcmp(b + 128, "DICM", 4) == 0;
+}
+
+std::string dicom_length_problem(const std::string& path) {
+  Walker w;
+  w.in.open(path, std::ios::binary);
+  if (!w.in) return "";  // unreadable: the reader reports it
+  w.in.seekg(0, std::ios::end);
+  w.size = uint64_t(w.in.tellg());
+  uint64_t pos = 0;
+  std::string syntax = "1.2.840.10008.1.2";  // implicit VR little endian, the default
+  if (has_dicm_magic(path)) {
+    // File meta information: group 0002, always explicit VR little endian.
+    pos = 132;
+    w.explicit_vr = true;
+    w.big_endian = false;
+    // GDCM asserts (aborts) when the file ends inside this group or right after it: its tag and
+    // 32-bit length reads "should not happen" to fail (gdcmFileMetaInformation.cxx).
+    const char* kEnds = "the file ends inside or right after its meta information (group 0002)";
+    while (true) {
+      unsigned char h[8];
+      if (pos + 4 > w.size) return kEnds;
+      if (!w.read(pos, h, 4) || w.u16(h) != 0x0002) break;
+      if (pos + 8 > w.size || !w.read(pos, h, 8)) return kEnds;
+      uint64_t end = w.size;
+      uint64_t p = pos;
+      // One element at a time, to pick up the transfer syntax (0002,0010).
+      const uint16_t e = w.u16(h + 2);
+      char vr[2] = {char(h[4]), char(h[5])};
+      if (!Walker::is_vr(vr)) {
+        char b[96];
+        std::snprintf(b, sizeof b, "meta element (0002,%04x) at byte %llu has no valid VR",
+                      w.u16(h + 2), (unsigned long long)pos);
+        return std::string("its elements cannot be parsed as DICOM (") + b + ")";
+      }
+      uint64_t len, hdr;
+      if (Walker::long_length_vr(vr)) {
+        unsigned char l[4];
+        if (!w.read(pos + 8, l, 4)) return kEnds;
+        len = w.u32(l);
+        hdr = 12;
+      } else {
+        len = w.u16(h + 6);
+        hdr = 8;
+      }
+      p += hdr;
+      if (len > end - p) {
+        w.fail(0x0002, e, pos, len, end - p);
+        return w.problem;
+      }
+      if (e == 0x0010 && len < 128) {
+        std::string ts(size_t(len), '\0');
+        if (w.read(p, &ts[0], size_t(len))) {
+          while (!ts.empty() && (ts.back() == '\0' || ts.back() == ' ')) ts.pop_back();
+          syntax = ts;
+        }
+      }
+      pos = p + len;
+    }
+  } else {
+    // No preamble: the encoding is guessed, as GDCM does: explicit when bytes 4-5 spell a VR,
+    // big endian when the first group number reads small only that way (e.g. 00 08 = 0x0008).
+    unsigned char h[6];
+    if (!w.read(0, h, 6)) return "";
+    const char vr[2] = {char(h[4]), char(h[5])};
+    const unsigned le = unsigned(h[1]) << 8 | h[0], be = unsigned(h[0]) << 8 | h[1];
+    syntax = !Walker::is_vr(vr)          ? "1.2.840.10008.1.2"
+             : (le > 0xFF && be <= 0xFF) ? "1.2.840.10008.1.2.2"
+                                         : "1.2.840.10008.1.2.1";
+  }
+  if (syntax == "1.2.840.10008.1.2.1.99") return "";  // deflated: GDCM inflates, cannot walk
+  w.explicit_vr = syntax != "1.2.840.10008.1.2";
+  w.big_endian = syntax == "1.2.840.10008.1.2.2";
+  w.dataset(pos, w.size, false, 0);
+  if (w.problem.empty() && w.unsure)
+    w.problem = "its elements cannot be parsed as DICOM (" + w.unsure_why + ")";
+  // Attribute values GDCM (as Debian builds it, with assertions on) aborts the process on.
+  if (w.problem.empty() && w.samples_per_pixel >= 0 && w.samples_per_pixel != 1 &&
+      w.samples_per_pixel != 3 && w.samples_per_pixel != 4)
+    w.problem = "Samples per Pixel (0028,0002) is " + std::to_string(w.samples_per_pixel) +
+                "; DICOM allows 1, 3 or 4";
+  return w.problem;
+}
+
+}  // namespace detail
+}  // namespace data
+}  // namespace cuseg

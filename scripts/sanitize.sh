@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The reliability build (README "Reliability"): ONE clang tree, ${SAN_BUILD_DIR:-build-san}, with
+# AddressSanitizer + UndefinedBehaviorSanitizer on every target (CPU only, CUDA off) and the
+# libFuzzer targets of fuzz/. Runs there the cpu and e2e tests (the apps run sanitized too), every
+# fuzz target once over its committed seeds and regression inputs (ctest label fuzz), then each
+# fuzz target for FUZZ_SECONDS (default 10) on a copy of its corpus (scripts/fuzz.sh).
+# scripts/test.sh runs this after the normal tests; CUSEG_SKIP_SANITIZE=1 skips it there.
+#   bash scripts/sanitize.sh            # build + tests + short fuzzing
+#   bash scripts/sanitize.sh build      # build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${SAN_BUILD_DIR:-build-san}
+CC_=${SAN_CC:-clang-14}
+CXX_=${SAN_CXX:-clang++-14}
+command -v "$CXX_" >/dev/null || { echo "[sanitize] $CXX_ not found (scripts/setup.sh installs clang-14)"; exit 1; }
+source scripts/sanitizer_env.sh
+
+t0=$(date +%s)
+cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$CC_" \
+  -DCMAKE_CXX_COMPILER="$CXX_" -DCUSEG_CUDA=OFF -DCUSEG_FUZZ=ON -DCUSEG_BUILD_BENCH=OFF >/dev/null
+cmake --build "$B" -j"${JOBS:-2}"
+t1=$(date +%s)
+echo "[sanitize] build: $((t1 - t0)) s"
+[ "${1:-}" = build ] && exit 0
+
+(cd "$B" && ctest --output-on-failure -j"${JOBS:-2}" -L 'cpu|e2e|fuzz')
+t2=$(date +%s)
+echo "[sanitize] sanitized cpu + e2e tests and fuzz inputs: $((t2 - t1)) s"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+t3=$(date +%s)
+echo "[sanitize] fuzzing: $((t3 - t2)) s; total $((t3 - t0)) s"
