@@ -143,9 +143,9 @@ std::vector<NamedTensor> read_safetensors(const std::string& path, Metadata* met
     const DTypeInfo* info = e.is_object() && e.contains("dtype") && e["dtype"].is_string()
                                 ? dtype_from_safetensors(e["dtype"].get<std::string>())
                                 : nullptr;
-    CUSEG_REQUIRE(info && e.contains("shape") && e["shape"].is_array() && e.contains("data_offsets") &&
-                      e["data_offsets"].is_array() && e["data_offsets"].size() == 2 &&
-                      e["data_offsets"][0].is_number_unsigned() &&
+    CUSEG_REQUIRE(info && e.contains("shape") && e["shape"].is_array() &&
+                      e.contains("data_offsets") && e["data_offsets"].is_array() &&
+                      e["data_offsets"].size() == 2 && e["data_offsets"][0].is_number_unsigned() &&
                       e["data_offsets"][1].is_number_unsigned(),
                   path << ": bad safetensors entry for '" << it.key()
                        << "' (expected {\"dtype\": F32|U8|I32|BF16|F16, \"shape\": [...], "
