@@ -4,6 +4,13 @@
 # libFuzzer targets of fuzz/. Runs there the cpu and e2e tests (the apps run sanitized too), every
 # fuzz target once over its committed seeds and regression inputs (ctest label fuzz), then each
 # fuzz target for FUZZ_SECONDS (default 10) on a copy of its corpus (scripts/fuzz.sh).
+# What the sanitized stage leaves to the normal build (README "Reliability", CI time):
+# - The data-parallel tests over mpirun (Dist.*, dist_*): Open MPI's own allocations at
+#   MPI_Finalize are reported as leaks from components it has already unloaded (no stack to
+#   suppress by), so they run in the normal build only; the TCP rendezvous tests stay.
+# - Apps.ResumeContinuesTheSameLossCurve (training compute, ~100 s sanitized; resume and the
+#   checkpoint reader are covered by TrainingCrash.* and the safetensors fuzz target), and the
+#   SIGKILL soak runs 3 kills instead of 10 (CUSEG_SOAK_KILLS).
 # scripts/test.sh runs this after the normal tests; CUSEG_SKIP_SANITIZE=1 skips it there.
 #   bash scripts/sanitize.sh            # build + tests + short fuzzing
 #   bash scripts/sanitize.sh build      # build only
@@ -23,7 +30,8 @@ t1=$(date +%s)
 echo "[sanitize] build: $((t1 - t0)) s"
 [ "${1:-}" = build ] && exit 0
 
-(cd "$B" && ctest --output-on-failure -j"${JOBS:-2}" -L 'cpu|e2e|fuzz')
+(cd "$B" && CUSEG_SOAK_KILLS=${CUSEG_SOAK_KILLS:-3} ctest --output-on-failure -j"${JOBS:-2}" \
+  -L 'cpu|e2e|fuzz' -E '^(Dist\..*|dist_.*|Apps\.ResumeContinuesTheSameLossCurve)$')
 t2=$(date +%s)
 echo "[sanitize] sanitized cpu + e2e tests and fuzz inputs: $((t2 - t1)) s"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
