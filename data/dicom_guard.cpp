@@ -5,6 +5,7 @@
 // preamble, "DICM", the explicit-VR little-endian group 0002).
 #include "cuseg/data/dicom_guard.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -26,7 +27,8 @@ struct Walker {
   std::string problem;  // first problem found
   bool unsure = false;  // stopped where the encoding breaks the rules
   std::string unsure_why;
-  int samples_per_pixel = -1;  // (0028,0002) of the top-level data set, -1: absent
+  std::string recognition_code;  // a refused top-level (0008,0010) value, "" when none
+  int samples_per_pixel = -1;    // (0028,0002) of the top-level data set (a refused value first)
 
   bool read(uint64_t pos, void* dst, size_t n) {
     if (pos + n > size) return false;
@@ -122,6 +124,11 @@ struct Walker {
       if (g == 0xFFFE) {  // item / delimiters: tag + 4-byte length in every transfer syntax
         pos += 8;
         if (e == 0xE00D && in_item) return true;
+        // Any other (FFFE,xxxx) here is read by GDCM as an element of that length (and its
+        // value allocated): the length must fit the file like every other one.
+        const uint32_t l = u32(h + 4);
+        if (e != 0xE00D && e != 0xE0DD && l != kUndefined && l > end - pos)
+          return fail(g, e, at, l, end - pos);
         continue;
       }
       char vr[2] = {0, 0};
@@ -165,7 +172,25 @@ struct Walker {
       if (len > end - pos) return fail(g, e, at, len, end - pos);
       if (depth == 0 && g == 0x0028 && e == 0x0002 && len >= 2) {
         unsigned char v[2];
-        if (read(pos, v, 2)) samples_per_pixel = u16(v);
+        // A file may hold the element more than once (GDCM keeps one of them): any value
+        // DICOM does not allow is remembered, so no copy of it reaches GDCM.
+        if (read(pos, v, 2)) {
+          const int spp = int(u16(v));
+          if ((spp != 1 && spp != 3 && spp != 4) || samples_per_pixel < 0) samples_per_pixel = spp;
+        }
+      }
+      if (depth == 0 && g == 0x0008 && e == 0x0010 && len > 0) {
+        // Recognition Code (retired, ACR-NEMA): GDCM asserts that a non-empty value starts
+        // with one of the three ACR-NEMA spellings.
+        char v[8] = {};
+        const size_t n = size_t(std::min<uint64_t>(len, 8));
+        if (read(pos, v, n)) {
+          const std::string code(v, n);
+          const bool known = code.compare(0, 8, "ACR-NEMA") == 0 ||
+                             code.compare(0, 7, "ACRNEMA") == 0 ||
+                             code.compare(0, 8, "MIPS 2.0") == 0;
+          if (!known && recognition_code.empty()) recognition_code = code;
+        }
       }
       // A sequence with a defined length: its items are walked too (GDCM parses them). In
       // implicit VR the VR is not stored; a value that starts with an item tag is a sequence.
@@ -271,6 +296,12 @@ std::string dicom_length_problem(const std::string& path) {
       w.samples_per_pixel != 3 && w.samples_per_pixel != 4)
     w.problem = "Samples per Pixel (0028,0002) is " + std::to_string(w.samples_per_pixel) +
                 "; DICOM allows 1, 3 or 4";
+  if (w.problem.empty() && !w.recognition_code.empty()) {
+    std::string shown;
+    for (char c : w.recognition_code) shown += (c >= 32 && c < 127) ? c : '?';
+    w.problem = "Recognition Code (0008,0010) is '" + shown +
+                "...'; expected ACR-NEMA, ACRNEMA or MIPS 2.0 (or none)";
+  }
   return w.problem;
 }
 

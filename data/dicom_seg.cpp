@@ -319,10 +319,18 @@ void write_dicom_seg(const LabelMap& mask, const std::string& series_dir, const 
 
   // Common Instance Reference: the source series and every instance of it.
   IODReferences refs;
-  for (const SourceSlice& sl : src.slices)
-    refs.add(new IODImageReference(src.patient_id.c_str(), src.study_uid.c_str(),
-                                   sl.series_uid.c_str(), sl.sop_instance.c_str(),
-                                   sl.sop_class.c_str()));
+  for (const SourceSlice& sl : src.slices) {
+    // IODReferences takes ownership only when it accepts the reference (its UIDs are valid);
+    // a refused one stays ours, and the source file is named.
+    std::unique_ptr<IODImageReference> ref(
+        new IODImageReference(src.patient_id.c_str(), src.study_uid.c_str(), sl.series_uid.c_str(),
+                              sl.sop_instance.c_str(), sl.sop_class.c_str()));
+    CUSEG_REQUIRE(refs.add(ref.get()),
+                  sl.file << ": cannot reference this source slice in " << path
+                          << " (invalid Patient ID or Study / Series / SOP UIDs?); expected the "
+                             "files of one valid DICOM series");
+    ref.release();  // owned by refs now
+  }
   CUSEG_REQUIRE(doc->getCommonInstanceReference().addReferences(refs, src.study_uid.c_str()) ==
                     src.slices.size(),
                 path << ": cannot reference the source instances");
