@@ -243,7 +243,11 @@ void check_nifti_header(const std::string& path) {
   GzFile f(path, "reading the NIfTI header");
   NiftiHeader hd;
   std::string why;
-  if (!read_nifti_header(f.f, path, &hd, &why)) return;  // not NIfTI at all: ITK refuses it
+  // A header cuseg cannot parse is refused here too: ITK's niftilib reads some of them anyway
+  // (e.g. a "n+1" magic with a wrong sizeof_hdr) and then trusts their orientation fields.
+  if (!read_nifti_header(f.f, path, &hd, &why))
+    CUSEG_THROW(path << ": " << why
+                     << "; expected a NIfTI-1 (sizeof_hdr 348) or NIfTI-2 (540) header");
   for (int d = 1; d <= hd.dim[0]; ++d)
     CUSEG_REQUIRE(hd.dim[d] >= 1, path << ": NIfTI dim[" << d << "] = " << hd.dim[d]
                                        << "; expected every extent >= 1 (niftilib would silently "
