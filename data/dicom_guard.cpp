@@ -6,8 +6,10 @@
 #include "cuseg/data/dicom_guard.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -28,7 +30,31 @@ struct Walker {
   bool unsure = false;  // stopped where the encoding breaks the rules
   std::string unsure_why;
   std::string recognition_code;  // a refused top-level (0008,0010) value, "" when none
+  std::string bad_geometry;      // a refused top-level (0020,0032) / (0020,0037), "" when none
   int samples_per_pixel = -1;    // (0028,0002) of the top-level data set (a refused value first)
+
+  // `v` holds exactly `count` decimal numbers separated by '\\' (DICOM DS; spaces padded).
+  static bool decimal_strings(const std::string& v, int count) {
+    int n = 0;
+    size_t at = 0;
+    while (at <= v.size()) {
+      size_t end = v.find('\\', at);
+      if (end == std::string::npos) end = v.size();
+      std::string t = v.substr(at, end - at);
+      while (!t.empty() && (t.back() == ' ' || t.back() == '\0')) t.pop_back();
+      while (!t.empty() && t.front() == ' ') t.erase(0, 1);
+      if (t.empty()) return false;
+      for (char c : t)
+        if (!((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == 'e' || c == 'E'))
+          return false;
+      char* stop = nullptr;
+      const double x = std::strtod(t.c_str(), &stop);
+      if (stop != t.c_str() + t.size() || !std::isfinite(x)) return false;
+      ++n;
+      at = end + 1;
+    }
+    return n == count;
+  }
 
   bool read(uint64_t pos, void* dst, size_t n) {
     if (pos + n > size) return false;
@@ -192,6 +218,15 @@ struct Walker {
           if (!known && recognition_code.empty()) recognition_code = code;
         }
       }
+      if (depth == 0 && g == 0x0020 && (e == 0x0032 || e == 0x0037) && bad_geometry.empty()) {
+        // ImagePositionPatient (3 numbers) / ImageOrientationPatient (6): decimal strings (DS).
+        // GDCM orders a series by them; when one does not parse it falls back to ordering by
+        // Instance Number, which crashed on such a folder (fuzz_dicom).
+        std::string v(size_t(std::min<uint64_t>(len, 256)), '\0');
+        if (len > 256 || !read(pos, &v[0], v.size()) || !decimal_strings(v, e == 0x0032 ? 3 : 6))
+          bad_geometry = e == 0x0032 ? "ImagePositionPatient (0020,0032)"
+                                     : "ImageOrientationPatient (0020,0037)";
+      }
       // A sequence with a defined length: its items are walked too (GDCM parses them). In
       // implicit VR the VR is not stored; a value that starts with an item tag is a sequence.
       bool sequence = explicit_vr && vr[0] == 'S' && vr[1] == 'Q';
@@ -296,6 +331,8 @@ std::string dicom_length_problem(const std::string& path) {
       w.samples_per_pixel != 3 && w.samples_per_pixel != 4)
     w.problem = "Samples per Pixel (0028,0002) is " + std::to_string(w.samples_per_pixel) +
                 "; DICOM allows 1, 3 or 4";
+  if (w.problem.empty() && !w.bad_geometry.empty())
+    w.problem = w.bad_geometry + " is not a list of decimal numbers (DICOM DS, separated by '\\')";
   if (w.problem.empty() && !w.recognition_code.empty()) {
     std::string shown;
     for (char c : w.recognition_code) shown += (c >= 32 && c < 127) ? c : '?';
