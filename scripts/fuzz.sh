@@ -4,7 +4,10 @@
 # corpus is never changed). Needs the sanitized clang tree; builds it when missing.
 #   bash scripts/fuzz.sh [SECONDS] [TARGET ...]      # targets: nifti nrrd mha dicom safetensors config dataset
 # Environment: SAN_BUILD_DIR (default build-san); FUZZ_RECORD=FILE appends the results (date,
-# commit, command, machine load, per-target executions) to FILE.
+# commit, command, machine load, per-target executions) to FILE. FUZZ_RUNS=N stops each target
+# after N inputs instead of SECONDS (SECONDS then only caps it) and FUZZ_SEED=S fixes
+# libFuzzer's random seed: together they make a run repeatable, which is how the test command
+# fuzzes (scripts/sanitize.sh), so that CI's verdict does not depend on luck or machine speed.
 # Limits per input: 10 s (-timeout), 2048 MiB RSS (-rss_limit_mb, also the largest single
 # allocation). Exit status 1 when any target reports a crash, leak, timeout or out-of-memory;
 # its input is kept in $SAN_BUILD_DIR/fuzz_work/<target>/ and the log next to it.
@@ -33,7 +36,10 @@ for t in "${TARGETS[@]}"; do
   dict=()
   [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
   start=$(date +%s)
-  "$B/fuzz/fuzz_$t" "$w/corpus" "${dict[@]}" -max_total_time="$SECS" -timeout=10 \
+  extra=()
+  [ -n "${FUZZ_RUNS:-}" ] && extra+=(-runs="$FUZZ_RUNS")
+  [ -n "${FUZZ_SEED:-}" ] && extra+=(-seed="$FUZZ_SEED")
+  "$B/fuzz/fuzz_$t" "$w/corpus" "${dict[@]}" "${extra[@]}" -max_total_time="$SECS" -timeout=10 \
     -rss_limit_mb=2048 -print_final_stats=1 -close_fd_mask=3 -artifact_prefix="$w/artifacts/" \
     >"$w/log" 2>&1
   rc=$?

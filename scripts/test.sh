@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: set up, build, run every test (labels cpu, cuda, e2e), then the
 # reliability stage (scripts/sanitize.sh: the cpu and e2e tests again under ASan + UBSan in a
-# clang build, every fuzz target over its committed inputs and for FUZZ_SECONDS each).
+# clang build, every fuzz target over its committed inputs and a repeatable short fuzzing run).
 # CUSEG_SKIP_SANITIZE=1 skips that stage (CI never sets it); so does giving ctest arguments
 # (e.g. -R Checkpoint), which select tests of the normal build only.
 set -euo pipefail
