@@ -378,6 +378,19 @@ void check_metaimage_header(const std::string& path) {
     CUSEG_REQUIRE(text, path << ": MetaImage header line " << n
                              << " is not a text line 'Key = Value'; expected a text header");
     const size_t k = line.find_first_not_of(" \t");
+    // NDims sizes every array MetaIO reads next (DimSize, ElementSpacing, Offset, ...): a
+    // negative or huge value sends its parser into a near-endless read (fuzz_mha). One
+    // integer in 1..10 (MetaIO's own maximum) is required before ITK sees the file.
+    if (line.compare(k, 5, "NDims") == 0 && line.find_first_not_of(" \t", k + 5) == eq) {
+      const std::string v = line.substr(eq + 1);
+      const size_t a = v.find_first_not_of(" \t"), b = v.find_last_not_of(" \t");
+      const std::string num = a == std::string::npos ? "" : v.substr(a, b - a + 1);
+      const bool ok = !num.empty() && num.size() <= 2 &&
+                      num.find_first_not_of("0123456789") == std::string::npos &&
+                      std::stoi(num) >= 1 && std::stoi(num) <= 10;
+      CUSEG_REQUIRE(ok, path << ": MetaImage header line " << n << ": NDims '" << num
+                             << "'; expected one integer from 1 to 10");
+    }
     if (line.compare(k, 15, "ElementDataFile") == 0) {
       ended = true;
       break;
