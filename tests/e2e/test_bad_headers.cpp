@@ -31,22 +31,9 @@ namespace {
 
 const std::string kBin = CUSEG_BINARY_DIR "/apps/";
 
-struct Result {
-  int rc = -1;
-  std::string out;  // stdout + stderr
-};
-
-// Runs one of our apps with arguments we build here (paths under the build folder).
+using Result = CommandResult;
 Result run(const std::string& cmd) {
-  Result r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return run_command(cmd);
 }
 
 std::string floats(size_t n, float v = 0.f) {

@@ -36,52 +36,10 @@ const std::string kBin = CUSEG_BINARY_DIR "/apps/";
 const fs::path kWork =
     fs::path(CUSEG_BINARY_DIR) / "e2e_outputs" / ("pid" + std::to_string(getpid()));
 
-struct Result {
-  int rc = -1;
-  std::string out;  // stdout + stderr
-};
-
+using Result = CommandResult;
 Result run(const std::string& cmd) {
-  Result r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int st = pclose(p);
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  return run_command(cmd);
 }
-
-// Tiny phantom run (as tests/e2e/test_apps.cpp): 6 cases 48x48x24, 16^3 patches, 2 levels,
-// one epoch (the outputs' plumbing is under test, not the model's quality).
-const char* kTinyYaml = R"(data:
-  dir: PHANTOM
-  phantom: {generate: true, cases: 6, size: [48, 48, 24], seed: 5}
-  val_fraction: 0.2
-preprocess:
-  resample_inplane: null
-  crop_or_pad: null
-  pad_value: minimum
-  clip: [-250, 250]
-sampler:
-  patch: [16, 16, 16]
-queue: {max_length: 8, samples_per_volume: 2, num_workers: 1}
-model:
-  filters: [4, 8]
-train:
-  epochs: 1
-  batch_size: 2
-  lr: 3.0e-3
-  dice_every: 1
-  log_every: 1
-  threads: 2
-inference:
-  patch: [16, 16, 16]
-  overlap: 4
-  batch: 4
-  mode: hann
-)";
 
 class Outputs : public ::testing::Test {
  protected:
@@ -89,9 +47,13 @@ class Outputs : public ::testing::Test {
     std::error_code ec;
     fs::remove_all(kWork, ec);
     fs::create_directories(kWork);
-    std::string y = kTinyYaml;
-    y.replace(y.find("PHANTOM"), 7, (kWork / "phantom").string());
-    std::ofstream(kWork / "tiny.yaml") << y;
+    // The e2e tiny run (test_util.h), one epoch: the outputs' plumbing is under test, not
+    // the model's quality.
+    TinyRunConfig c;
+    c.phantom_dir = (kWork / "phantom").string();
+    c.phantom_seed = 5;
+    c.epochs = 1;
+    write_tiny_run_config(kWork / "tiny.yaml", c);
     const Result r = run(kBin + "engine_train -c " + (kWork / "tiny.yaml").string() + " -o " +
                          (kWork / "run").string());
     trained_ok_ = r.rc == 0;
