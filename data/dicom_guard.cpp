@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <string>
 
 namespace cuseg {
@@ -32,6 +33,62 @@ struct Walker {
   std::string recognition_code;  // a refused top-level (0008,0010) value, "" when none
   std::string bad_geometry;      // a refused top-level (0020,0032) / (0020,0037), "" when none
   int samples_per_pixel = -1;    // (0028,0002) of the top-level data set (a refused value first)
+  // The image pixel module of the top-level data set (PS3.3 C.7.6.3), for the pixel data
+  // length; -1 when absent.
+  int64_t rows = -1, columns = -1, bits_allocated = -1, bits_stored = -1, frames = -1;
+  bool bad_frames = false;        // (0028,0008) present but not a positive integer (DICOM IS)
+  int64_t pixel_data_bytes = -1;  // the defined length of the top-level (7FE0,0010)
+  std::string photometric;        // (0028,0004), trimmed
+  std::set<uint32_t> top_level;   // tags of the top-level data set seen so far
+  std::string repeated;           // the first top-level tag found twice, "" when none
+
+  // `v` is one integer (DICOM IS: optional sign, digits, padded with spaces).
+  static bool integer_string(std::string v, long long& out) {
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\0')) v.pop_back();
+    while (!v.empty() && v.front() == ' ') v.erase(0, 1);
+    if (v.empty() || v.size() > 12) return false;
+    for (size_t i = 0; i < v.size(); ++i)
+      if (!(std::isdigit(static_cast<unsigned char>(v[i])) ||
+            (i == 0 && (v[i] == '+' || v[i] == '-'))))
+        return false;
+    out = std::strtoll(v.c_str(), nullptr, 10);
+    return true;
+  }
+
+  // What the image pixel module says about the native pixel data, "" when it is consistent.
+  std::string pixel_problem() const {
+    if (bad_frames) return "Number of Frames (0028,0008) is not a positive integer (DICOM IS)";
+    if (bits_allocated >= 0 && bits_allocated != 1 &&
+        (bits_allocated % 8 != 0 || bits_allocated == 0 || bits_allocated > 64))
+      // 12 is the packed ACR-NEMA encoding; GDCM asserts on such pixel data whose length is
+      // not a multiple of 3 (fuzz_dicom).
+      return "Bits Allocated (0028,0100) is " + std::to_string(bits_allocated) +
+             "; DICOM allows 1 or a multiple of 8 up to 64";
+    if (bits_stored >= 0 &&
+        (bits_stored == 0 || (bits_allocated >= 0 && bits_stored > bits_allocated)))
+      return "Bits Stored (0028,0101) is " + std::to_string(bits_stored) +
+             ", Bits Allocated (0028,0100) " + std::to_string(bits_allocated) +
+             "; DICOM needs 1 <= Bits Stored <= Bits Allocated";
+    if (pixel_data_bytes < 0 || rows < 0 || columns < 0 || bits_allocated < 0) return "";
+    // Native (not encapsulated) pixel data holds Rows x Columns x Number of Frames x Samples per
+    // Pixel values of Bits Allocated bits (PS3.5 8.1.1), padded to an even length; YBR_FULL_422
+    // stores two values per pixel instead of three (PS3.3 C.7.6.3.1.2). GDCM copies
+    // that many bytes out of a shorter element when it has to convert it (byte swap, planar
+    // configuration): a read past the value.
+    // Rows and Columns < 2^16, frames < 10^12, samples <= 4, bits <= 64: the product can pass
+    // 2^64, so it is formed in long double (exact to 2^64, more than a 32-bit length needs).
+    const long double need =
+        std::ceil((long double)(rows)*columns * std::max<int64_t>(frames, 1) *
+                  std::max(samples_per_pixel, 1) * bits_allocated / 8.0L *
+                  (photometric == "YBR_FULL_422" && samples_per_pixel == 3 ? 2.0L / 3.0L : 1.0L));
+    if ((long double)pixel_data_bytes >= need) return "";
+    char b[200];
+    std::snprintf(b, sizeof b,
+                  "Pixel Data (7fe0,0010) holds %lld bytes; Rows x Columns x Number of Frames x "
+                  "Samples per Pixel x Bits Allocated / 8 needs %.0Lf",
+                  (long long)pixel_data_bytes, need);
+    return b;
+  }
 
   // `v` holds exactly `count` decimal numbers separated by '\\' (DICOM DS; spaces padded).
   static bool decimal_strings(const std::string& v, int count) {
@@ -181,6 +238,14 @@ struct Walker {
         len = u32(h + 4);
         pos += 8;
       }
+      if (depth == 0 && !top_level.insert(uint32_t(g) << 16 | e).second && repeated.empty()) {
+        // PS3.5 7.1: each element occurs at most once in a data set. GDCM keeps one copy and
+        // this walk would judge another (a second valid Samples per Pixel hid an invalid
+        // first one: fuzz_dicom).
+        char b[16];
+        std::snprintf(b, sizeof b, "(%04x,%04x)", g, e);
+        repeated = b;
+      }
       if (len == kUndefined) {
         // Undefined length: a sequence, or encapsulated pixel data (fragments). A UN element of
         // undefined length holds a sequence encoded in implicit VR little endian (PS3.5 6.2.2).
@@ -204,6 +269,31 @@ struct Walker {
           const int spp = int(u16(v));
           if ((spp != 1 && spp != 3 && spp != 4) || samples_per_pixel < 0) samples_per_pixel = spp;
         }
+      }
+      if (depth == 0 && g == 0x0028 && len >= 2 &&
+          (e == 0x0010 || e == 0x0011 || e == 0x0100 || e == 0x0101)) {
+        unsigned char v[2];
+        if (read(pos, v, 2))
+          (e == 0x0010   ? rows
+           : e == 0x0011 ? columns
+           : e == 0x0100 ? bits_allocated
+                         : bits_stored) = u16(v);
+      }
+      if (depth == 0 && g == 0x0028 && e == 0x0008) {
+        // Number of Frames: an integer string (IS, at most 12 characters).
+        std::string v(size_t(std::min<uint64_t>(len, 16)), '\0');
+        long long n = 0;
+        if (len > 16 || !read(pos, &v[0], v.size()) || !integer_string(v, n) || n < 1)
+          bad_frames = true;
+        else
+          frames = n;
+      }
+      if (depth == 0 && g == 0x7FE0 && e == 0x0010) pixel_data_bytes = int64_t(len);
+      if (depth == 0 && g == 0x0028 && e == 0x0004 && len <= 16) {
+        photometric.assign(size_t(len), '\0');
+        if (!read(pos, &photometric[0], photometric.size())) photometric.clear();
+        while (!photometric.empty() && (photometric.back() == ' ' || photometric.back() == '\0'))
+          photometric.pop_back();
       }
       if (depth == 0 && g == 0x0008 && e == 0x0010 && len > 0) {
         // Recognition Code (retired, ACR-NEMA): GDCM asserts that a non-empty value starts
@@ -331,6 +421,9 @@ std::string dicom_length_problem(const std::string& path) {
       w.samples_per_pixel != 3 && w.samples_per_pixel != 4)
     w.problem = "Samples per Pixel (0028,0002) is " + std::to_string(w.samples_per_pixel) +
                 "; DICOM allows 1, 3 or 4";
+  if (w.problem.empty() && !w.repeated.empty())
+    w.problem = "element " + w.repeated + " occurs twice in the data set; DICOM allows one";
+  if (w.problem.empty()) w.problem = w.pixel_problem();
   if (w.problem.empty() && !w.bad_geometry.empty())
     w.problem = w.bad_geometry + " is not a list of decimal numbers (DICOM DS, separated by '\\')";
   if (w.problem.empty() && !w.recognition_code.empty()) {

@@ -371,6 +371,61 @@ TEST(ReaderLimits, DicomElementLongerThanItsFileIsRefusedBeforeGdcm) {
   EXPECT_TRUE(dicom_series_uids(nii.string()).empty());
 }
 
+// The image pixel module must agree with the pixel data before GDCM decodes it: GDCM asserted
+// (aborting the process) on 12-bit packed pixel data whose length is no multiple of 3 (found by
+// fuzz_dicom), and copies the size the module declares out of a shorter element when it converts
+// the pixels. Refused, naming the slice: Bits Allocated other than 1 or a multiple of 8, pixel
+// data shorter than Rows x Columns x frames x samples x bits, an element given twice.
+TEST(ReaderLimits, DicomPixelModuleThatDisagreesWithItsPixelDataIsRefusedBeforeGdcm) {
+  CUSEG_REQUIRE_FILE_IO();
+  const fs::path d = scratch_dir("reader_limits", "dicom_pixels");
+  Geometry g;
+  g.size = {8, 8, 2};
+  const std::string dir = (d / "series").string();
+  const std::string slice = (d / "series" / "IM0001.dcm").string();
+  write_dicom_series(Image::make(g, 20.f), dir);
+  std::ifstream in(slice, std::ios::binary);
+  const std::string intact((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  // Implicit VR little endian: tag, 4-byte length, value.
+  const size_t bits = intact.find(std::string("\x28\x00\x00\x01\x02\x00\x00\x00", 8));
+  const size_t pixels = intact.rfind(std::string("\xe0\x7f\x10\x00", 4));
+  ASSERT_NE(bits, std::string::npos);
+  ASSERT_NE(pixels, std::string::npos);
+  ASSERT_EQ(intact[bits + 8], 16);
+  uint32_t pixel_bytes = 0;
+  std::memcpy(&pixel_bytes, &intact[pixels + 4], 4);
+  ASSERT_EQ(pixel_bytes, 8u * 8u * 2u);
+  ASSERT_EQ(pixels + 8 + pixel_bytes, intact.size());  // the pixel data ends the file
+  const auto expect_slice_refused = [&](const std::string& what) {
+    for (int reader = 0; reader < 2; ++reader) {
+      const std::string msg = error_of([&] {
+        if (reader == 0)
+          dicom_series_uids(dir);
+        else
+          read_image(dir);
+      });
+      EXPECT_NE(msg.find(slice), std::string::npos) << msg;
+      EXPECT_NE(msg.find(what), std::string::npos) << msg;
+    }
+  };
+  std::string b = intact;
+  b[bits + 8] = 12;
+  write(slice, b);
+  expect_slice_refused("Bits Allocated (0028,0100) is 12; DICOM allows 1 or a multiple of 8");
+  b = intact;
+  const uint32_t shorter = pixel_bytes - 16;
+  std::memcpy(&b[pixels + 4], &shorter, 4);
+  write(slice, b.substr(0, b.size() - 16));
+  expect_slice_refused(
+      "Pixel Data (7fe0,0010) holds 112 bytes; Rows x Columns x Number of Frames "
+      "x Samples per Pixel x Bits Allocated / 8 needs 128");
+  write(slice, intact + std::string("\x28\x00\x00\x01\x02\x00\x00\x00\x10\x00", 10));
+  expect_slice_refused("element (0028,0100) occurs twice in the data set");
+  write(slice, intact);
+  EXPECT_EQ(read_image(dir).v, std::vector<float>(128, 20.f));
+}
+
 // A NaN in the qform or sform reaches an SVD inside ITK that calls abort() (found by
 // fuzz_nifti): refused from the raw header first.
 TEST(ReaderLimits, NonFiniteNiftiOrientationIsRefusedBeforeItk) {
