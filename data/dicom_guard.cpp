@@ -6,6 +6,7 @@
 #include "cuseg/data/dicom_guard.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -272,12 +273,12 @@ struct Walker {
       }
       if (depth == 0 && g == 0x0028 && len >= 2 &&
           (e == 0x0010 || e == 0x0011 || e == 0x0100 || e == 0x0101)) {
+        int64_t* field = e == 0x0010   ? &rows
+                         : e == 0x0011 ? &columns
+                         : e == 0x0100 ? &bits_allocated
+                                       : &bits_stored;
         unsigned char v[2];
-        if (read(pos, v, 2))
-          (e == 0x0010   ? rows
-           : e == 0x0011 ? columns
-           : e == 0x0100 ? bits_allocated
-                         : bits_stored) = u16(v);
+        if (read(pos, v, 2)) *field = u16(v);
       }
       if (depth == 0 && g == 0x0028 && e == 0x0008) {
         // Number of Frames: an integer string (IS, at most 12 characters).

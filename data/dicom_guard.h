@@ -9,12 +9,18 @@
 // them: a defined length past the end of the file, an explicit-VR element without a valid VR, a
 // sequence holding something other than items, a file that ends inside or right after its meta
 // information, Samples per Pixel other than 1, 3, 4 (the last three abort GDCM; found by
-// fuzz_dicom). GDCM's heuristics for such files are not relied on. A deflated transfer syntax
-// cannot be walked without inflating it; those files go to GDCM unchecked.
-// Checked against the 111 DICOM files that pydicom and highdicom ship for their tests (implicit
-// and explicit VR, big endian, deflated, JPEG/JPEG 2000/RLE, sequences, UN sequences, DICOMDIR):
-// it refuses four, all broken (two truncated, one GDCM cannot read, one gdcmdump aborts on), and
-// passes the others.
+// fuzz_dicom), a top-level element given twice, and an image pixel module that disagrees with
+// the native pixel data: Bits Allocated other than 1 or a multiple of 8 (GDCM asserted on 12-bit
+// packed data; fuzz_dicom), Bits Stored 0 or above Bits Allocated, a Number of Frames that is
+// not a positive integer, pixel data shorter than the module declares (GDCM copies the declared
+// size out of it when it converts pixels). GDCM's heuristics for such files are not relied on.
+// A deflated transfer syntax cannot be walked without inflating it; those files go to GDCM
+// unchecked.
+// Checked against the DICOM files that pydicom and highdicom ship for their tests (the 163
+// that pydicom reads without force: implicit and explicit VR, big endian, deflated, JPEG/JPEG
+// 2000/RLE, YBR_FULL_422, sequences, UN sequences, DICOMDIR): it refuses five, all broken (two
+// truncated, one GDCM cannot read, one gdcmdump aborts on, pydicom's badVR.dcm with Number of
+// Frames "1A"), and passes the others.
 #pragma once
 #include <string>
 

@@ -372,26 +372,33 @@ void check_metaimage_header(const std::string& path) {
                   path << ": MetaImage header line " << n << " is " << line.size()
                        << " characters long; expected at most 254 (ITK's MetaIO reads header "
                           "values into 255-byte buffers)");
-    const size_t eq = line.find('=');
-    bool text = eq != std::string::npos;
+    // MetaIO's key: from the first non-blank character to the first '=' or ':' (both separate
+    // key and value), trailing blanks trimmed, compared exactly; the value starts after the
+    // separators and blanks that follow (metaUtils.cxx, MET_Read / MET_SkipToVal).
+    const size_t sep = line.find_first_of("=:");
+    bool text = sep != std::string::npos;
     for (unsigned char c : line) text = text && ((c >= 0x20 && c < 0x7f) || c == '\t');
     CUSEG_REQUIRE(text, path << ": MetaImage header line " << n
                              << " is not a text line 'Key = Value'; expected a text header");
-    const size_t k = line.find_first_not_of(" \t");
+    std::string key = line.substr(0, sep);
+    key.erase(0, std::min(key.size(), key.find_first_not_of(" \t")));
+    key.erase(key.find_last_not_of(" \t") + 1);  // npos + 1 == 0: all blank
     // NDims sizes every array MetaIO reads next (DimSize, ElementSpacing, Offset, ...): a
-    // negative or huge value sends its parser into a near-endless read (fuzz_mha). One
-    // integer in 1..10 (MetaIO's own maximum) is required before ITK sees the file.
-    if (line.compare(k, 5, "NDims") == 0 && line.find_first_not_of(" \t", k + 5) == eq) {
-      const std::string v = line.substr(eq + 1);
-      const size_t a = v.find_first_not_of(" \t"), b = v.find_last_not_of(" \t");
-      const std::string num = a == std::string::npos ? "" : v.substr(a, b - a + 1);
+    // negative or huge value sends its parser into a near-endless read (fuzz_mha). Every NDims
+    // line must hold one integer in 1..10 (MetaIO's own maximum) before ITK sees the file.
+    if (key == "NDims") {
+      const size_t a = line.find_first_not_of("=: \t", sep);
+      const size_t b = line.find_last_not_of(" \t");
+      const std::string num = a == std::string::npos ? "" : line.substr(a, b - a + 1);
       const bool ok = !num.empty() && num.size() <= 2 &&
                       num.find_first_not_of("0123456789") == std::string::npos &&
                       std::stoi(num) >= 1 && std::stoi(num) <= 10;
       CUSEG_REQUIRE(ok, path << ": MetaImage header line " << n << ": NDims '" << num
                              << "'; expected one integer from 1 to 10");
     }
-    if (line.compare(k, 15, "ElementDataFile") == 0) {
+    // The header ends at the line whose key is exactly ElementDataFile ("ElementDataFileX = ..."
+    // is another key to MetaIO, which reads on: fuzz_mha hid an NDims = -1 behind one).
+    if (key == "ElementDataFile") {
       ended = true;
       break;
     }

@@ -27,6 +27,7 @@ fi
 total=0
 bad=0
 rows=""
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for t in "${TARGETS[@]}"; do
   w="$B/fuzz_work/$t"
   rm -rf "$w"
@@ -67,7 +68,7 @@ if [ -n "${FUZZ_RECORD:-}" ]; then
     echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!bench' ':!fuzz/results' || echo ' (with uncommitted changes)')"
     echo
     echo "Command: \`scripts/fuzz.sh $SECS ${TARGETS[*]}\` (clang $("${SAN_CXX:-clang++-14}" -dumpversion), ASan + UBSan + libFuzzer, -timeout=10 -rss_limit_mb=2048)."
-    echo "Machine: $(nproc) cores; load average before/after: ${FUZZ_LOAD_BEFORE:-?} / $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Machine: $(nproc) cores; load average before/after: $load_before / $(cut -d' ' -f1-3 /proc/loadavg)."
     echo
     echo "| target | time | executions | exec/s | corpus | result |"
     echo "| --- | --- | --- | --- | --- | --- |"

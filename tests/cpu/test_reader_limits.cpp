@@ -450,6 +450,28 @@ TEST(ReaderLimits, NonFiniteNiftiOrientationIsRefusedBeforeItk) {
   expect_refused(sp, "NIfTI sform holds inf");
 }
 
+// MetaIO sizes DimSize, ElementSpacing, Offset, ... by NDims: "NDims = -1 0 0 0 1" sent its
+// array reads into a near-endless loop (fuzz_mha). Every line MetaIO takes for NDims must hold
+// one integer from 1 to 10: MetaIO's key ends at '=' or ':', and the header ends only at a key
+// that is exactly ElementDataFile (fuzz_mha hid an NDims = -1 behind "ElementDataFileeOrder...").
+TEST(ReaderLimits, EveryMetaImageNDimsMustBeOneIntegerFrom1To10) {
+  CUSEG_REQUIRE_FILE_IO();
+  const fs::path d = scratch_dir("reader_limits", "ndims");
+  Mha m;
+  m.payload = floats(48);
+  m.ndims = "-1 0 0 0 1";
+  expect_refused(write(d / "negative.mha", m.file()), "NDims '-1 0 0 0 1'; expected one integer");
+  m.ndims = "3";
+  m.extra = "NDims : = 11\n";
+  expect_refused(write(d / "colon.mha", m.file()), "NDims '11'; expected one integer");
+  m.extra = "ElementDataFileeOrderMSB = False\nNDims = -1\n";
+  expect_refused(write(d / "hidden.mha", m.file()), "line 11: NDims '-1'");
+  // A key that only starts with ElementDataFile is just another key: the file reads.
+  m.extra = "ElementDataFileeOrderMSB = False\n";
+  const std::string ok = write(d / "other_key.mha", m.file());
+  EXPECT_EQ(read_image(ok).v, std::vector<float>(48, 0.f));
+}
+
 // ITK threw its own exception, naming no file, for a MetaImage of an unknown element type
 // (found by fuzz_mha).
 TEST(ReaderLimits, UnknownVoxelTypeIsAnErrorNamingTheFile) {
