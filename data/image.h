@@ -70,6 +70,8 @@ struct FileInfo {
   std::string component_type;   // ITK's name: "short", "float", "double", "unsigned_char", ...
   int component_bytes = 0;      // bytes per stored component (2 for "short")
   Geometry geo;                 // first three dimensions (size 0 where an extent exceeds int)
+  uint64_t buffer_bytes = 0;    // allocated by the read besides the voxels (MetaImage:
+                                // CompressedDataSize)
 };
 
 // Reads the header only (no voxel buffer). Throws cuseg::Error naming the file when ITK cannot

@@ -343,9 +343,20 @@ FileInfo checked_info(const std::string& path, const ReadLimits& limits, int out
                        << " is not a volume; expected every extent in [1, 2^31)");
   check_geometry(info.geo, path);
   const double voxels = double(info.extent[0]) * double(info.extent[1]) * double(info.extent[2]);
+  // zlib's compressBound: the most deflate makes of n bytes. A larger CompressedDataSize is not
+  // the size of this image's compressed voxels.
+  const double n = voxels * double(std::max(info.component_bytes, 1));
+  const double bound =
+      n + std::floor(n / 4096) + std::floor(n / 16384) + std::floor(n / 33554432) + 13;
+  CUSEG_REQUIRE(double(info.buffer_bytes) <= bound,
+                path << ": CompressedDataSize " << info.buffer_bytes
+                     << " is more than zlib makes of " << extent_str(info) << " voxels of "
+                     << info.component_type << " (" << uint64_t(bound)
+                     << " bytes at most); expected the size of the compressed voxel data");
   check_memory(
       path, extent_str(info), voxels, info.component_type,
-      read_peak_bytes(voxels, info.component_bytes, out_bytes, result_bytes, is_nifti_name(path)),
+      read_peak_bytes(voxels, info.component_bytes, out_bytes, result_bytes, is_nifti_name(path)) +
+          double(info.buffer_bytes),
       limits);
   return info;
 }
@@ -360,11 +371,13 @@ bool ends_with(const std::string& n, const char* e) {
 // fuzz_mha). A MetaImage header is text: every line up to and including ElementDataFile (where
 // the header ends and the data begins) must be printable ASCII of the form "Key = Value", at
 // most 254 characters long.
-void check_metaimage_header(const std::string& path) {
+// Returns the header's CompressedDataSize (0 when it has none).
+uint64_t check_metaimage_header(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::string line;
   int n = 0;
   bool ended = false;
+  uint64_t compressed_size = 0;
   while (n < 1000 && std::getline(in, line)) {
     ++n;
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -386,15 +399,24 @@ void check_metaimage_header(const std::string& path) {
     // NDims sizes every array MetaIO reads next (DimSize, ElementSpacing, Offset, ...): a
     // negative or huge value sends its parser into a near-endless read (fuzz_mha). Every NDims
     // line must hold one integer in 1..10 (MetaIO's own maximum) before ITK sees the file.
+    const size_t a = line.find_first_not_of("=: \t", sep);
+    const size_t b = line.find_last_not_of(" \t");
+    const std::string value = a == std::string::npos ? "" : line.substr(a, b - a + 1);
+    const bool digits =
+        !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
     if (key == "NDims") {
-      const size_t a = line.find_first_not_of("=: \t", sep);
-      const size_t b = line.find_last_not_of(" \t");
-      const std::string num = a == std::string::npos ? "" : line.substr(a, b - a + 1);
-      const bool ok = !num.empty() && num.size() <= 2 &&
-                      num.find_first_not_of("0123456789") == std::string::npos &&
-                      std::stoi(num) >= 1 && std::stoi(num) <= 10;
-      CUSEG_REQUIRE(ok, path << ": MetaImage header line " << n << ": NDims '" << num
+      const bool ok =
+          digits && value.size() <= 2 && std::stoi(value) >= 1 && std::stoi(value) <= 10;
+      CUSEG_REQUIRE(ok, path << ": MetaImage header line " << n << ": NDims '" << value
                              << "'; expected one integer from 1 to 10");
+    }
+    // MetaIO allocates a buffer of CompressedDataSize bytes before it reads the compressed
+    // voxels (fuzz_mha: an allocation of 2^63 bytes). checked_info() bounds it by the voxels.
+    if (key == "CompressedDataSize") {
+      CUSEG_REQUIRE(digits && value.size() <= 18,
+                    path << ": MetaImage header line " << n << ": CompressedDataSize '" << value
+                         << "'; expected one non-negative integer (bytes)");
+      compressed_size = std::stoull(value);
     }
     // The header ends at the line whose key is exactly ElementDataFile ("ElementDataFileX = ..."
     // is another key to MetaIO, which reads on: fuzz_mha hid an NDims = -1 behind one).
@@ -405,12 +427,15 @@ void check_metaimage_header(const std::string& path) {
   }
   CUSEG_REQUIRE(ended, path << ": no ElementDataFile line in the MetaImage header (in its first "
                             << n << " lines); expected one where the header ends");
+  return compressed_size;
 }
 
 // The ImageIO for a file, chosen by its extension (or the DICOM magic), never by asking every
 // registered ImageIO whether it can read the file: GDCM's answer means parsing the file as
 // DICOM, which for a non-DICOM file can mean allocating whatever its bytes declare.
-itk::ImageIOBase::Pointer make_io(const std::string& path) {
+// `buffer_bytes`, when given, receives what the read allocates besides the voxel buffers (a
+// MetaImage's CompressedDataSize).
+itk::ImageIOBase::Pointer make_io(const std::string& path, uint64_t* buffer_bytes = nullptr) {
   const std::string n = fs::path(path).filename().string();
   itk::ImageIOBase::Pointer io;
   const char* kind = "";
@@ -421,7 +446,8 @@ itk::ImageIOBase::Pointer make_io(const std::string& path) {
     io = itk::NrrdImageIO::New();
     kind = "NRRD";
   } else if (ends_with(n, ".mha") || ends_with(n, ".mhd")) {
-    check_metaimage_header(path);
+    const uint64_t compressed = check_metaimage_header(path);
+    if (buffer_bytes) *buffer_bytes = compressed;
     io = itk::MetaImageIO::New();
     kind = "MetaImage";
   } else if (detail::has_dicm_magic(path)) {
@@ -623,7 +649,7 @@ FileInfo read_info(const std::string& path) {
   FileInfo info;
   info.path = path;
   try {
-    auto io = make_io(path);
+    auto io = make_io(path, &info.buffer_bytes);
     io->ReadImageInformation();
     CUSEG_REQUIRE(io->GetComponentType() != itk::IOComponentEnum::UNKNOWNCOMPONENTTYPE,
                   path << ": unknown voxel type; expected integer or floating-point voxels");

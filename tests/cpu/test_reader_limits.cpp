@@ -472,6 +472,29 @@ TEST(ReaderLimits, EveryMetaImageNDimsMustBeOneIntegerFrom1To10) {
   EXPECT_EQ(read_image(ok).v, std::vector<float>(48, 0.f));
 }
 
+// MetaIO allocates CompressedDataSize bytes before it reads compressed voxels (fuzz_mha: a
+// request for 2^63 bytes). The value must be an integer no larger than zlib's compressBound of
+// the voxel bytes, and it counts toward the read's peak memory. (A compressed MetaImage as
+// written by ITK reads: test_data_io's round trips.)
+TEST(ReaderLimits, MetaImageCompressedDataSizeIsBoundedByItsVoxels) {
+  CUSEG_REQUIRE_FILE_IO();
+  const fs::path d = scratch_dir("reader_limits", "compressed_size");
+  Mha m;  // 4 x 4 x 3 float: 192 bytes, compressBound 192 + 13 = 205
+  m.payload = floats(48);
+  m.extra = "CompressedDataSize = 84444444444444444444444444446\n";
+  expect_refused(
+      write(d / "digits.mha", m.file()),
+      "CompressedDataSize '84444444444444444444444444446'; expected one non-negative integer");
+  m.extra = "CompressedDataSize = -1\n";
+  expect_refused(write(d / "negative.mha", m.file()), "CompressedDataSize '-1'");
+  m.extra = "CompressedDataSize = 206\n";
+  expect_refused(write(d / "above.mha", m.file()),
+                 "CompressedDataSize 206 is more than zlib makes of 4x4x3 voxels of float (205 "
+                 "bytes at most)");
+  m.extra = "CompressedDataSize = 205\n";  // MetaIO ignores it: CompressedData = False
+  EXPECT_EQ(read_image(write(d / "bound.mha", m.file())).v, std::vector<float>(48, 0.f));
+}
+
 // ITK threw its own exception, naming no file, for a MetaImage of an unknown element type
 // (found by fuzz_mha).
 TEST(ReaderLimits, UnknownVoxelTypeIsAnErrorNamingTheFile) {
