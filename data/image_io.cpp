@@ -422,6 +422,33 @@ uint64_t check_metaimage_header(const std::string& path) {
     // is another key to MetaIO, which reads on: fuzz_mha hid an NDims = -1 behind one).
     if (key == "ElementDataFile") {
       ended = true;
+      // LOCAL: the voxels follow in this file. Otherwise MetaIO opens the named file (relative
+      // to the header's folder; also with .gz / .Z appended), a printf pattern of slice files,
+      // or "LIST" of files: a header could name /dev/stdin or a FIFO and block the read for
+      // good. One regular file is required; patterns and lists are refused.
+      if (value != "LOCAL" && value != "Local" && value != "local") {
+        CUSEG_REQUIRE(value.compare(0, 4, "LIST") != 0 && value.find('%') == std::string::npos,
+                      path << ": MetaImage ElementDataFile '" << value
+                           << "' names a list or pattern of slice files; expected LOCAL or "
+                              "one data file");
+        fs::path data(value);
+        if (data.is_relative()) data = fs::path(path).parent_path() / data;
+        bool found = false;
+        for (const char* ext : {"", ".gz", ".Z"}) {
+          std::error_code ec;
+          const fs::path f = data.string() + ext;
+          if (fs::exists(f, ec)) {
+            CUSEG_REQUIRE(fs::is_regular_file(f, ec),
+                          path << ": MetaImage ElementDataFile " << f.string()
+                               << " is not a regular file; expected the file of voxel data");
+            found = true;
+            break;
+          }
+        }
+        CUSEG_REQUIRE(found, path << ": MetaImage ElementDataFile " << data.string()
+                                  << " does not exist; expected the file of voxel data next to "
+                                     "the header");
+      }
       break;
     }
   }

@@ -495,6 +495,29 @@ TEST(ReaderLimits, MetaImageCompressedDataSizeIsBoundedByItsVoxels) {
   EXPECT_EQ(read_image(write(d / "bound.mha", m.file())).v, std::vector<float>(48, 0.f));
 }
 
+// A MetaImage header names the file its voxels are in: one regular file (beside the header or
+// by path), never a device or FIFO that could block the read, a slice pattern or a LIST.
+TEST(ReaderLimits, MetaImageDataFileMustBeOneRegularFile) {
+  CUSEG_REQUIRE_FILE_IO();
+  const fs::path d = scratch_dir("reader_limits", "data_file");
+  Mha m;
+  const auto header = [&](const std::string& name) {
+    std::string f = m.file();
+    f.replace(f.find("ElementDataFile = LOCAL"), 23, "ElementDataFile = " + name);
+    return f;
+  };
+  write(d / "voxels.raw", floats(48, 2.f));
+  const std::string beside = write(d / "beside.mhd", header("voxels.raw"));
+  EXPECT_EQ(read_image(beside).v, std::vector<float>(48, 2.f));
+  expect_refused(write(d / "stdin.mhd", header("/dev/stdin")),
+                 "ElementDataFile /dev/stdin is not a regular file");
+  expect_refused(write(d / "missing.mhd", header("nowhere.raw")),
+                 "nowhere.raw does not exist; expected the file of voxel data");
+  expect_refused(write(d / "pattern.mhd", header("slice%03d.raw")),
+                 "names a list or pattern of slice files");
+  expect_refused(write(d / "list.mhd", header("LIST")), "names a list or pattern");
+}
+
 // ITK threw its own exception, naming no file, for a MetaImage of an unknown element type
 // (found by fuzz_mha).
 TEST(ReaderLimits, UnknownVoxelTypeIsAnErrorNamingTheFile) {
