@@ -366,18 +366,34 @@ bool ends_with(const std::string& n, const char* e) {
   return n.size() > k && n.compare(n.size() - k, k, e) == 0;
 }
 
+// True when the two bytes at `at` in `file` open a zlib stream that asks for a preset
+// dictionary (RFC 1950: CM 8, (CMF * 256 + FLG) % 31 == 0, FDICT bit 0x20 of FLG). MetaIO has no
+// dictionary to give: its inflate loop sees Z_NEED_DICT, which is neither an error nor the end,
+// and runs forever (fuzz_mha).
+bool zlib_wants_dictionary(const std::string& file, uint64_t at) {
+  std::ifstream in(file, std::ios::binary);
+  unsigned char h[2];
+  in.seekg(std::streamoff(at));
+  if (!in.read(reinterpret_cast<char*>(h), 2)) return false;
+  return (h[0] & 0x0f) == 8 && (unsigned(h[0]) << 8 | h[1]) % 31 == 0 && (h[1] & 0x20) != 0;
+}
+
 // ITK's MetaImage reader (MetaIO) keeps header values in fixed 255-byte buffers and parses
 // binary junk in a header line into strings it then reads past (heap over-reads found by
 // fuzz_mha). A MetaImage header is text: every line up to and including ElementDataFile (where
 // the header ends and the data begins) must be printable ASCII of the form "Key = Value", at
-// most 254 characters long.
+// most 254 characters long. MetaIO's key: from the first non-blank character to the first '='
+// or ':' (both separate key and value), trailing blanks trimmed, compared exactly; the value
+// starts after the separators and blanks that follow (metaUtils.cxx, MET_Read, MET_SkipToVal).
 // Returns the header's CompressedDataSize (0 when it has none).
 uint64_t check_metaimage_header(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::string line;
   int n = 0;
-  bool ended = false;
+  bool ended = false, compressed = false;
   uint64_t compressed_size = 0;
+  int64_t header_size = 0;
+  std::vector<std::pair<std::string, uint64_t>> stream_starts;  // where MetaIO may inflate from
   while (n < 1000 && std::getline(in, line)) {
     ++n;
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -385,9 +401,6 @@ uint64_t check_metaimage_header(const std::string& path) {
                   path << ": MetaImage header line " << n << " is " << line.size()
                        << " characters long; expected at most 254 (ITK's MetaIO reads header "
                           "values into 255-byte buffers)");
-    // MetaIO's key: from the first non-blank character to the first '=' or ':' (both separate
-    // key and value), trailing blanks trimmed, compared exactly; the value starts after the
-    // separators and blanks that follow (metaUtils.cxx, MET_Read / MET_SkipToVal).
     const size_t sep = line.find_first_of("=:");
     bool text = sep != std::string::npos;
     for (unsigned char c : line) text = text && ((c >= 0x20 && c < 0x7f) || c == '\t');
@@ -396,64 +409,85 @@ uint64_t check_metaimage_header(const std::string& path) {
     std::string key = line.substr(0, sep);
     key.erase(0, std::min(key.size(), key.find_first_not_of(" \t")));
     key.erase(key.find_last_not_of(" \t") + 1);  // npos + 1 == 0: all blank
-    // NDims sizes every array MetaIO reads next (DimSize, ElementSpacing, Offset, ...): a
-    // negative or huge value sends its parser into a near-endless read (fuzz_mha). Every NDims
-    // line must hold one integer in 1..10 (MetaIO's own maximum) before ITK sees the file.
     const size_t a = line.find_first_not_of("=: \t", sep);
     const size_t b = line.find_last_not_of(" \t");
     const std::string value = a == std::string::npos ? "" : line.substr(a, b - a + 1);
     const bool digits =
         !value.empty() && value.find_first_not_of("0123456789") == std::string::npos;
-    if (key == "NDims") {
-      const bool ok =
-          digits && value.size() <= 2 && std::stoi(value) >= 1 && std::stoi(value) <= 10;
-      CUSEG_REQUIRE(ok, path << ": MetaImage header line " << n << ": NDims '" << value
-                             << "'; expected one integer from 1 to 10");
-    }
+    const auto where = [&] { return path + ": MetaImage header line " + std::to_string(n); };
+    // NDims sizes every array MetaIO reads next (DimSize, ElementSpacing, Offset, ...): a
+    // negative or huge value sends its parser into a near-endless read (fuzz_mha). Every NDims
+    // line must hold one integer in 1..10 (MetaIO's own maximum) before ITK sees the file.
+    if (key == "NDims")
+      CUSEG_REQUIRE(digits && value.size() <= 2 && std::stoi(value) >= 1 && std::stoi(value) <= 10,
+                    where() << ": NDims '" << value << "'; expected one integer from 1 to 10");
     // MetaIO allocates a buffer of CompressedDataSize bytes before it reads the compressed
     // voxels (fuzz_mha: an allocation of 2^63 bytes). checked_info() bounds it by the voxels.
     if (key == "CompressedDataSize") {
       CUSEG_REQUIRE(digits && value.size() <= 18,
-                    path << ": MetaImage header line " << n << ": CompressedDataSize '" << value
-                         << "'; expected one non-negative integer (bytes)");
+                    where() << ": CompressedDataSize '" << value
+                            << "'; expected one non-negative integer (bytes)");
       compressed_size = std::stoull(value);
+    }
+    if (key == "CompressedData")  // MetaIO: compressed when the value starts with T, t or 1
+      compressed = !value.empty() && (value[0] == 'T' || value[0] == 't' || value[0] == '1');
+    if (key == "HeaderSize") {
+      CUSEG_REQUIRE((digits && value.size() <= 12) || value == "-1",
+                    where() << ": HeaderSize '" << value
+                            << "'; expected -1 or one non-negative integer (bytes)");
+      header_size = std::stoll(value);
     }
     // The header ends at the line whose key is exactly ElementDataFile ("ElementDataFileX = ..."
     // is another key to MetaIO, which reads on: fuzz_mha hid an NDims = -1 behind one).
-    if (key == "ElementDataFile") {
-      ended = true;
-      // LOCAL: the voxels follow in this file. Otherwise MetaIO opens the named file (relative
-      // to the header's folder; also with .gz / .Z appended), a printf pattern of slice files,
-      // or "LIST" of files: a header could name /dev/stdin or a FIFO and block the read for
-      // good. One regular file is required; patterns and lists are refused.
-      if (value != "LOCAL" && value != "Local" && value != "local") {
-        CUSEG_REQUIRE(value.compare(0, 4, "LIST") != 0 && value.find('%') == std::string::npos,
-                      path << ": MetaImage ElementDataFile '" << value
-                           << "' names a list or pattern of slice files; expected LOCAL or "
-                              "one data file");
-        fs::path data(value);
-        if (data.is_relative()) data = fs::path(path).parent_path() / data;
-        bool found = false;
-        for (const char* ext : {"", ".gz", ".Z"}) {
-          std::error_code ec;
-          const fs::path f = data.string() + ext;
-          if (fs::exists(f, ec)) {
-            CUSEG_REQUIRE(fs::is_regular_file(f, ec),
-                          path << ": MetaImage ElementDataFile " << f.string()
-                               << " is not a regular file; expected the file of voxel data");
-            found = true;
-            break;
-          }
-        }
-        CUSEG_REQUIRE(found, path << ": MetaImage ElementDataFile " << data.string()
-                                  << " does not exist; expected the file of voxel data next to "
-                                     "the header");
+    if (key != "ElementDataFile") continue;
+    ended = true;
+    // LOCAL: the voxels follow in this file. Otherwise MetaIO opens the named file (relative
+    // to the header's folder; also with .gz / .Z appended), a printf pattern of slice files, or
+    // "LIST" of files: a header could name /dev/stdin or a FIFO and block the read for good.
+    // One regular file is required; patterns and lists are refused.
+    std::string data_file = path;
+    if (value != "LOCAL" && value != "Local" && value != "local") {
+      CUSEG_REQUIRE(value.compare(0, 4, "LIST") != 0 && value.find('%') == std::string::npos,
+                    path << ": MetaImage ElementDataFile '" << value
+                         << "' names a list or pattern of slice files; expected LOCAL or one "
+                            "data file");
+      fs::path data(value);
+      if (data.is_relative()) data = fs::path(path).parent_path() / data;
+      data_file.clear();
+      for (const char* ext : {"", ".gz", ".Z"}) {
+        std::error_code ec;
+        const fs::path f = data.string() + ext;
+        if (!fs::exists(f, ec)) continue;
+        CUSEG_REQUIRE(fs::is_regular_file(f, ec),
+                      path << ": MetaImage ElementDataFile " << f.string()
+                           << " is not a regular file; expected the file of voxel data");
+        data_file = f.string();
+        break;
       }
-      break;
+      CUSEG_REQUIRE(!data_file.empty(), path << ": MetaImage ElementDataFile " << data.string()
+                                             << " does not exist; expected the file of voxel "
+                                                "data next to the header");
     }
+    if (compressed) {
+      // MetaIO inflates from HeaderSize when it is > 0, else from where the header ends (LOCAL)
+      // or the file's start, and from the file's start when CompressedDataSize is 0; with
+      // HeaderSize -1 from the end minus the uncompressed size, which is no place for a
+      // compressed stream.
+      CUSEG_REQUIRE(header_size != -1, path << ": MetaImage HeaderSize -1 with CompressedData; "
+                                               "expected the size of the header or none");
+      stream_starts = {{data_file, 0}};
+      if (header_size > 0) stream_starts.push_back({data_file, uint64_t(header_size)});
+      if (data_file == path) stream_starts.push_back({path, uint64_t(in.tellg())});
+    }
+    break;
   }
   CUSEG_REQUIRE(ended, path << ": no ElementDataFile line in the MetaImage header (in its first "
                             << n << " lines); expected one where the header ends");
+  for (const auto& [file, at] : stream_starts)
+    CUSEG_REQUIRE(!zlib_wants_dictionary(file, at),
+                  path << ": the compressed voxel data (" << file << ", byte " << at
+                       << ") asks for a preset zlib dictionary, which MetaImage does not have; "
+                          "expected a plain zlib or gzip stream");
   return compressed_size;
 }
 

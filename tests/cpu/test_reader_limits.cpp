@@ -495,6 +495,23 @@ TEST(ReaderLimits, MetaImageCompressedDataSizeIsBoundedByItsVoxels) {
   EXPECT_EQ(read_image(write(d / "bound.mha", m.file())).v, std::vector<float>(48, 0.f));
 }
 
+// A zlib stream whose header sets FDICT (a preset dictionary) made MetaIO's inflate loop spin
+// forever on Z_NEED_DICT (fuzz_mha). Refused before ITK reads the voxels, wherever MetaIO may
+// start inflating; a plain zlib stream there reads (as in test_data_io's compressed round trips).
+TEST(ReaderLimits, MetaImageCompressedStreamAskingForADictionaryIsRefused) {
+  CUSEG_REQUIRE_FILE_IO();
+  const fs::path d = scratch_dir("reader_limits", "zlib_dictionary");
+  Mha m;
+  m.extra = "CompressedDataSize = 200\n";
+  m.payload = std::string("\x78\x3f", 2) + std::string(198, '\x01');  // 0x783f % 31 == 0
+  std::string f = m.file();
+  f.replace(f.find("CompressedData = False"), 22, "CompressedData = True");
+  expect_refused(write(d / "dictionary.mha", f), "asks for a preset zlib dictionary");
+  f.replace(f.find("CompressedData = True"), 21, "CompressedData = False");
+  // Uncompressed, the same bytes are just voxels (192 of them read as floats, 8 left over).
+  EXPECT_NO_THROW(read_image(write(d / "plain.mha", f)));
+}
+
 // A MetaImage header names the file its voxels are in: one regular file (beside the header or
 // by path), never a device or FIFO that could block the read, a slice pattern or a LIST.
 TEST(ReaderLimits, MetaImageDataFileMustBeOneRegularFile) {
