@@ -40,8 +40,9 @@ struct Walker {
   bool bad_frames = false;        // (0028,0008) present but not a positive integer (DICOM IS)
   int64_t pixel_data_bytes = -1;  // the defined length of the top-level (7FE0,0010)
   std::string photometric;        // (0028,0004), trimmed
-  std::set<uint32_t> top_level;   // tags of the top-level data set seen so far
-  std::string repeated;           // the first top-level tag found twice, "" when none
+  bool has_photometric = false;
+  std::set<uint32_t> top_level;  // tags of the top-level data set seen so far
+  std::string repeated;          // the first top-level tag found twice, "" when none
 
   // `v` is one integer (DICOM IS: optional sign, digits, padded with spaces).
   static bool integer_string(std::string v, long long& out) {
@@ -58,6 +59,39 @@ struct Walker {
 
   // What the image pixel module says about the native pixel data, "" when it is consistent.
   std::string pixel_problem() const {
+    if (has_photometric) {
+      // The defined terms of PS3.3 C.7.6.3.1.2 and their Samples per Pixel. GDCM matches a
+      // value it does not know by its prefix ("YBR_FULL_42" as YBR_FULL_422) and then decodes
+      // three samples from one (a read past the pixel data; fuzz_dicom).
+      static const struct {
+        const char* name;
+        int samples;
+      } kTerms[] = {{"MONOCHROME1", 1},
+                    {"MONOCHROME2", 1},
+                    {"PALETTE COLOR", 1},
+                    {"RGB", 3},
+                    {"HSV", 3},
+                    {"YBR_FULL", 3},
+                    {"YBR_FULL_422", 3},
+                    {"YBR_PARTIAL_422", 3},
+                    {"YBR_PARTIAL_420", 3},
+                    {"YBR_ICT", 3},
+                    {"YBR_RCT", 3},
+                    {"ARGB", 4},
+                    {"CMYK", 4}};
+      int samples = 0;
+      for (const auto& t : kTerms)
+        if (photometric == t.name) samples = t.samples;
+      std::string shown;
+      for (char c : photometric) shown += (c >= 32 && c < 127) ? c : '?';
+      if (samples == 0)
+        return "Photometric Interpretation (0028,0004) is '" + shown +
+               "'; expected a defined term (MONOCHROME2, RGB, YBR_FULL, ...)";
+      if (samples_per_pixel >= 0 && samples_per_pixel != samples)
+        return "Photometric Interpretation (0028,0004) " + shown + " has " +
+               std::to_string(samples) + " samples per pixel; Samples per Pixel (0028,0002) is " +
+               std::to_string(samples_per_pixel);
+    }
     if (bad_frames) return "Number of Frames (0028,0008) is not a positive integer (DICOM IS)";
     if (bits_allocated >= 0 && bits_allocated != 1 &&
         (bits_allocated % 8 != 0 || bits_allocated == 0 || bits_allocated > 64))
@@ -290,8 +324,9 @@ struct Walker {
           frames = n;
       }
       if (depth == 0 && g == 0x7FE0 && e == 0x0010) pixel_data_bytes = int64_t(len);
-      if (depth == 0 && g == 0x0028 && e == 0x0004 && len <= 16) {
-        photometric.assign(size_t(len), '\0');
+      if (depth == 0 && g == 0x0028 && e == 0x0004) {
+        has_photometric = true;
+        photometric.assign(size_t(std::min<uint64_t>(len, 64)), '\0');
         if (!read(pos, &photometric[0], photometric.size())) photometric.clear();
         while (!photometric.empty() && (photometric.back() == ' ' || photometric.back() == '\0'))
           photometric.pop_back();

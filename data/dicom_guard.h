@@ -12,8 +12,10 @@
 // fuzz_dicom), a top-level element given twice, and an image pixel module that disagrees with
 // the native pixel data: Bits Allocated other than 1 or a multiple of 8 (GDCM asserted on 12-bit
 // packed data; fuzz_dicom), Bits Stored 0 or above Bits Allocated, a Number of Frames that is
-// not a positive integer, pixel data shorter than the module declares (GDCM copies the declared
-// size out of it when it converts pixels). GDCM's heuristics for such files are not relied on.
+// not a positive integer, a Photometric Interpretation that is no defined term or disagrees
+// with Samples per Pixel (GDCM matched "YBR_FULL_42" as YBR_FULL_422 and read past the pixel
+// data; fuzz_dicom), pixel data shorter than the module declares (GDCM copies the declared size
+// out of it when it converts pixels). GDCM's heuristics for such files are not relied on.
 // A deflated transfer syntax cannot be walked without inflating it; those files go to GDCM
 // unchecked.
 // Checked against the DICOM files that pydicom and highdicom ship for their tests (the 163

@@ -375,7 +375,8 @@ TEST(ReaderLimits, DicomElementLongerThanItsFileIsRefusedBeforeGdcm) {
 // (aborting the process) on 12-bit packed pixel data whose length is no multiple of 3 (found by
 // fuzz_dicom), and copies the size the module declares out of a shorter element when it converts
 // the pixels. Refused, naming the slice: Bits Allocated other than 1 or a multiple of 8, pixel
-// data shorter than Rows x Columns x frames x samples x bits, an element given twice.
+// data shorter than Rows x Columns x frames x samples x bits, an element given twice, a
+// Photometric Interpretation that is no defined term or disagrees with Samples per Pixel.
 TEST(ReaderLimits, DicomPixelModuleThatDisagreesWithItsPixelDataIsRefusedBeforeGdcm) {
   CUSEG_REQUIRE_FILE_IO();
   const fs::path d = scratch_dir("reader_limits", "dicom_pixels");
@@ -422,6 +423,21 @@ TEST(ReaderLimits, DicomPixelModuleThatDisagreesWithItsPixelDataIsRefusedBeforeG
       "x Samples per Pixel x Bits Allocated / 8 needs 128");
   write(slice, intact + std::string("\x28\x00\x00\x01\x02\x00\x00\x00\x10\x00", 10));
   expect_slice_refused("element (0028,0100) occurs twice in the data set");
+  // Photometric Interpretation: a defined term (GDCM took "YBR_FULL_42" for YBR_FULL_422 and
+  // read three samples per pixel out of one: fuzz_dicom), with its number of samples.
+  const size_t pi = intact.find("MONOCHROME2 ");
+  ASSERT_NE(pi, std::string::npos);
+  b = intact;
+  b.replace(pi, 12, "YBR_FULL_42 ");
+  write(slice, b);
+  expect_slice_refused(
+      "Photometric Interpretation (0028,0004) is 'YBR_FULL_42'; expected a "
+      "defined term");
+  b.replace(pi, 12, "RGB         ");
+  write(slice, b);
+  expect_slice_refused(
+      "Photometric Interpretation (0028,0004) RGB has 3 samples per pixel; "
+      "Samples per Pixel (0028,0002) is 1");
   write(slice, intact);
   EXPECT_EQ(read_image(dir).v, std::vector<float>(128, 20.f));
 }
