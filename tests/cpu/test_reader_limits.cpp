@@ -329,6 +329,21 @@ TEST(ReaderLimits, NiftiNextToItsUncompressedTwinIsRefused) {
   EXPECT_EQ(read_image(a).v, alone.v);
 }
 
+// Both DICOM folder readers refuse the series `dir`, naming `slice` and saying `what`.
+void expect_series_refused(const std::string& dir, const std::string& slice,
+                           const std::string& what) {
+  for (int reader = 0; reader < 2; ++reader) {
+    const std::string msg = error_of([&] {
+      if (reader == 0)
+        dicom_series_uids(dir);
+      else
+        read_image(dir);
+    });
+    EXPECT_NE(msg.find(slice), std::string::npos) << msg;
+    EXPECT_NE(msg.find(what), std::string::npos) << "expected '" << what << "' in: " << msg;
+  }
+}
+
 // GDCM allocates every element's declared length before reading it: a slice declaring a 4 GB
 // element made it allocate and zero-fill 4 GB (found by fuzz_dicom). The element walk
 // (data/dicom_guard.h) refuses such a file, naming it, before GDCM opens anything.
@@ -351,17 +366,8 @@ TEST(ReaderLimits, DicomElementLongerThanItsFileIsRefusedBeforeGdcm) {
   const uint32_t huge = 0xFFFFFF00u;
   std::memcpy(&b[at + 4], &huge, 4);
   write(slice, b);
-  for (int reader = 0; reader < 2; ++reader) {
-    const std::string msg = error_of([&] {
-      if (reader == 0)
-        dicom_series_uids(dir);
-      else
-        read_image(dir);
-    });
-    EXPECT_NE(msg.find(slice), std::string::npos) << msg;
-    EXPECT_NE(msg.find("element (7fe0,0010)"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("declares 4294967040 bytes"), std::string::npos) << msg;
-  }
+  expect_series_refused(dir, slice, "element (7fe0,0010) at byte ");
+  expect_series_refused(dir, slice, "declares 4294967040 bytes");
   // The same file alone, given as a file.
   EXPECT_NE(error_of([&] { read_image(slice); }).find("not an intact DICOM file"),
             std::string::npos);
@@ -398,31 +404,20 @@ TEST(ReaderLimits, DicomPixelModuleThatDisagreesWithItsPixelDataIsRefusedBeforeG
   std::memcpy(&pixel_bytes, &intact[pixels + 4], 4);
   ASSERT_EQ(pixel_bytes, 8u * 8u * 2u);
   ASSERT_EQ(pixels + 8 + pixel_bytes, intact.size());  // the pixel data ends the file
-  const auto expect_slice_refused = [&](const std::string& what) {
-    for (int reader = 0; reader < 2; ++reader) {
-      const std::string msg = error_of([&] {
-        if (reader == 0)
-          dicom_series_uids(dir);
-        else
-          read_image(dir);
-      });
-      EXPECT_NE(msg.find(slice), std::string::npos) << msg;
-      EXPECT_NE(msg.find(what), std::string::npos) << msg;
-    }
-  };
   std::string b = intact;
   b[bits + 8] = 12;
   write(slice, b);
-  expect_slice_refused("Bits Allocated (0028,0100) is 12; DICOM allows 1 or a multiple of 8");
+  expect_series_refused(dir, slice,
+                        "Bits Allocated (0028,0100) is 12; DICOM allows 1 or a multiple of 8");
   b = intact;
   const uint32_t shorter = pixel_bytes - 16;
   std::memcpy(&b[pixels + 4], &shorter, 4);
   write(slice, b.substr(0, b.size() - 16));
-  expect_slice_refused(
-      "Pixel Data (7fe0,0010) holds 112 bytes; Rows x Columns x Number of Frames "
-      "x Samples per Pixel x Bits Allocated / 8 needs 128");
+  expect_series_refused(dir, slice,
+                        "Pixel Data (7fe0,0010) holds 112 bytes; Rows x Columns x Number of Frames "
+                        "x Samples per Pixel x Bits Allocated / 8 needs 128");
   write(slice, intact + std::string("\x28\x00\x00\x01\x02\x00\x00\x00\x10\x00", 10));
-  expect_slice_refused("element (0028,0100) occurs twice in the data set");
+  expect_series_refused(dir, slice, "element (0028,0100) occurs twice in the data set");
   // Photometric Interpretation: a defined term (GDCM took "YBR_FULL_42" for YBR_FULL_422 and
   // read three samples per pixel out of one: fuzz_dicom), with its number of samples.
   const size_t pi = intact.find("MONOCHROME2 ");
@@ -430,14 +425,14 @@ TEST(ReaderLimits, DicomPixelModuleThatDisagreesWithItsPixelDataIsRefusedBeforeG
   b = intact;
   b.replace(pi, 12, "YBR_FULL_42 ");
   write(slice, b);
-  expect_slice_refused(
-      "Photometric Interpretation (0028,0004) is 'YBR_FULL_42'; expected a "
-      "defined term");
+  expect_series_refused(dir, slice,
+                        "Photometric Interpretation (0028,0004) is 'YBR_FULL_42'; expected a "
+                        "defined term");
   b.replace(pi, 12, "RGB         ");
   write(slice, b);
-  expect_slice_refused(
-      "Photometric Interpretation (0028,0004) RGB has 3 samples per pixel; "
-      "Samples per Pixel (0028,0002) is 1");
+  expect_series_refused(dir, slice,
+                        "Photometric Interpretation (0028,0004) RGB has 3 samples per pixel; "
+                        "Samples per Pixel (0028,0002) is 1");
   write(slice, intact);
   EXPECT_EQ(read_image(dir).v, std::vector<float>(128, 20.f));
 }
