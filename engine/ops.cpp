@@ -40,6 +40,14 @@ void is_cl(const Tensor& t, const char* what) {
                    << " " << shape_str(t.shape()) << " strides " << shape_str(t.strides()));
 }
 
+// One uint8 label per voxel of the logits (fp32 or bf16 argmax output).
+void check_argmax_labels(const Tensor& logits, const Tensor& labels) {
+  CUSEG_CHECK(
+      labels.dtype() == DType::U8 && labels.is_contiguous() &&
+          labels.numel() * logits.dim(1) == logits.numel(),
+      "argmax labels " << shape_str(labels.shape()) << " for " << shape_str(logits.shape()));
+}
+
 bool same_grid(const Tensor& a, const Tensor& b) {
   return a.dim(0) == b.dim(0) && a.dim(2) == b.dim(2) && a.dim(3) == b.dim(3) &&
          a.dim(4) == b.dim(4);
@@ -181,10 +189,7 @@ CeArgs CrossEntropy::kernel_args(const float* weights_on_device) const {
 void ArgmaxChannels::check(const Context& ctx) const {
   same_device(ctx, {&logits, &labels});
   is_5d(logits, "argmax logits");
-  CUSEG_CHECK(
-      labels.dtype() == DType::U8 && labels.is_contiguous() &&
-          labels.numel() * logits.dim(1) == logits.numel(),
-      "argmax labels " << shape_str(labels.shape()) << " for " << shape_str(logits.shape()));
+  check_argmax_labels(logits, labels);
 }
 
 void AdamStep::check(const Context& ctx) const {
@@ -466,10 +471,7 @@ CeArgsCL CrossEntropyBf16::kernel_args(const float* weights_on_device) const {
 void ArgmaxChannelsBf16::check(const Context& ctx) const {
   same_device(ctx, {&logits, &labels});
   is_cl(logits, "bf16 argmax logits");
-  CUSEG_CHECK(
-      labels.dtype() == DType::U8 && labels.is_contiguous() &&
-          labels.numel() * logits.dim(1) == logits.numel(),
-      "argmax labels " << shape_str(labels.shape()) << " for " << shape_str(logits.shape()));
+  check_argmax_labels(logits, labels);
 }
 
 void ConvertLayout::check(const Context& ctx) const {

@@ -25,6 +25,11 @@ std::string bytes_of(const std::vector<T>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
+// n float32 voxels of value v, as raw little-endian bytes.
+inline std::string floats(size_t n, float v = 0.f) {
+  return bytes_of(std::vector<float>(n, v));
+}
+
 // NIfTI-1 single file (nifti1.h): sizeof_hdr 348, dim[] at 40, datatype at 70, bitpix at 72,
 // pixdim[] at 76, vox_offset at 108, magic "n+1" at 344; data at 352. No qform/sform: ITK takes
 // the spacing from pixdim and an identity direction.
@@ -79,5 +84,28 @@ struct Nrrd {
            "\nendian: little\nencoding: raw\nspace origin: " + origin + "\n\n" + payload;
   }
 };
+
+// A 4-D MetaImage (4 x 4 x 3 x 2 float32, zeros): a time series, not a volume.
+inline Mha four_d_mha() {
+  Mha m;
+  m.ndims = "4";
+  m.spacing = "1 1 2 1";
+  m.offset = "0 0 0 0";
+  m.transform = "1 0 0 0 0 1 0 0 0 0 1 0 0 0 0 1";
+  m.dim_size = "4 4 3 2";
+  m.payload = floats(96);
+  return m;
+}
+
+// A NRRD of 3-vectors over a 4 x 4 x 3 grid (float32, zeros): not a scalar image.
+inline Nrrd vector_nrrd() {
+  Nrrd r;
+  r.dimension = "4";
+  r.sizes = "3 4 4 3";
+  r.kinds = "vector domain domain domain";
+  r.directions = "none (1,0,0) (0,1,0) (0,0,2)";
+  r.payload = floats(144);
+  return r;
+}
 
 }  // namespace bad_files

@@ -14,8 +14,10 @@
 #include "cuseg/engine/tensor.h"
 #include "cuseg/model/unet3d.h"
 #include "test_util.h"
+#include "train_step_util.h"
 
 using namespace cuseg;
+using train_step::rel_err;
 
 namespace {
 
@@ -38,16 +40,6 @@ Tensor to_f32(Context& ctx, const Tensor& cl) {
   Tensor f = Tensor::empty(cl.shape());
   convert(ctx, cl, f);
   return f;
-}
-
-double rel_err(const Tensor& ref, const Tensor& got) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < ref.numel(); ++i) {
-    const double d = double(got.f32()[i]) - double(ref.f32()[i]);
-    num += d * d;
-    den += double(ref.f32()[i]) * double(ref.f32()[i]);
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
 int64_t count_bit_differences(const Tensor& a, const Tensor& b) {

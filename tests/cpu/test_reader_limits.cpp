@@ -49,10 +49,6 @@ void expect_refused(const std::string& path, const std::string& expected,
   }
 }
 
-std::string floats(size_t n, float v = 0.f) {
-  return bytes_of(std::vector<float>(n, v));
-}
-
 ReadLimits limit(uint64_t bytes) {
   ReadLimits l;
   l.max_bytes = bytes;
@@ -192,13 +188,7 @@ TEST(ReaderLimits, DirectionMustBeOrthonormal) {
 TEST(ReaderLimits, FourDAndVectorImagesAreRefused) {
   CUSEG_REQUIRE_FILE_IO();
   const fs::path d = scratch_dir("reader_limits", "dims");
-  Mha m;
-  m.ndims = "4";
-  m.spacing = "1 1 2 1";
-  m.offset = "0 0 0 0";
-  m.transform = "1 0 0 0 0 1 0 0 0 0 1 0 0 0 0 1";
-  m.dim_size = "4 4 3 2";
-  m.payload = floats(96);
+  Mha m = four_d_mha();
   expect_refused(write(d / "time.mha", m.file()),
                  "expected a 3-D image, found 4-D with extent 4x4x3x2");
   m.dim_size = "4 4 3 1";  // a 4th extent of 1 is a 3-D image
@@ -208,13 +198,8 @@ TEST(ReaderLimits, FourDAndVectorImagesAreRefused) {
   v.extra = "ElementNumberOfChannels = 3\n";
   v.payload = floats(144);
   expect_refused(write(d / "vector.mha", v.file()), "expected a scalar image, found 3 components");
-  Nrrd r;
-  r.dimension = "4";
-  r.sizes = "3 4 4 3";
-  r.kinds = "vector domain domain domain";
-  r.directions = "none (1,0,0) (0,1,0) (0,0,2)";
-  r.payload = floats(144);
-  expect_refused(write(d / "vector.nrrd", r.file()), "expected a scalar image, found 3 components");
+  expect_refused(write(d / "vector.nrrd", vector_nrrd().file()),
+                 "expected a scalar image, found 3 components");
 }
 
 // NaN/Inf voxels. ITK's NIfTI reader turns them into 0 (data/image_io.cpp says where), so the

@@ -33,16 +33,21 @@
 #include "cuseg/engine/optim.h"
 #include "cuseg/model/unet3d.h"
 #include "test_util.h"
+#include "train_step_util.h"
 
 using namespace cuseg;
+using train_step::Batch;
+using train_step::rel_err;
 
 namespace {
-
-const std::vector<float> kClassWeights = {1.f, 1.f, 3.f};
-
-struct Batch {
-  Tensor x, y;  // CPU
+// The step tests' trainer with the bf16 U-Net of this file (filters 8, 16, 32).
+struct Trainer : train_step::Trainer {
+  Trainer(Device d, const AdamConfig& ac)
+      : train_step::Trainer(d, UNetConfig{1, 3, {8, 16, 32}}, ac, Precision::BF16) {}
 };
+}  // namespace
+
+namespace {
 
 // A sphere of liver (1) holding a tumour blob (2), intensities with Gaussian noise.
 Batch make_batch(int n, int s, uint32_t seed) {
@@ -66,41 +71,6 @@ Batch make_batch(int n, int s, uint32_t seed) {
         }
   return b;
 }
-
-double rel_err(const Tensor& ref0, const Tensor& got0) {
-  const Tensor ref = ref0.to(Device::CPU), got = got0.to(Device::CPU);
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < ref.numel(); ++i) {
-    const double d = double(got.f32()[i]) - double(ref.f32()[i]);
-    num += d * d;
-    den += double(ref.f32()[i]) * double(ref.f32()[i]);
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
-struct Trainer {
-  Context ctx;
-  UNet3D net;
-  Adam opt;
-  Tensor x, y, grad;
-  Trainer(Device d, const AdamConfig& ac)
-      : ctx(d),
-        net(UNetConfig{1, 3, {8, 16, 32}}, d, /*seed=*/7, Precision::BF16),
-        opt(net.parameters(), ac) {}
-  void load(const Batch& b) {
-    x = b.x.to(ctx.device());
-    y = b.y.to(ctx.device());
-  }
-  double step(bool update = true) {
-    net.zero_grad();
-    const Tensor& logits = net.forward(ctx, x);
-    if (!grad.defined()) grad = Tensor::zeros_like(logits);
-    const double loss = weighted_cross_entropy(ctx, logits, y, kClassWeights, grad);
-    net.backward(ctx, grad);
-    if (update) opt.step(ctx);
-    return loss;
-  }
-};
 
 }  // namespace
 

@@ -47,16 +47,15 @@
 #include "cuseg/engine/optim.h"
 #include "cuseg/model/unet3d.h"
 #include "test_util.h"
+#include "train_step_util.h"
 
 using namespace cuseg;
+using train_step::Batch;
+using train_step::kClassWeights;
+using train_step::rel_err;
+using train_step::Trainer;
 
 namespace {
-
-const std::vector<float> kClassWeights = {1.f, 1.f, 3.f};
-
-struct Batch {
-  Tensor x, y;  // CPU
-};
 
 Batch make_batch(int n, int s, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -111,41 +110,6 @@ double max_abs(const Tensor& t0) {
   for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::fabs(double(t.f32()[i])));
   return m;
 }
-
-double rel_err(const Tensor& ref0, const Tensor& got0) {
-  const Tensor ref = ref0.to(Device::CPU), got = got0.to(Device::CPU);
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < ref.numel(); ++i) {
-    const double d = double(got.f32()[i]) - double(ref.f32()[i]);
-    num += d * d;
-    den += double(ref.f32()[i]) * double(ref.f32()[i]);
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
-
-struct Trainer {
-  Context ctx;
-  UNet3D net;
-  Adam opt;
-  Tensor x, y, grad;
-  Trainer(Device d, const UNetConfig& cfg, const AdamConfig& ac)
-      : ctx(d), net(cfg, d, /*seed=*/7), opt(net.parameters(), ac) {}
-  void load(const Batch& b) {
-    x = b.x.to(ctx.device());
-    y = b.y.to(ctx.device());
-  }
-  // One step; returns the loss. No host sync in here except inside weighted_cross_entropy.
-  double step(bool update = true) {
-    net.zero_grad();
-    const Tensor& logits = net.forward(ctx, x);
-    if (!grad.defined() || grad.shape() != logits.shape())
-      grad = Tensor::empty(logits.shape(), DType::F32, ctx.device());
-    const double loss = weighted_cross_entropy(ctx, logits, y, kClassWeights, grad);
-    net.backward(ctx, grad);
-    if (update) opt.step(ctx);
-    return loss;
-  }
-};
 
 UNetConfig tiny() {
   UNetConfig c;

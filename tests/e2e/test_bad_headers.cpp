@@ -36,10 +36,6 @@ Result run(const std::string& cmd) {
   return run_command(cmd);
 }
 
-std::string floats(size_t n, float v = 0.f) {
-  return bytes_of(std::vector<float>(n, v));
-}
-
 }  // namespace
 
 TEST(BadHeaders, EngineInferRefusesEachBeforeReadingTheVoxels) {
@@ -130,23 +126,12 @@ TEST(BadHeaders, EngineInferRefusesEachBeforeReadingTheVoxels) {
     cases.push_back({"skewed direction", write(d / "skew.nrrd", r_.file()), "", "not orthonormal"});
   }
   {
-    Mha m;
-    m.ndims = "4";
-    m.spacing = "1 1 2 1";
-    m.offset = "0 0 0 0";
-    m.transform = "1 0 0 0 0 1 0 0 0 0 1 0 0 0 0 1";
-    m.dim_size = "4 4 3 2";
-    m.payload = floats(96);
-    cases.push_back({"4-D", write(d / "time.mha", m.file()), "", "expected a 3-D image"});
+    cases.push_back(
+        {"4-D", write(d / "time.mha", four_d_mha().file()), "", "expected a 3-D image"});
   }
   {
-    Nrrd r_;
-    r_.dimension = "4";
-    r_.sizes = "3 4 4 3";
-    r_.kinds = "vector domain domain domain";
-    r_.directions = "none (1,0,0) (0,1,0) (0,0,2)";
-    r_.payload = floats(144);
-    cases.push_back({"vector", write(d / "vector.nrrd", r_.file()), "", "expected a scalar image"});
+    cases.push_back(
+        {"vector", write(d / "vector.nrrd", vector_nrrd().file()), "", "expected a scalar image"});
   }
   {
     Nrrd r_;
